@@ -1,0 +1,441 @@
+//! [`App`] (Python's `QueueTasks`) and its builder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::backend::{Backend, CancelOutcome, NewTask, OpenRequest, BACKENDS};
+use crate::worker::{WorkerHandle, WorkerShared};
+use crate::{Config, Error, Payload, Result, Router, Task, TaskSpec, TASKS};
+
+/// A qtasks application: its tasks, its backend and its settings.
+///
+/// Cloning is cheap (an `Arc`). The first app built becomes the process default, which task
+/// handles use when no app is given (`add.add_task(..)`); inside a running task, the default is
+/// the task's own app. Tests that build many apps point calls at one with `.on(&app)`.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    name: String,
+    config: Config,
+    backend: Backend,
+    tasks: HashMap<&'static str, &'static TaskSpec>,
+    routers: Vec<&'static Router>,
+    workers: Mutex<Vec<Weak<WorkerShared>>>,
+}
+
+static DEFAULT_APP: RwLock<Option<App>> = RwLock::new(None);
+
+tokio::task_local! {
+    static CURRENT_APP: App;
+}
+
+thread_local! {
+    static BLOCKING_APP: std::cell::RefCell<Option<App>> = const { std::cell::RefCell::new(None) };
+}
+
+impl App {
+    /// Starts building an app.
+    pub fn builder() -> AppBuilder {
+        AppBuilder::default()
+    }
+
+    /// The app that task handles use when none is given: the running task's own app, else the
+    /// process default (the first app built, or the last one marked with
+    /// [`AppBuilder::make_default`]).
+    pub fn current() -> Result<App> {
+        if let Ok(app) = CURRENT_APP.try_with(Clone::clone) {
+            return Ok(app);
+        }
+        if let Some(app) = BLOCKING_APP.with(|a| a.borrow().clone()) {
+            return Ok(app);
+        }
+        DEFAULT_APP.read().clone().ok_or(Error::NoApp)
+    }
+
+    /// Makes this app the process default.
+    pub fn make_default(&self) {
+        *DEFAULT_APP.write() = Some(self.clone());
+    }
+
+    /// Runs `fut` with this app as the current app (what running tasks see).
+    pub(crate) async fn scope<F: std::future::Future>(&self, fut: F) -> F::Output {
+        CURRENT_APP.scope(self.clone(), fut).await
+    }
+
+    /// Runs `f` on this thread with this app as the current app (sync tasks).
+    pub(crate) fn scope_blocking<R>(&self, f: impl FnOnce() -> R) -> R {
+        let previous = BLOCKING_APP.with(|a| a.borrow_mut().replace(self.clone()));
+        let out = f();
+        BLOCKING_APP.with(|a| *a.borrow_mut() = previous);
+        out
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The app's settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The backend's components.
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    /// The routers this app includes.
+    pub fn routers(&self) -> &[&'static Router] {
+        &self.inner.routers
+    }
+
+    /// Every task this app serves, by name.
+    pub fn tasks(&self) -> Vec<&'static TaskSpec> {
+        let mut tasks: Vec<_> = self.inner.tasks.values().copied().collect();
+        tasks.sort_by_key(|t| t.name);
+        tasks
+    }
+
+    /// The task registered under `name`.
+    pub fn task(&self, name: &str) -> Option<&'static TaskSpec> {
+        self.inner.tasks.get(name).copied()
+    }
+
+    fn unknown_task(&self, name: &str) -> Error {
+        Error::UnknownTask {
+            name: name.to_string(),
+            app: self.inner.name.clone(),
+            known: self
+                .tasks()
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// The priority a task gets when the call sets none.
+    pub(crate) fn default_priority(&self, spec: &TaskSpec) -> i32 {
+        spec.options
+            .priority
+            .unwrap_or(self.inner.config.task_default_priority)
+    }
+
+    /// Enqueues a task by name, for dynamic use (`app.add_task("add", json!([2, 3]))`).
+    ///
+    /// `args` is a named map (`{"a": 2, "b": 3}`) or a positional list (`[2, 3]`); whether it
+    /// fits the task's parameters is checked by the worker, which ends the task with status
+    /// `error` naming the expected types when it does not. Typed calls
+    /// (`add.call(2, 3).on(&app)`) are checked at compile time instead.
+    pub async fn add_task(&self, task_name: &str, args: impl Serialize) -> Result<Task> {
+        let spec = self
+            .task(task_name)
+            .ok_or_else(|| self.unknown_task(task_name))?;
+        let args = Payload::encode(&args).map_err(|e| Error::Encode {
+            task: task_name.to_string(),
+            source: Box::new(e),
+        })?;
+        self.enqueue(spec, None, args).await
+    }
+
+    pub(crate) async fn enqueue(
+        &self,
+        spec: &'static TaskSpec,
+        priority: Option<i32>,
+        args: Payload,
+    ) -> Result<Task> {
+        let now = SystemTime::now();
+        let new = NewTask {
+            uuid: Uuid::new_v4(),
+            task_name: spec.name.to_string(),
+            priority: priority.unwrap_or_else(|| self.default_priority(spec)),
+            args,
+            created_at: now,
+            not_before: None,
+        };
+        self.inner
+            .backend
+            .broker
+            .enqueue(std::slice::from_ref(&new))
+            .await?;
+        tracing::debug!(task_name = spec.name, task_uuid = %new.uuid, "task enqueued");
+        Ok(Task::new(new.uuid, new.task_name, new.priority, new.args, now).with_app(self))
+    }
+
+    /// Reads a task's record; `None` when it does not exist or has expired.
+    pub async fn get(&self, uuid: Uuid) -> Result<Option<Task>> {
+        Ok(self
+            .inner
+            .backend
+            .storage
+            .get(uuid)
+            .await?
+            .map(|t| t.with_app(self)))
+    }
+
+    /// Waits until the task is final (`success`, `error`, `cancel`), or fails with
+    /// [`Error::Timeout`] naming the task and its last status.
+    pub async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Task> {
+        match self.inner.backend.storage.wait(uuid, timeout).await? {
+            Some(task) => Ok(task.with_app(self)),
+            None => {
+                let last = self.get(uuid).await?.ok_or(Error::NotFound(uuid))?;
+                Err(Error::Timeout {
+                    task: last.task_name,
+                    uuid,
+                    waited: timeout,
+                    status: last.status,
+                })
+            }
+        }
+    }
+
+    /// Cancels a task: a queued one never runs; a running async task is stopped (its future is
+    /// dropped), a running sync task is told through its context. Returns what was found.
+    pub async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<CancelOutcome> {
+        let outcome = self.inner.backend.broker.cancel(uuid, reason).await?;
+        if outcome == CancelOutcome::Running {
+            for worker in self.inner.workers.lock().iter().filter_map(Weak::upgrade) {
+                worker.cancel_running(uuid, reason);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Starts a worker in the background on the current tokio runtime.
+    pub fn spawn_worker(&self) -> WorkerHandle {
+        let handle = WorkerHandle::spawn(self.clone());
+        self.inner
+            .workers
+            .lock()
+            .push(Arc::downgrade(handle.shared()));
+        handle
+    }
+
+    /// Runs a worker until SIGINT or SIGTERM, then shuts down gracefully: stops taking work,
+    /// lets running tasks finish within the grace period and returns the rest to the queue.
+    pub async fn run_forever(&self) -> Result<()> {
+        let worker = self.spawn_worker();
+        tracing::info!(app = %self.name(), tasks = self.inner.tasks.len(), "worker running; Ctrl-C or SIGTERM stops it");
+        shutdown_signal().await;
+        tracing::info!(app = %self.name(), "shutdown signal received; finishing running tasks");
+        worker.shutdown().await
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the worker");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.inner.name)
+            .field("tasks", &self.inner.tasks.len())
+            .finish()
+    }
+}
+
+/// Builds an [`App`]: `App::builder().name("shop").include_router(&R).build()?`.
+#[derive(Default)]
+pub struct AppBuilder {
+    name: Option<String>,
+    config: Config,
+    backend: Option<Backend>,
+    routers: Vec<&'static Router>,
+    make_default: bool,
+    skip_env: bool,
+}
+
+impl AppBuilder {
+    /// The app's name (key prefix in shared backends). Default `"qtasks"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Replaces all settings.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Tasks one worker runs at the same time.
+    pub fn max_tasks_process(mut self, n: usize) -> Self {
+        self.config.max_tasks_process = n;
+        self
+    }
+
+    /// Tasks a worker claims ahead of free slots.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.config.prefetch = Some(n);
+        self
+    }
+
+    /// Priority of tasks that set none.
+    pub fn task_default_priority(mut self, priority: i32) -> Self {
+        self.config.task_default_priority = priority;
+        self
+    }
+
+    /// How long finished records and results are kept.
+    pub fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.config.result_ttl = ttl;
+        self
+    }
+
+    /// How long running tasks may finish after a shutdown signal.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.config.grace_period = grace;
+        self
+    }
+
+    /// Picks the backend by URL (`memory://`, `redis://127.0.0.1:6379/0`); the backend's
+    /// cargo feature must be on.
+    pub fn broker_url(mut self, url: impl Into<String>) -> Self {
+        self.config.broker_url = Some(url.into());
+        self
+    }
+
+    /// Uses this backend instead of one picked by URL.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Includes a router's tasks.
+    pub fn include_router(mut self, router: &'static Router) -> Self {
+        self.routers.push(router);
+        self
+    }
+
+    /// Makes the built app the process default even if another app was built before.
+    pub fn make_default(mut self) -> Self {
+        self.make_default = true;
+        self
+    }
+
+    /// Ignores `QTASKS_*` environment variables (tests that must not see the environment).
+    pub fn ignore_env(mut self) -> Self {
+        self.skip_env = true;
+        self
+    }
+
+    /// Builds the app. Fails fast, listing every problem at once: duplicate task names (with
+    /// both definitions' file and line), tasks whose extractors the app cannot provide,
+    /// invalid settings, a backend whose feature is off.
+    pub fn build(self) -> Result<App> {
+        let mut config = self.config;
+        if !self.skip_env {
+            config.apply_env()?;
+        }
+        config.validate()?;
+        let name = self.name.unwrap_or_else(|| "qtasks".to_string());
+
+        let mut problems = Vec::new();
+        let mut tasks: HashMap<&'static str, &'static TaskSpec> = HashMap::new();
+        for spec in TASKS.iter() {
+            let included = match spec.router {
+                None => true,
+                Some(r) => self.routers.iter().any(|inc| inc.is(r)),
+            };
+            if !included {
+                continue;
+            }
+            if let Some(first) = tasks.insert(spec.name, spec) {
+                problems.push(format!(
+                    "duplicate task name {:?}: defined at {} and at {}; give one of them another `name = \"..\"`",
+                    spec.name,
+                    first.location(),
+                    spec.location()
+                ));
+            }
+        }
+
+        let backend = match self.backend {
+            Some(b) => b,
+            None => open_backend(&name, &config)?,
+        };
+        let app = App {
+            inner: Arc::new(AppInner {
+                name,
+                config,
+                backend,
+                tasks,
+                routers: self.routers,
+                workers: Mutex::new(Vec::new()),
+            }),
+        };
+        let mut specs = app.tasks();
+        specs.sort_by_key(|s| (s.file, s.line));
+        for spec in specs {
+            for problem in (spec.check)(&app) {
+                problems.push(format!(
+                    "task {:?} ({}): {problem}",
+                    spec.name,
+                    spec.location()
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            problems.sort();
+            problems.dedup();
+            return Err(Error::Build(problems));
+        }
+        {
+            let mut default = DEFAULT_APP.write();
+            if default.is_none() || self.make_default {
+                *default = Some(app.clone());
+            }
+        }
+        Ok(app)
+    }
+}
+
+fn open_backend(name: &str, config: &Config) -> Result<Backend> {
+    let url = config.broker_url.as_deref();
+    let scheme = url
+        .map(|u| u.split("://").next().unwrap_or(u))
+        .unwrap_or("memory");
+    let factory = BACKENDS.iter().find(|f| f.scheme == scheme).ok_or_else(|| Error::Config {
+        key: "broker_url".into(),
+        value: url.unwrap_or("memory://").into(),
+        expected: format!(
+            "a URL whose scheme is one of the backends compiled in ({}); enable the qtasks feature `{scheme}` to use it",
+            BACKENDS.iter().map(|f| f.scheme).collect::<Vec<_>>().join(", ")
+        ),
+    })?;
+    (factory.open)(&OpenRequest {
+        app_name: name,
+        url,
+        config,
+    })
+}

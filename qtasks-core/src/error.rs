@@ -1,0 +1,229 @@
+//! Errors: [`Error`] for the framework's own operations, [`TaskError`] for what a task returns.
+
+use std::fmt;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+/// A boxed error that can cross threads: what a failed task carries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of qtasks operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong in a qtasks operation (enqueueing, waiting, building an app, a backend call).
+///
+/// Every variant names the task or the setting involved and says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `App::build()` found problems; all of them are listed.
+    #[error("the app cannot be built:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Build(Vec<String>),
+    /// A configuration value (from the builder or a `QTASKS_*` variable) is invalid.
+    #[error("invalid configuration {key}={value:?}: {expected}")]
+    Config {
+        /// The setting or environment variable.
+        key: String,
+        /// The value that was given.
+        value: String,
+        /// What a valid value looks like.
+        expected: String,
+    },
+    /// No task with this name is registered in the app.
+    #[error("unknown task {name:?}: no task with this name is registered in app {app:?}; registered tasks: {known}")]
+    UnknownTask {
+        /// The requested name.
+        name: String,
+        /// The app that was asked.
+        app: String,
+        /// The registered names, comma separated.
+        known: String,
+    },
+    /// The arguments could not be encoded for the task.
+    #[error("cannot encode the arguments of task {task:?}: {source}")]
+    Encode {
+        /// The task.
+        task: String,
+        /// The serializer's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A stored value could not be decoded into the expected Rust type.
+    #[error("cannot decode the {what} of task {task:?} ({uuid}) as `{expected}`: {source}")]
+    Decode {
+        /// The task.
+        task: String,
+        /// The task's uuid.
+        uuid: Uuid,
+        /// Which value (`result`, `arguments`).
+        what: &'static str,
+        /// The Rust type that was expected.
+        expected: &'static str,
+        /// The deserializer's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Waiting for a task's final state took longer than allowed.
+    #[error("task {task:?} ({uuid}) did not finish within {waited:?} (last status: {status}); wait longer or check that a worker is running")]
+    Timeout {
+        /// The task.
+        task: String,
+        /// The task's uuid.
+        uuid: Uuid,
+        /// How long we waited.
+        waited: Duration,
+        /// The last status seen.
+        status: crate::TaskStatus,
+    },
+    /// No task with this uuid exists (never created, or its record expired).
+    #[error("no task {0} in storage: it was never created, or its record expired (result TTL)")]
+    NotFound(Uuid),
+    /// There is no app to send the task to.
+    #[error("no qtasks app exists yet: build one with `App::builder().build()` before calling `add_task`, or pass one with `.on(&app)`")]
+    NoApp,
+    /// The backend (broker, storage, global config) failed.
+    #[error("backend error in {component}: {message}")]
+    Backend {
+        /// Which component (`broker`, `storage`, `global_config`).
+        component: &'static str,
+        /// What happened and what to do.
+        message: String,
+    },
+    /// The worker could not be started or stopped as asked.
+    #[error("worker error: {0}")]
+    Worker(String),
+}
+
+impl Error {
+    /// A backend error with a message.
+    pub fn backend(component: &'static str, message: impl fmt::Display) -> Self {
+        Error::Backend {
+            component,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Why a task did not succeed. A task returns `Result<T, E>` with `E: Into<TaskError>`.
+///
+/// Any `std::error::Error + Send + Sync + 'static` converts into a `TaskError`, so `?` works in
+/// task bodies. `TaskError` deliberately does not implement `std::error::Error` itself (as
+/// `anyhow::Error` does not), which is what makes that blanket conversion possible.
+pub struct TaskError {
+    kind: TaskErrorKind,
+}
+
+/// The kinds of [`TaskError`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TaskErrorKind {
+    /// The task's own error.
+    Failed(BoxError),
+    /// The task was cancelled (from inside with `ctx.cancel`, or from outside with `app.cancel`).
+    Cancelled(String),
+    /// The task ran longer than its `max_time`.
+    TimedOut(Duration),
+    /// The task panicked; the panic message.
+    Panicked(String),
+    /// The arguments do not match the task's parameters (never retried).
+    BadArguments(String),
+    /// The worker has no task of this name (never retried).
+    UnknownTask(String),
+    /// An extractor (dependency, state) could not be provided.
+    Extractor(String),
+}
+
+impl TaskError {
+    /// An error with a plain message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self::new(TaskErrorKind::Failed(message.to_string().into()))
+    }
+
+    /// An error of the given kind.
+    pub fn new(kind: TaskErrorKind) -> Self {
+        TaskError { kind }
+    }
+
+    /// A cancellation with its reason.
+    pub fn cancelled(reason: impl Into<String>) -> Self {
+        Self::new(TaskErrorKind::Cancelled(reason.into()))
+    }
+
+    /// The kind of this error.
+    pub fn kind(&self) -> &TaskErrorKind {
+        &self.kind
+    }
+
+    /// Whether the error is (or wraps, through its source chain) an error of type `E`.
+    pub fn is<E: std::error::Error + 'static>(&self) -> bool {
+        self.find::<E>().is_some()
+    }
+
+    /// The first error of type `E` in the source chain.
+    pub fn find<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        let TaskErrorKind::Failed(err) = &self.kind else {
+            return None;
+        };
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
+        while let Some(e) = current {
+            if let Some(found) = e.downcast_ref::<E>() {
+                return Some(found);
+            }
+            current = e.source();
+        }
+        None
+    }
+
+    /// The message with its whole source chain, as stored in the task's `traceback`.
+    pub fn traceback(&self) -> String {
+        match &self.kind {
+            TaskErrorKind::Failed(err) => {
+                let mut out = err.to_string();
+                let mut source = err.source();
+                while let Some(s) = source {
+                    out.push_str("\ncaused by: ");
+                    out.push_str(&s.to_string());
+                    source = s.source();
+                }
+                out
+            }
+            TaskErrorKind::Cancelled(reason) => format!("cancelled: {reason}"),
+            TaskErrorKind::TimedOut(d) => {
+                format!("timed out: the task ran longer than its max_time of {d:?}")
+            }
+            TaskErrorKind::Panicked(msg) => format!("panicked: {msg}"),
+            TaskErrorKind::BadArguments(msg) => format!("bad arguments: {msg}"),
+            TaskErrorKind::UnknownTask(msg) => format!("unknown task: {msg}"),
+            TaskErrorKind::Extractor(msg) => format!("extractor failed: {msg}"),
+        }
+    }
+
+    /// Whether the error is one that retrying cannot fix (bad arguments, unknown task, cancel).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self.kind,
+            TaskErrorKind::BadArguments(_)
+                | TaskErrorKind::UnknownTask(_)
+                | TaskErrorKind::Cancelled(_)
+        )
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.kind, f)
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.traceback())
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
+    fn from(err: E) -> Self {
+        TaskError::new(TaskErrorKind::Failed(Box::new(err)))
+    }
+}

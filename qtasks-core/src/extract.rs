@@ -1,0 +1,37 @@
+//! Extractors: task parameters that are built from the running task's context instead of
+//! decoded from its arguments (modelled on axum's `FromRequestParts`).
+
+use std::future::Future;
+
+use crate::{App, TaskContext, TaskError};
+
+/// A type that a task can take as a parameter, built from the running task's context.
+///
+/// The `#[task]` macro treats a parameter as an extractor when its type is one of the
+/// built-in extractors or when the parameter is marked `#[extract]`; every other parameter is
+/// payload, decoded from the task's arguments.
+pub trait FromTaskContext: Sized + Send + 'static {
+    /// Builds the value for one execution. An error ends the task with status `error`
+    /// (naming the extractor), subject to the task's retry settings.
+    fn from_task_context(ctx: &TaskContext)
+        -> impl Future<Output = Result<Self, TaskError>> + Send;
+
+    /// Problems that keep `app` from providing this extractor, found at `App::build()`
+    /// (for example a missing `State<T>`). One message per problem.
+    fn check(_app: &App) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl FromTaskContext for TaskContext {
+    async fn from_task_context(ctx: &TaskContext) -> Result<Self, TaskError> {
+        Ok(ctx.clone())
+    }
+}
+
+/// An optional extractor: `None` when `T` cannot be built. Never fails the build check.
+impl<T: FromTaskContext> FromTaskContext for Option<T> {
+    async fn from_task_context(ctx: &TaskContext) -> Result<Self, TaskError> {
+        Ok(T::from_task_context(ctx).await.ok())
+    }
+}

@@ -1,0 +1,400 @@
+//! The worker: claims tasks in batches, runs up to `max_tasks_process` at once, acknowledges
+//! them in batches, and shuts down gracefully.
+//!
+//! Shape: one fetcher claims as many tasks as there are free slots (running + prefetched,
+//! bounded) and blocks on the broker's wake-up when the queue is empty; `max_tasks_process`
+//! lanes take tasks from a bounded channel and run them through the executor (no spawn per
+//! task); one flusher acknowledges finished tasks in batches (whatever has finished since its
+//! last call, so an idle worker acknowledges at once and a busy one in large batches).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::backend::{Completion, Delivery, Lease};
+use crate::{executor, App, Error, Result};
+
+/// Most tasks claimed in one broker call.
+const MAX_CLAIM_BATCH: usize = 1024;
+/// Most completions acknowledged in one broker call.
+const MAX_ACK_BATCH: usize = 1024;
+
+/// A running worker. Dropping the handle does not stop it; call [`WorkerHandle::shutdown`].
+pub struct WorkerHandle {
+    shared: Arc<WorkerShared>,
+    join: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// State shared by the worker's parts and by [`App::cancel`].
+pub(crate) struct WorkerShared {
+    id: String,
+    app: App,
+    shutdown: CancellationToken,
+    inflight: Mutex<HashMap<Uuid, Inflight>>,
+}
+
+struct Inflight {
+    token: u64,
+    cancel: CancellationToken,
+    reason: Option<String>,
+}
+
+struct Job {
+    delivery: Delivery,
+    cancel: CancellationToken,
+}
+
+static WORKER_SEQ: AtomicU64 = AtomicU64::new(1);
+
+impl WorkerHandle {
+    pub(crate) fn spawn(app: App) -> Self {
+        let id = format!(
+            "{}-{}-{}",
+            app.name(),
+            std::process::id(),
+            WORKER_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let shared = Arc::new(WorkerShared {
+            id,
+            app,
+            shutdown: CancellationToken::new(),
+            inflight: Mutex::new(HashMap::new()),
+        });
+        let join = tokio::spawn(run(shared.clone()));
+        WorkerHandle { shared, join }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<WorkerShared> {
+        &self.shared
+    }
+
+    /// The worker's id (`app-pid-n`).
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// How many tasks the worker holds right now (running and prefetched).
+    pub fn inflight(&self) -> usize {
+        self.shared.inflight.lock().len()
+    }
+
+    /// Asks the worker to stop without waiting for it.
+    pub fn signal_shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Stops the worker gracefully and waits for it: it stops claiming, returns prefetched
+    /// tasks to the queue at once, lets running tasks finish within the grace period, and
+    /// returns the rest to the queue without counting the attempt.
+    pub async fn shutdown(self) -> Result<()> {
+        self.signal_shutdown();
+        self.join().await
+    }
+
+    /// Waits until the worker has stopped.
+    pub async fn join(self) -> Result<()> {
+        match self.join.await {
+            Ok(result) => result,
+            Err(e) => Err(Error::Worker(format!(
+                "the worker task ended abnormally: {e}"
+            ))),
+        }
+    }
+}
+
+impl WorkerShared {
+    /// Stops a task this worker is running, with a reason.
+    pub(crate) fn cancel_running(&self, uuid: Uuid, reason: &str) {
+        let mut inflight = self.inflight.lock();
+        if let Some(entry) = inflight.get_mut(&uuid) {
+            entry.reason = Some(reason.to_string());
+            entry.cancel.cancel();
+        }
+    }
+
+    /// The reason a running task was cancelled with.
+    pub(crate) fn cancel_reason(&self, uuid: Uuid) -> Option<String> {
+        self.inflight
+            .lock()
+            .get(&uuid)
+            .and_then(|e| e.reason.clone())
+    }
+
+    fn leases(&self) -> Vec<Lease> {
+        self.inflight
+            .lock()
+            .iter()
+            .map(|(uuid, e)| Lease {
+                uuid: *uuid,
+                token: e.token,
+            })
+            .collect()
+    }
+}
+
+async fn run(shared: Arc<WorkerShared>) -> Result<()> {
+    let app = shared.app.clone();
+    let config = app.config().clone();
+    let lanes_n = config.max_tasks_process;
+    let capacity = lanes_n + config.prefetch();
+    let (job_tx, job_rx) = async_channel::bounded::<Job>(capacity);
+    let slots = Arc::new(Semaphore::new(capacity));
+    let (done_tx, done_rx) = mpsc::channel::<Completion>(capacity + 64);
+    let stopped = CancellationToken::new();
+    tracing::info!(worker = %shared.id, concurrency = lanes_n, prefetch = config.prefetch(), "worker started");
+
+    let fetcher = tokio::spawn(fetch_loop(shared.clone(), slots.clone(), job_tx));
+    let mut lanes = JoinSet::new();
+    for _ in 0..lanes_n {
+        lanes.spawn(lane(
+            shared.clone(),
+            job_rx.clone(),
+            slots.clone(),
+            done_tx.clone(),
+        ));
+    }
+    drop(done_tx);
+    let flusher = tokio::spawn(flush_loop(shared.clone(), done_rx));
+    let renewer = app
+        .backend()
+        .broker
+        .lease_duration()
+        .map(|lease| tokio::spawn(renew_loop(shared.clone(), lease, stopped.clone())));
+
+    shared.shutdown.cancelled().await;
+    tracing::info!(worker = %shared.id, "worker stopping");
+    let _ = fetcher.await;
+
+    // Prefetched tasks go back to the queue at once.
+    let mut returned = Vec::new();
+    while let Ok(job) = job_rx.try_recv() {
+        returned.push(job.delivery.lease());
+    }
+    requeue(&shared, returned).await;
+
+    // Running tasks get the grace period.
+    let grace = config.grace_period;
+    let finished =
+        tokio::time::timeout(grace, async { while lanes.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tracing::warn!(worker = %shared.id, ?grace, "grace period over; stopping the tasks still running and returning them to the queue");
+        lanes.abort_all();
+        while lanes.join_next().await.is_some() {}
+    }
+    let _ = flusher.await;
+    stopped.cancel();
+    if let Some(renewer) = renewer {
+        let _ = renewer.await;
+    }
+    // Whatever is still held was not acknowledged: back to the queue, attempt not counted.
+    let left = shared.leases();
+    requeue(&shared, left).await;
+    tracing::info!(worker = %shared.id, "worker stopped");
+    Ok(())
+}
+
+async fn requeue(shared: &WorkerShared, leases: Vec<Lease>) {
+    if leases.is_empty() {
+        return;
+    }
+    match shared.app.backend().broker.requeue(&leases).await {
+        Ok(()) => {
+            tracing::info!(worker = %shared.id, count = leases.len(), "returned tasks to the queue")
+        }
+        Err(e) => {
+            tracing::error!(worker = %shared.id, count = leases.len(), error = %e, "cannot return tasks to the queue; they run again when their lease expires")
+        }
+    }
+    let mut inflight = shared.inflight.lock();
+    for lease in &leases {
+        inflight.remove(&lease.uuid);
+    }
+}
+
+async fn fetch_loop(
+    shared: Arc<WorkerShared>,
+    slots: Arc<Semaphore>,
+    jobs: async_channel::Sender<Job>,
+) {
+    let broker = shared.app.backend().broker.clone();
+    let mut backoff = Backoff::new();
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        first.forget();
+        let mut wanted = 1;
+        while wanted < MAX_CLAIM_BATCH {
+            match slots.try_acquire() {
+                Ok(p) => {
+                    p.forget();
+                    wanted += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let claimed = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => {
+                slots.add_permits(wanted);
+                return;
+            }
+            claimed = broker.claim(wanted) => claimed,
+        };
+        let deliveries = match claimed {
+            Ok(d) => {
+                backoff.reset();
+                d
+            }
+            Err(e) => {
+                slots.add_permits(wanted);
+                let delay = backoff.next();
+                tracing::warn!(worker = %shared.id, error = %e, ?delay, "cannot claim tasks; trying again");
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        slots.add_permits(wanted.saturating_sub(deliveries.len()));
+        let mut jobs_batch = Vec::with_capacity(deliveries.len());
+        {
+            let mut inflight = shared.inflight.lock();
+            for delivery in deliveries {
+                let cancel = CancellationToken::new();
+                inflight.insert(
+                    delivery.uuid,
+                    Inflight {
+                        token: delivery.token,
+                        cancel: cancel.clone(),
+                        reason: None,
+                    },
+                );
+                jobs_batch.push(Job { delivery, cancel });
+            }
+        }
+        for job in jobs_batch {
+            // The channel holds as many jobs as there are slots, so this never waits long.
+            if jobs.send(job).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn lane(
+    shared: Arc<WorkerShared>,
+    jobs: async_channel::Receiver<Job>,
+    slots: Arc<Semaphore>,
+    done: mpsc::Sender<Completion>,
+) {
+    loop {
+        let job = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return,
+            job = jobs.recv() => match job {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let outcome = executor::execute(&shared.app, &shared, &job.delivery, job.cancel).await;
+        slots.add_permits(1);
+        let completion = Completion {
+            lease: job.delivery.lease(),
+            outcome,
+        };
+        if done.send(completion).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn flush_loop(shared: Arc<WorkerShared>, mut done: mpsc::Receiver<Completion>) {
+    let broker = shared.app.backend().broker.clone();
+    let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
+    let mut backoff = Backoff::new();
+    while done.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
+        let mut failures = 0;
+        loop {
+            match broker.complete(&batch).await {
+                Ok(rejected) => {
+                    backoff.reset();
+                    for lease in &rejected {
+                        tracing::warn!(worker = %shared.id, task_uuid = %lease.uuid, "completion rejected: the task's lease had expired and another worker owns it now");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let delay = backoff.next();
+                    failures += 1;
+                    tracing::warn!(worker = %shared.id, error = %e, count = batch.len(), ?delay, "cannot acknowledge finished tasks; trying again");
+                    if shared.shutdown.is_cancelled() && failures >= 5 {
+                        tracing::error!(worker = %shared.id, count = batch.len(), "giving up acknowledging after shutdown; the tasks run again when their lease expires");
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        {
+            let mut inflight = shared.inflight.lock();
+            for c in &batch {
+                inflight.remove(&c.lease.uuid);
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn renew_loop(shared: Arc<WorkerShared>, lease: Duration, stopped: CancellationToken) {
+    let broker = shared.app.backend().broker.clone();
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let leases = shared.leases();
+        if leases.is_empty() {
+            continue;
+        }
+        if let Err(e) = broker.renew(&leases).await {
+            tracing::warn!(worker = %shared.id, error = %e, count = leases.len(), "cannot renew leases");
+        }
+    }
+}
+
+/// Exponential reconnect backoff: 50 ms doubling to 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    const START: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(5);
+
+    fn new() -> Self {
+        Backoff(Self::START)
+    }
+
+    fn reset(&mut self) {
+        self.0 = Self::START;
+    }
+
+    fn next(&mut self) -> Duration {
+        let current = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        current
+    }
+}

@@ -1,0 +1,132 @@
+//! Check: every misuse the macro can see, each spanned at the token that caused it.
+
+use syn::spanned::Spanned;
+use syn::FnArg;
+
+use crate::model::{is_task_handle, type_name, Flavor, ParamKind, TaskModel};
+
+/// Errors collected across parse, model and check, reported together.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, err: syn::Error) {
+        match &mut self.0 {
+            Some(e) => e.combine(err),
+            None => self.0 = Some(err),
+        }
+    }
+
+    pub fn into_result(self) -> syn::Result<()> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+pub fn check(task: &TaskModel, errors: &mut Errors) {
+    let sig = &task.func.sig;
+    let attr = task.flavor.attr_name();
+    if !sig.generics.params.is_empty() {
+        errors.push(syn::Error::new(
+            sig.generics.params.span(),
+            format!("#[{attr}] functions cannot be generic: a task is registered once, with concrete argument types"),
+        ));
+    }
+    if let Some(wc) = &sig.generics.where_clause {
+        errors.push(syn::Error::new(
+            wc.span(),
+            format!("#[{attr}] functions cannot have a where clause"),
+        ));
+    }
+    for input in &sig.inputs {
+        if let FnArg::Receiver(r) = input {
+            errors.push(syn::Error::new(
+                r.span(),
+                format!("#[{attr}] goes on a free function, not a method: `self` cannot be sent to a worker; use `echo` and a `task: AsyncTask` parameter to reach the task itself"),
+            ));
+        }
+    }
+    if let Some(c) = &sig.constness {
+        errors.push(syn::Error::new(
+            c.span(),
+            format!("#[{attr}] functions cannot be `const`"),
+        ));
+    }
+    if let Some(u) = &sig.unsafety {
+        errors.push(syn::Error::new(
+            u.span(),
+            format!("#[{attr}] functions cannot be `unsafe`"),
+        ));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push(syn::Error::new(
+            v.span(),
+            format!("#[{attr}] functions cannot be variadic"),
+        ));
+    }
+    if task.flavor == Flavor::Task && task.awaiting.is_some() {
+        // `awaiting` is only in the shared keys; the model already rejects it for #[task].
+    }
+
+    let expected_handle = if task.is_async() {
+        "AsyncTask"
+    } else {
+        "SyncTask"
+    };
+    for (i, p) in task.params.iter().enumerate() {
+        if !is_task_handle(&p.ty) {
+            continue;
+        }
+        let name = type_name(&p.ty).map(|n| n.to_string()).unwrap_or_default();
+        if i != 0 {
+            errors.push(syn::Error::new(
+                p.span,
+                format!("the task handle `{name}` must be the first parameter"),
+            ));
+        } else if name != expected_handle {
+            let kind = if task.is_async() {
+                "an async fn"
+            } else {
+                "a sync fn"
+            };
+            errors.push(syn::Error::new(
+                p.ty.span(),
+                format!("{kind} takes `{expected_handle}` as its task handle, not `{name}`"),
+            ));
+        } else if task.echo.is_none() {
+            errors.push(syn::Error::new(
+                p.span,
+                format!(
+                    "the task handle `{name}` is passed only with `echo`: write #[{attr}(echo)]"
+                ),
+            ));
+        }
+    }
+    if let Some(echo) = task.echo {
+        let first_is_handle = task.params.first().is_some_and(|p| is_task_handle(&p.ty));
+        if !first_is_handle {
+            errors.push(syn::Error::new(
+                echo,
+                format!("`echo` passes the task handle as the first parameter, but the function has none: add `task: {expected_handle}` first"),
+            ));
+        }
+    }
+    for p in &task.params {
+        if let ParamKind::Payload(_) = p.kind {
+            if let syn::Type::Reference(r) = &p.ty {
+                errors.push(syn::Error::new(
+                    r.span(),
+                    "a task argument must be owned (it is decoded from the task's payload): use `String` for `&str`, `Vec<T>` for `&[T]`",
+                ));
+            }
+            if let syn::Type::ImplTrait(it) = &p.ty {
+                errors.push(syn::Error::new(
+                    it.span(),
+                    "a task argument must have a concrete type, not `impl Trait`",
+                ));
+            }
+        }
+    }
+}

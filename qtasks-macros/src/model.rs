@@ -1,0 +1,484 @@
+//! Model: what the task is, built from the parsed attribute and function.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Expr, FnArg, Ident, ItemFn, Lit, LitStr, Pat, Path, ReturnType, Type};
+
+use crate::check::Errors;
+use crate::parse::Arg;
+
+/// Which attribute: `#[task]` or `#[shared_task]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Task,
+    Shared,
+}
+
+impl Flavor {
+    pub fn attr_name(self) -> &'static str {
+        match self {
+            Flavor::Task => "qtasks::task",
+            Flavor::Shared => "qtasks::shared_task",
+        }
+    }
+
+    /// The keys this attribute accepts (besides `key = literal` extras).
+    pub fn keys(self) -> &'static [&'static str] {
+        const TASK: &[&str] = &[
+            "name",
+            "priority",
+            "echo",
+            "max_time",
+            "retry",
+            "retry_on",
+            "decode",
+            "tags",
+            "description",
+            "generate_handler",
+            "executor",
+            "middlewares_before",
+            "middlewares_after",
+            "router",
+        ];
+        const SHARED: &[&str] = &[
+            "name",
+            "priority",
+            "echo",
+            "max_time",
+            "retry",
+            "retry_on",
+            "decode",
+            "tags",
+            "description",
+            "generate_handler",
+            "executor",
+            "middlewares_before",
+            "middlewares_after",
+            "awaiting",
+        ];
+        match self {
+            Flavor::Task => TASK,
+            Flavor::Shared => SHARED,
+        }
+    }
+}
+
+/// Type names that are extractors without `#[extract]`: the built-in ones.
+pub const BUILTIN_EXTRACTORS: &[&str] = &[
+    "AsyncTask",
+    "SyncTask",
+    "TaskContext",
+    "State",
+    "Depends",
+    "Yield",
+];
+
+/// The task handle types that `echo` puts first.
+pub const TASK_HANDLES: &[&str] = &["AsyncTask", "SyncTask"];
+
+pub struct TaskModel {
+    pub flavor: Flavor,
+    pub func: ItemFn,
+    pub name: Option<LitStr>,
+    pub priority: Option<Expr>,
+    pub echo: Option<Span>,
+    pub max_time: Option<Expr>,
+    pub retry: Option<Expr>,
+    pub retry_on: Vec<Path>,
+    pub decode: Option<Path>,
+    pub tags: Vec<LitStr>,
+    pub description: Option<LitStr>,
+    pub generate_handler: Option<Path>,
+    pub executor: Option<Path>,
+    pub middlewares_before: Vec<Path>,
+    pub middlewares_after: Vec<Path>,
+    pub router: Option<Path>,
+    pub awaiting: Option<Span>,
+    pub extra: Vec<(Ident, Lit)>,
+    pub params: Vec<Param>,
+    pub ret: Return,
+}
+
+pub struct Param {
+    pub ty: Type,
+    pub kind: ParamKind,
+    /// Span of the whole parameter, for errors.
+    pub span: Span,
+}
+
+pub enum ParamKind {
+    /// Decoded from the task's arguments, under this name.
+    Payload(Ident),
+    /// Built from the task's context.
+    Extractor,
+}
+
+pub enum Return {
+    /// No return type: the output is `()`.
+    Unit,
+    /// `-> T`.
+    Plain(Type),
+    /// `-> Result<T, E>` (any type whose last segment is `Result`).
+    Result(Type),
+}
+
+impl TaskModel {
+    pub fn is_async(&self) -> bool {
+        self.func.sig.asyncness.is_some()
+    }
+
+    pub fn ident(&self) -> &Ident {
+        &self.func.sig.ident
+    }
+}
+
+/// The last path segment's name of a type (`State` for `qtasks::State<Config>`).
+pub fn type_name(ty: &Type) -> Option<&Ident> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| &s.ident),
+        _ => None,
+    }
+}
+
+/// The `T` of `Option<T>`.
+fn option_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let seg = p.path.segments.last()?;
+    if seg.ident != "Option" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &seg.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    }
+}
+
+pub fn is_builtin_extractor(ty: &Type) -> bool {
+    let ty = option_inner(ty).unwrap_or(ty);
+    type_name(ty).is_some_and(|n| BUILTIN_EXTRACTORS.iter().any(|b| n == b))
+}
+
+pub fn is_task_handle(ty: &Type) -> bool {
+    type_name(ty).is_some_and(|n| TASK_HANDLES.iter().any(|b| n == b))
+}
+
+pub fn build(flavor: Flavor, args: Vec<Arg>, mut func: ItemFn, errors: &mut Errors) -> TaskModel {
+    let params = build_params(&mut func, errors);
+    let ret = match &func.sig.output {
+        ReturnType::Default => Return::Unit,
+        ReturnType::Type(_, ty) => match type_name(ty) {
+            Some(n) if n == "Result" => Return::Result((**ty).clone()),
+            _ => Return::Plain((**ty).clone()),
+        },
+    };
+    let mut model = TaskModel {
+        flavor,
+        func,
+        name: None,
+        priority: None,
+        echo: None,
+        max_time: None,
+        retry: None,
+        retry_on: Vec::new(),
+        decode: None,
+        tags: Vec::new(),
+        description: None,
+        generate_handler: None,
+        executor: None,
+        middlewares_before: Vec::new(),
+        middlewares_after: Vec::new(),
+        router: None,
+        awaiting: None,
+        extra: Vec::new(),
+        params,
+        ret,
+    };
+    let mut seen: Vec<Ident> = Vec::new();
+    for arg in args {
+        if let Some(first) = seen.iter().find(|k| **k == arg.key) {
+            errors.push(syn::Error::new(
+                arg.key.span(),
+                format!(
+                    "duplicate key `{}`: it is already set earlier in this attribute",
+                    first
+                ),
+            ));
+            continue;
+        }
+        seen.push(arg.key.clone());
+        apply(&mut model, arg, errors);
+    }
+    model
+}
+
+fn build_params(func: &mut ItemFn, errors: &mut Errors) -> Vec<Param> {
+    let mut params = Vec::new();
+    for input in func.sig.inputs.iter_mut() {
+        let FnArg::Typed(pt) = input else {
+            // Receivers are reported by check.
+            continue;
+        };
+        let before = pt.attrs.len();
+        pt.attrs.retain(|a| !a.path().is_ident("extract"));
+        let marked = pt.attrs.len() != before;
+        let span = pt.span();
+        let kind = if marked || is_builtin_extractor(&pt.ty) {
+            ParamKind::Extractor
+        } else {
+            match &*pt.pat {
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                    ParamKind::Payload(pi.ident.clone())
+                }
+                other => {
+                    errors.push(syn::Error::new(
+                        other.span(),
+                        "a task argument needs a plain name (it is the key of the argument in the task's payload); destructure it in the body, or mark an extractor with #[extract]",
+                    ));
+                    ParamKind::Payload(Ident::new("__invalid", other.span()))
+                }
+            }
+        };
+        params.push(Param {
+            ty: (*pt.ty).clone(),
+            kind,
+            span,
+        });
+    }
+    params
+}
+
+fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
+    let key = arg.key.to_string();
+    let valid = model.flavor.keys();
+    if !valid.contains(&key.as_str()) {
+        // Any other `key = literal` is extra data, unless it looks like a typo of a key.
+        let near = valid
+            .iter()
+            .find(|k| edit_distance(k, &key) <= 2 && key.len() > 2);
+        match (&arg.value, near) {
+            (Some(Expr::Lit(lit)), None) => model.extra.push((arg.key.clone(), lit.lit.clone())),
+            (_, Some(near)) => errors.push(syn::Error::new(
+                arg.key.span(),
+                format!(
+                    "unknown key `{key}` in #[{}]: did you mean `{near}`? Valid keys: {}; any other `key = literal` is kept as extra",
+                    model.flavor.attr_name(),
+                    valid.join(", ")
+                ),
+            )),
+            (_, None) => errors.push(syn::Error::new(
+                arg.key.span(),
+                format!(
+                    "unknown key `{key}` in #[{}]. Valid keys: {}; any other `key = literal` (a string, number or bool) is kept as extra",
+                    model.flavor.attr_name(),
+                    valid.join(", ")
+                ),
+            )),
+        }
+        return;
+    }
+    let span = arg.key.span();
+    match key.as_str() {
+        "echo" => model.echo = flag(&arg, errors),
+        "awaiting" => model.awaiting = flag(&arg, errors),
+        "name" => model.name = lit_str(&arg, errors),
+        "description" => model.description = lit_str(&arg, errors),
+        "priority" => model.priority = int_expr(&arg, true, errors),
+        "retry" => model.retry = int_expr(&arg, false, errors),
+        "max_time" => model.max_time = number(&arg, errors),
+        "tags" => {
+            model.tags = list(
+                &arg,
+                errors,
+                |e| match e {
+                    Expr::Lit(syn::ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => Some(s.clone()),
+                    _ => None,
+                },
+                "a string such as \"mail\"",
+            )
+        }
+        "retry_on" => {
+            model.retry_on = path_list(&arg, errors, "an error type such as std::io::Error")
+        }
+        "middlewares_before" => {
+            model.middlewares_before = path_list(&arg, errors, "a middleware type")
+        }
+        "middlewares_after" => {
+            model.middlewares_after = path_list(&arg, errors, "a middleware type")
+        }
+        "decode" => model.decode = path(&arg, errors, "a function path"),
+        "generate_handler" => model.generate_handler = path(&arg, errors, "a function path"),
+        "executor" => model.executor = path(&arg, errors, "an executor type"),
+        "router" => model.router = path(&arg, errors, "the path of a `static` Router"),
+        _ => errors.push(syn::Error::new(
+            span,
+            "internal: key accepted but not modelled",
+        )),
+    }
+}
+
+fn value<'a>(arg: &'a Arg, errors: &mut Errors, what: &str) -> Option<&'a Expr> {
+    if arg.value.is_none() {
+        errors.push(syn::Error::new(
+            arg.key.span(),
+            format!("`{}` needs a value: `{} = {what}`", arg.key, arg.key),
+        ));
+    }
+    arg.value.as_ref()
+}
+
+fn flag(arg: &Arg, errors: &mut Errors) -> Option<Span> {
+    match &arg.value {
+        None => Some(arg.key.span()),
+        Some(Expr::Lit(syn::ExprLit {
+            lit: Lit::Bool(b), ..
+        })) => b.value.then(|| arg.key.span()),
+        Some(other) => {
+            errors.push(syn::Error::new(
+                other.span(),
+                format!(
+                    "`{}` is a flag: write `{}` or `{} = true`",
+                    arg.key, arg.key, arg.key
+                ),
+            ));
+            None
+        }
+    }
+}
+
+fn lit_str(arg: &Arg, errors: &mut Errors) -> Option<LitStr> {
+    match value(arg, errors, "\"...\"")? {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s.clone()),
+        other => {
+            errors.push(syn::Error::new(
+                other.span(),
+                format!("`{}` takes a string literal", arg.key),
+            ));
+            None
+        }
+    }
+}
+
+fn int_expr(arg: &Arg, signed: bool, errors: &mut Errors) -> Option<Expr> {
+    let e = value(arg, errors, "3")?;
+    let ok = match e {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(_), ..
+        }) => true,
+        Expr::Unary(u) if signed && matches!(u.op, syn::UnOp::Neg(_)) => {
+            matches!(
+                &*u.expr,
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Int(_),
+                    ..
+                })
+            )
+        }
+        _ => false,
+    };
+    if ok {
+        Some(e.clone())
+    } else {
+        let kind = if signed {
+            "an integer"
+        } else {
+            "a whole number"
+        };
+        errors.push(syn::Error::new(
+            e.span(),
+            format!("`{}` takes {kind} literal", arg.key),
+        ));
+        None
+    }
+}
+
+fn number(arg: &Arg, errors: &mut Errors) -> Option<Expr> {
+    let e = value(arg, errors, "30.0")?;
+    match e {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(_) | Lit::Float(_),
+            ..
+        }) => Some(e.clone()),
+        _ => {
+            errors.push(syn::Error::new(
+                e.span(),
+                format!("`{}` takes a number of seconds, such as 30 or 0.5", arg.key),
+            ));
+            None
+        }
+    }
+}
+
+fn path(arg: &Arg, errors: &mut Errors, what: &str) -> Option<Path> {
+    match value(arg, errors, what)? {
+        Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
+        other => {
+            errors.push(syn::Error::new(
+                other.span(),
+                format!("`{}` takes {what}", arg.key),
+            ));
+            None
+        }
+    }
+}
+
+fn list<T>(
+    arg: &Arg,
+    errors: &mut Errors,
+    item: impl Fn(&Expr) -> Option<T>,
+    what: &str,
+) -> Vec<T> {
+    let Some(e) = value(arg, errors, &format!("[{what}]")) else {
+        return Vec::new();
+    };
+    let Expr::Array(arr) = e else {
+        errors.push(syn::Error::new(
+            e.span(),
+            format!("`{}` takes a list: `{} = [{what}, ..]`", arg.key, arg.key),
+        ));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for el in &arr.elems {
+        match item(el) {
+            Some(v) => out.push(v),
+            None => errors.push(syn::Error::new(
+                el.span(),
+                format!("each entry of `{}` must be {what}", arg.key),
+            )),
+        }
+    }
+    out
+}
+
+fn path_list(arg: &Arg, errors: &mut Errors, what: &str) -> Vec<Path> {
+    list(
+        arg,
+        errors,
+        |e| match e {
+            Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
+            _ => None,
+        },
+        what,
+    )
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

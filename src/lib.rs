@@ -1,0 +1,48 @@
+//! # qtasks
+//!
+//! A task queue for Rust services: declare a task like an axum handler, enqueue it, let a
+//! worker run it, read its result.
+//!
+//! ```no_run
+//! use qtasks::prelude::*;
+//! use std::time::Duration;
+//!
+//! #[qtasks::task]
+//! async fn add(a: i64, b: i64) -> i64 {
+//!     a + b
+//! }
+//!
+//! # async fn demo() -> qtasks::Result<()> {
+//! let app = App::builder().name("demo").build()?;   // in-memory backend by default
+//! let worker = app.spawn_worker();
+//! let task = add.add_task(2, 3).await?;              // status `new`
+//! let done = task.wait(Duration::from_secs(5)).await?;
+//! assert_eq!(done.returning, Some(5));
+//! worker.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The guide in `docs/` walks through every feature; `examples/` has a runnable program for
+//! each. Backends are picked by cargo feature: `memory` (default, in-process) and `redis`.
+#![warn(missing_docs)]
+
+pub use qtasks_core::*;
+
+#[cfg(feature = "macros")]
+pub use qtasks_macros::{shared_task, task};
+
+/// The in-memory backend (feature `memory`, on by default).
+#[cfg(feature = "memory")]
+pub use qtasks_memory as memory;
+
+/// The Redis backend (feature `redis`).
+#[cfg(feature = "redis")]
+pub use qtasks_redis as redis;
+
+/// The names most programs need: `use qtasks::prelude::*;`.
+pub mod prelude {
+    pub use qtasks_core::{
+        App, AsyncTask, CancelOutcome, FromTaskContext, Router, SyncTask, Task, TaskCall,
+        TaskContext, TaskError, TaskStatus,
+    };
+}
