@@ -113,6 +113,21 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// Runtime figures of a backend, for `stats` and inspection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueStats {
+    /// Tasks ready to run, per priority.
+    pub ready_by_priority: BTreeMap<i32, u64>,
+    /// Tasks waiting for a later time (delayed, or retry backoff).
+    pub scheduled: u64,
+    /// Tasks claimed by workers and not yet acknowledged.
+    pub running: u64,
+    /// Known task records per status (`new`, `process`, `success`, ...).
+    pub by_status: BTreeMap<String, u64>,
+    /// Entries in the dead-letter structure (backends that have one).
+    pub dead_letter: u64,
+}
+
 /// The queue: enqueue, claim, acknowledge.
 pub trait Broker: Send + Sync + 'static {
     /// Writes each task's record (status `new`) and queue entry, atomically per task.
@@ -133,6 +148,9 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Cancels a queued task so it never runs.
     fn cancel(&self, uuid: Uuid, reason: &str) -> BoxFuture<'_, Result<CancelOutcome>>;
+
+    /// Queue depth per priority, counts per status, running and dead-lettered tasks.
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats>>;
 
     /// How long a claim lasts without renewal; `None` when leases never expire (in-process).
     fn lease_duration(&self) -> Option<Duration> {

@@ -22,7 +22,7 @@ mod task;
 mod worker;
 
 pub use app::{App, AppBuilder};
-pub use backend::{Backend, CancelOutcome};
+pub use backend::{Backend, CancelOutcome, QueueStats};
 pub use call::TaskCall;
 pub use config::Config;
 pub use context::TaskContext;

@@ -374,6 +374,31 @@ impl Broker for MemoryBackend {
             Ok(outcome)
         })
     }
+
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats>> {
+        Box::pin(async move {
+            let mut stats = QueueStats::default();
+            {
+                let q = self.queue.lock();
+                for e in q.ready.iter() {
+                    *stats.ready_by_priority.entry(e.priority).or_default() += 1;
+                }
+                stats.scheduled = q.delayed.len() as u64;
+            }
+            for shard in self.shards.iter() {
+                for slot in shard.lock().values() {
+                    *stats
+                        .by_status
+                        .entry(slot.task.status.to_string())
+                        .or_default() += 1;
+                    if slot.task.status == TaskStatus::Process {
+                        stats.running += 1;
+                    }
+                }
+            }
+            Ok(stats)
+        })
+    }
 }
 
 impl Storage for MemoryBackend {
