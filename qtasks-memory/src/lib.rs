@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use qtasks_core::backend::{
     Backend, BackendFactory, Broker, CancelOutcome, Completion, Delivery, GlobalConfig, Lease,
-    NewTask, OpenRequest, Outcome, Storage, BACKENDS,
+    NewTask, OpenRequest, Outcome, QueueStats, Storage, BACKENDS,
 };
 use qtasks_core::{Error, Result, Task, TaskStatus};
 use tokio::sync::{oneshot, Notify};
