@@ -183,6 +183,9 @@ pub trait GlobalConfig: Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Every key and value.
     fn get_all(&self) -> BoxFuture<'_, Result<BTreeMap<String, String>>>;
+    /// Sets `key` only if it is absent, expiring after `ttl`; returns whether this call set
+    /// it. Atomic across every process of the app: timers use it so that one tick fires once.
+    fn try_claim<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>>;
     /// Records that `worker` is alive for `ttl`.
     fn heartbeat<'a>(&'a self, worker: &'a str, ttl: Duration) -> BoxFuture<'a, Result<()>>;
     /// The workers whose heartbeat has not expired.

@@ -33,6 +33,7 @@ pub struct MemoryBackend {
     queue: Mutex<Queue>,
     wake: Notify,
     kv: Mutex<BTreeMap<String, String>>,
+    claims: Mutex<HashMap<String, Instant>>,
     heartbeats: Mutex<HashMap<String, Instant>>,
     result_ttl: Duration,
 }
@@ -83,6 +84,7 @@ impl MemoryBackend {
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             kv: Mutex::new(BTreeMap::new()),
+            claims: Mutex::new(HashMap::new()),
             heartbeats: Mutex::new(HashMap::new()),
             result_ttl,
         }
@@ -449,6 +451,19 @@ impl GlobalConfig for MemoryBackend {
 
     fn get_all(&self) -> BoxFuture<'_, Result<BTreeMap<String, String>>> {
         Box::pin(async move { Ok(self.kv.lock().clone()) })
+    }
+
+    fn try_claim<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut claims = self.claims.lock();
+            claims.retain(|_, until| *until > now);
+            if claims.contains_key(key) {
+                return Ok(false);
+            }
+            claims.insert(key.to_string(), now + ttl);
+            Ok(true)
+        })
     }
 
     fn heartbeat<'a>(&'a self, worker: &'a str, ttl: Duration) -> BoxFuture<'a, Result<()>> {
