@@ -34,6 +34,8 @@ pub use payload::Payload;
 pub use router::Router;
 pub use status::TaskStatus;
 pub use task::Task;
+/// Task ids.
+pub use uuid::Uuid;
 pub use worker::WorkerHandle;
 
 /// Items used by code that `#[qtasks::task]` generates. Not a public API.

@@ -146,6 +146,7 @@ pub fn expand(task: &TaskModel) -> TokenStream {
     let options = options(task, &p);
     let sig_span = sig.span();
     let handler = quote_spanned! {sig_span=>
+        #[allow(clippy::let_unit_value, clippy::unit_arg)]
         fn __handler(__ctx: #p::TaskContext, __payload: #p::Payload) -> #p::BoxFuture<'static, ::core::result::Result<#p::Payload, #p::TaskError>> {
             ::std::boxed::Box::pin(async move {
                 let __args: #args_ident = #p::decode_args(&__ctx, &__payload)?;

@@ -1,0 +1,76 @@
+//! `App::build()` fails fast and lists every problem; routers decide which tasks an app has.
+
+mod common;
+
+use common::builder;
+use qtasks::{Error, Router};
+
+mod broken {
+    /// Two tasks with one name: only apps that include this router see the clash.
+    pub static DUPLICATES: qtasks::Router = qtasks::Router::new("duplicates");
+
+    #[qtasks::task(name = "dup", router = DUPLICATES)]
+    async fn first() {}
+
+    #[qtasks::task(name = "dup", router = DUPLICATES)]
+    async fn second() {}
+
+    #[qtasks::task(name = "dup2", router = DUPLICATES)]
+    async fn third() {}
+
+    #[qtasks::task(name = "dup2", router = DUPLICATES)]
+    fn fourth() {}
+}
+
+#[qtasks::task]
+async fn everywhere() {}
+
+#[test]
+fn duplicate_task_names_fail_the_build_naming_both_definitions() {
+    let err = builder("dups")
+        .include_router(&broken::DUPLICATES)
+        .build()
+        .unwrap_err();
+    let Error::Build(problems) = &err else {
+        panic!("expected a build error, got {err:?}")
+    };
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    let msg = err.to_string();
+    assert!(msg.contains("duplicate task name \"dup\""), "{msg}");
+    assert!(msg.contains("duplicate task name \"dup2\""), "{msg}");
+    // Both definitions' file and line.
+    let file = "tests/app_build.rs";
+    assert!(problems[0].matches(file).count() == 2, "{}", problems[0]);
+    assert!(problems[1].matches(file).count() == 2, "{}", problems[1]);
+}
+
+#[test]
+fn an_app_without_the_router_does_not_see_its_tasks() {
+    let app = builder("no-router").build().unwrap();
+    let names: Vec<_> = app.tasks().iter().map(|t| t.name).collect();
+    assert!(names.contains(&"everywhere"));
+    assert!(!names.contains(&"dup") && !names.contains(&"dup2"));
+}
+
+#[test]
+fn invalid_settings_are_reported_with_what_to_do() {
+    let err = builder("zero").max_tasks_process(0).build().unwrap_err();
+    assert!(err.to_string().contains("max_tasks_process"), "{err}");
+    let err = builder("bad-url")
+        .broker_url("amqp://localhost")
+        .build()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("amqp") && msg.contains("memory"), "{msg}");
+}
+
+#[test]
+fn task_specs_carry_their_location_and_signature() {
+    static _UNUSED: Router = Router::new("unused");
+    let app = builder("specs").build().unwrap();
+    let spec = app.task("everywhere").unwrap();
+    assert_eq!(spec.file, "tests/app_build.rs");
+    assert!(spec.line > 0);
+    assert_eq!(spec.kind, qtasks::TaskKind::Async);
+    assert!(spec.module_path.ends_with("app_build"));
+}
