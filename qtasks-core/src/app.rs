@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::backend::{Backend, CancelOutcome, NewTask, OpenRequest, BACKENDS};
 use crate::worker::{WorkerHandle, WorkerShared};
-use crate::{Config, Error, Payload, Result, Router, Task, TaskSpec, TASKS};
+use crate::{Config, Error, Payload, Result, Router, Task, TaskCall, TaskDef, TaskSpec, TASKS};
 
 /// A qtasks application: its tasks, its backend and its settings.
 ///
@@ -146,6 +146,46 @@ impl App {
         })?;
         self.enqueue(spec, None, args).await
     }
+
+    /// Enqueues many calls in as few broker round trips as possible (batches of
+    /// [`BULK_CHUNK`](Self::BULK_CHUNK)), each task written atomically with its queue entry.
+    /// Returns the tasks with status `new`, in order. Timeouts set on the calls are ignored:
+    /// wait on the returned tasks instead.
+    pub async fn add_tasks<T: TaskDef>(
+        &self,
+        calls: impl IntoIterator<Item = TaskCall<T>>,
+    ) -> Result<Vec<Task<T::Output>>> {
+        let spec = T::spec();
+        let now = SystemTime::now();
+        let mut out = Vec::new();
+        let mut batch = Vec::with_capacity(Self::BULK_CHUNK);
+        let mut calls = calls.into_iter().peekable();
+        while calls.peek().is_some() {
+            for call in calls.by_ref().take(Self::BULK_CHUNK) {
+                let (args, priority) = call.into_parts();
+                batch.push(NewTask {
+                    uuid: Uuid::new_v4(),
+                    task_name: spec.name.to_string(),
+                    priority: priority.unwrap_or_else(|| self.default_priority(spec)),
+                    args: Payload::encode(&args).map_err(|e| Error::Encode {
+                        task: spec.name.to_string(),
+                        source: Box::new(e),
+                    })?,
+                    created_at: now,
+                    not_before: None,
+                });
+            }
+            self.inner.backend.broker.enqueue(&batch).await?;
+            for new in batch.drain(..) {
+                let task = Task::new(new.uuid, new.task_name, new.priority, new.args, now);
+                out.push(task.with_app(self).decode()?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many tasks [`add_tasks`](Self::add_tasks) sends to the broker in one call.
+    pub const BULK_CHUNK: usize = 1000;
 
     pub(crate) async fn enqueue(
         &self,

@@ -52,6 +52,10 @@ impl<T: TaskDef> TaskCall<T> {
         &self.args
     }
 
+    pub(crate) fn into_parts(self) -> (T::Args, Option<i32>) {
+        (self.args, self.priority)
+    }
+
     /// Enqueues the task. Returns it with status `new`, or, when a timeout was set, waits and
     /// returns it in its final state with its typed `returning`.
     pub async fn add_task(self) -> Result<Task<T::Output>> {
