@@ -31,6 +31,9 @@ use qtasks::backend::{
 use qtasks::prelude::*;
 use tokio::sync::Notify;
 
+/// The most tasks one scenario can check.
+const MAX_TASKS: usize = 1 << 24;
+
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Throughput and latency of qtasks")]
 struct Args {
@@ -38,7 +41,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = BackendKind::Memory)]
     backend: BackendKind,
     /// Tasks per throughput scenario.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1..=MAX_TASKS as i64))]
     tasks: u32,
     /// Worker lanes (`max_tasks_process`) and concurrent producers.
     #[arg(long, default_value_t = 256)]
@@ -107,9 +110,9 @@ impl Scenario {
 
 // --- what the tasks record ------------------------------------------------------------------
 
-/// One byte per task index: how many times it ran (saturating).
-static RUNS: LazyLock<Mutex<Arc<Vec<AtomicU8>>>> =
-    LazyLock::new(|| Mutex::new(Arc::new(Vec::new())));
+/// One byte per task index: how many times it ran (saturating). A zeroed static: no lock on
+/// the tasks' path.
+static RUNS: [AtomicU8; MAX_TASKS] = [const { AtomicU8::new(0) }; MAX_TASKS];
 /// Enqueue -> start latencies of the `pickup` scenario, in microseconds.
 static PICKUP: LazyLock<Mutex<Histogram<u64>>> = LazyLock::new(|| Mutex::new(new_histogram()));
 
@@ -117,18 +120,16 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")
 }
 
-fn runs() -> Arc<Vec<AtomicU8>> {
-    RUNS.lock().expect("runs lock").clone()
-}
-
 fn reset_runs(n: u32) {
-    *RUNS.lock().expect("runs lock") = Arc::new((0..n).map(|_| AtomicU8::new(0)).collect());
+    for slot in RUNS.iter().take(n as usize) {
+        slot.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The no-op task: marks its index as run.
 #[qtasks::task]
 async fn noop(i: u32, data: String) -> u32 {
-    if let Some(slot) = runs().get(i as usize) {
+    if let Some(slot) = RUNS.get(i as usize) {
         let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
             Some(v.saturating_add(1))
         });
@@ -143,7 +144,7 @@ async fn stamp(i: u32, sent_at_ns: u64) {
     if let Ok(mut h) = PICKUP.lock() {
         let _ = h.record(latency_us);
     }
-    if let Some(slot) = runs().get(i as usize) {
+    if let Some(slot) = RUNS.get(i as usize) {
         slot.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -572,10 +573,9 @@ async fn wait_stored(
 
 /// (missing, duplicated) among the current scenario's tasks.
 fn exactly_once(n: u32) -> (u64, u64) {
-    let runs = runs();
     let mut missing = 0;
     let mut duplicated = 0;
-    for slot in runs.iter().take(n as usize) {
+    for slot in RUNS.iter().take(n as usize) {
         match slot.load(Ordering::Relaxed) {
             0 => missing += 1,
             1 => {}

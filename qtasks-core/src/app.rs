@@ -1,10 +1,10 @@
 //! [`App`] (Python's `QueueTasks`) and its builder.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ struct AppInner {
     name: String,
     config: Config,
     backend: Backend,
-    tasks: HashMap<&'static str, &'static TaskSpec>,
+    tasks: FxHashMap<&'static str, &'static TaskSpec>,
     routers: Vec<&'static Router>,
     workers: Mutex<Vec<Weak<WorkerShared>>>,
 }
@@ -401,7 +401,7 @@ impl AppBuilder {
         let name = self.name.unwrap_or_else(|| "qtasks".to_string());
 
         let mut problems = Vec::new();
-        let mut tasks: HashMap<&'static str, &'static TaskSpec> = HashMap::new();
+        let mut tasks: FxHashMap<&'static str, &'static TaskSpec> = FxHashMap::default();
         for spec in TASKS.iter() {
             let included = match spec.router {
                 None => true,

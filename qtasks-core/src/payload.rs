@@ -16,7 +16,10 @@ pub struct Payload(Bytes);
 impl Payload {
     /// Encodes a value (structs as named maps).
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, rmp_serde::encode::Error> {
-        rmp_serde::to_vec_named(value).map(|v| Payload(Bytes::from(v)))
+        // Most payloads are small: one allocation of this size avoids the growth steps.
+        let mut buf = Vec::with_capacity(64);
+        rmp_serde::encode::write_named(&mut buf, value)?;
+        Ok(Payload(Bytes::from(buf)))
     }
 
     /// Decodes the payload into `T`.

@@ -7,12 +7,12 @@
 //! task); one flusher acknowledges finished tasks in batches (whatever has finished since its
 //! last call, so an idle worker acknowledges at once and a busy one in large batches).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ pub(crate) struct WorkerShared {
     id: String,
     app: App,
     shutdown: CancellationToken,
-    inflight: Mutex<HashMap<Uuid, Inflight>>,
+    inflight: Mutex<FxHashMap<Uuid, Inflight>>,
 }
 
 struct Inflight {
@@ -65,7 +65,7 @@ impl WorkerHandle {
             id,
             app,
             shutdown: CancellationToken::new(),
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(FxHashMap::default()),
         });
         let join = tokio::spawn(run(shared.clone()));
         WorkerHandle { shared, join }

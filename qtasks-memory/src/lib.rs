@@ -19,6 +19,7 @@ use qtasks_core::backend::{
     NewTask, OpenRequest, Outcome, QueueStats, Storage, BACKENDS,
 };
 use qtasks_core::{Error, Result, Task, TaskStatus};
+use rustc_hash::FxHashMap;
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
@@ -29,7 +30,7 @@ const SHARDS: usize = 64;
 /// Every app built without a `broker_url` gets its own, so apps in one process (tests) never
 /// see each other's tasks. Use [`MemoryBackend::backend`] to share one between apps.
 pub struct MemoryBackend {
-    shards: Box<[Mutex<HashMap<Uuid, Slot>>]>,
+    shards: Box<[Mutex<FxHashMap<Uuid, Slot>>]>,
     queue: Mutex<Queue>,
     wake: Notify,
     kv: Mutex<BTreeMap<String, String>>,
@@ -80,7 +81,9 @@ impl MemoryBackend {
     /// An empty backend that keeps finished records for `result_ttl`.
     pub fn new(result_ttl: Duration) -> Self {
         MemoryBackend {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(FxHashMap::default()))
+                .collect(),
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             kv: Mutex::new(BTreeMap::new()),
@@ -100,7 +103,7 @@ impl MemoryBackend {
         self.queue.lock().ready.len()
     }
 
-    fn shard(&self, uuid: &Uuid) -> &Mutex<HashMap<Uuid, Slot>> {
+    fn shard(&self, uuid: &Uuid) -> &Mutex<FxHashMap<Uuid, Slot>> {
         // The uuid is random already: its low bits pick the shard.
         &self.shards[(uuid.as_u128() as usize) % SHARDS]
     }
