@@ -39,6 +39,13 @@ pub use qtasks_memory as memory;
 #[cfg(feature = "redis")]
 pub use qtasks_redis as redis;
 
+/// The guide's chapters, compiled and run as doctests so their code stays true.
+#[cfg(doctest)]
+pub mod guide {
+    #[doc = include_str!("../docs/getting-started.md")]
+    pub struct GettingStarted;
+}
+
 /// The names most programs need: `use qtasks::prelude::*;`.
 pub mod prelude {
     pub use qtasks_core::{
