@@ -49,7 +49,8 @@ pub mod guide {
 /// The names most programs need: `use qtasks::prelude::*;`.
 pub mod prelude {
     pub use qtasks_core::{
-        App, AsyncTask, CancelOutcome, FromTaskContext, Router, SyncTask, Task, TaskCall,
-        TaskContext, TaskError, TaskStatus,
+        scope, App, AsyncTask, BoxError, CancelOutcome, Dependency, DependencyContext, Depends,
+        FromTaskContext, KvState, Router, State, SyncTask, Task, TaskCall, TaskContext, TaskError,
+        TaskStatus,
     };
 }

@@ -9,8 +9,12 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::backend::{Backend, CancelOutcome, NewTask, OpenRequest, BACKENDS};
+use crate::depends::{ComponentScopes, ScopeCache, ScopeKind};
+use crate::state::{KvStores, StateMap};
 use crate::worker::{WorkerHandle, WorkerShared};
-use crate::{Config, Error, Payload, Result, Router, Task, TaskCall, TaskDef, TaskSpec, TASKS};
+use crate::{
+    Config, Error, KvState, Payload, Result, Router, State, Task, TaskCall, TaskDef, TaskSpec, TASKS,
+};
 
 /// A qtasks application: its tasks, its backend and its settings.
 ///
@@ -29,6 +33,9 @@ struct AppInner {
     tasks: FxHashMap<&'static str, &'static TaskSpec>,
     routers: Vec<&'static Router>,
     workers: Mutex<Vec<Weak<WorkerShared>>>,
+    states: StateMap,
+    kv_states: KvStores,
+    dependencies: ComponentScopes,
 }
 
 static DEFAULT_APP: RwLock<Option<App>> = RwLock::new(None);
@@ -96,6 +103,28 @@ impl App {
     /// The routers this app includes.
     pub fn routers(&self) -> &[&'static Router] {
         &self.inner.routers
+    }
+
+    /// The typed state `T` given to the builder with [`AppBuilder::state`].
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<State<T>> {
+        self.inner.states.get::<T>()
+    }
+
+    /// The app's key-value store of `V` values (created empty on first use).
+    pub fn kv_state<V: Send + Sync + 'static>(&self) -> KvState<V> {
+        self.inner.kv_states.get::<V>()
+    }
+
+    pub(crate) fn component_scope(&self, kind: ScopeKind) -> &ScopeCache {
+        self.inner.dependencies.get(kind)
+    }
+
+    /// Tears down the dependencies of the broker, storage and global-config scopes (in that
+    /// order, each in reverse order of creation). `run_forever` calls it when it stops; call
+    /// it yourself after stopping your workers when you run them with `spawn_worker`.
+    /// Dependencies of those scopes asked for afterwards fail to resolve.
+    pub async fn close_dependencies(&self) {
+        self.inner.dependencies.close().await;
     }
 
     /// Every task this app serves, by name.
@@ -268,7 +297,9 @@ impl App {
         tracing::info!(app = %self.name(), tasks = self.inner.tasks.len(), "worker running; Ctrl-C or SIGTERM stops it");
         shutdown_signal().await;
         tracing::info!(app = %self.name(), "shutdown signal received; finishing running tasks");
-        worker.shutdown().await
+        let stopped = worker.shutdown().await;
+        self.close_dependencies().await;
+        stopped
     }
 }
 
@@ -313,6 +344,7 @@ pub struct AppBuilder {
     routers: Vec<&'static Router>,
     make_default: bool,
     skip_env: bool,
+    states: StateMap,
 }
 
 impl AppBuilder {
@@ -377,6 +409,13 @@ impl AppBuilder {
         self
     }
 
+    /// Gives tasks typed shared state, taken as a `State<T>` parameter. One value per type;
+    /// giving a second value of the same type replaces the first.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
     /// Makes the built app the process default even if another app was built before.
     pub fn make_default(mut self) -> Self {
         self.make_default = true;
@@ -432,6 +471,9 @@ impl AppBuilder {
                 tasks,
                 routers: self.routers,
                 workers: Mutex::new(Vec::new()),
+                states: self.states,
+                kv_states: KvStores::default(),
+                dependencies: ComponentScopes::new(),
             }),
         };
         let mut specs = app.tasks();

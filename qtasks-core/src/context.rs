@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::depends::{ScopeCache, TaskScope};
 use crate::{App, Config, TaskError, TaskSpec};
 
 /// The context of one running task: its uuid, its app, and the means to log, sleep and cancel.
@@ -24,6 +25,10 @@ struct ContextInner {
     priority: i32,
     attempt: u32,
     cancel: CancellationToken,
+    /// The worker's dependency scope (`None` outside a worker).
+    worker_scope: Option<ScopeCache>,
+    /// This execution's dependency scope.
+    task_scope: TaskScope,
 }
 
 impl TaskContext {
@@ -34,6 +39,7 @@ impl TaskContext {
         priority: i32,
         attempt: u32,
         cancel: CancellationToken,
+        worker_scope: Option<ScopeCache>,
     ) -> Self {
         TaskContext {
             task_uuid: uuid,
@@ -43,8 +49,18 @@ impl TaskContext {
                 priority,
                 attempt,
                 cancel,
+                worker_scope,
+                task_scope: TaskScope::default(),
             }),
         }
+    }
+
+    pub(crate) fn worker_scope(&self) -> Option<&ScopeCache> {
+        self.inner.worker_scope.as_ref()
+    }
+
+    pub(crate) fn task_scope(&self) -> &TaskScope {
+        &self.inner.task_scope
     }
 
     /// The task's registered name.

@@ -13,6 +13,7 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Delivery, Outcome};
+use crate::depends::TaskScopeHold;
 use crate::error::TaskErrorKind;
 use crate::worker::WorkerShared;
 use crate::{App, Payload, TaskContext, TaskError, TaskSpec};
@@ -43,13 +44,18 @@ pub(crate) async fn execute(
         delivery.priority,
         delivery.attempt,
         cancel.clone(),
+        Some(worker.dependencies().clone()),
     );
+    // Task-scoped dependencies are torn down when the last hold goes: this one, or that of
+    // a sync body still on the blocking pool (a timed-out one). On abort, in the background.
+    let task_scope = TaskScopeHold::new(&ctx);
     let span = tracing::info_span!("task", task_name = spec.name, task_uuid = %delivery.uuid, attempt = delivery.attempt);
     let result = tracing::Instrument::instrument(
         run_handler(app, spec, ctx, delivery.args.clone(), &cancel),
         span,
     )
     .await;
+    task_scope.release().await;
     match result {
         Ok(payload) => Outcome::Success(payload),
         Err(err) => {
@@ -144,7 +150,12 @@ pub async fn run_blocking<R: Send + 'static>(
     body: impl FnOnce() -> R + Send + 'static,
 ) -> Result<R, TaskError> {
     let app = ctx.app().clone();
-    match tokio::task::spawn_blocking(move || app.scope_blocking(body)).await {
+    let task_scope = TaskScopeHold::new(ctx);
+    let body = move || {
+        let _task_scope = task_scope;
+        app.scope_blocking(body)
+    };
+    match tokio::task::spawn_blocking(body).await {
         Ok(out) => Ok(out),
         Err(e) if e.is_panic() => Err(TaskError::new(TaskErrorKind::Panicked(panic_message(
             e.into_panic(),

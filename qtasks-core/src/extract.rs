@@ -10,6 +10,40 @@ use crate::{App, TaskContext, TaskError};
 /// The `#[task]` macro treats a parameter as an extractor when its type is one of the
 /// built-in extractors or when the parameter is marked `#[extract]`; every other parameter is
 /// payload, decoded from the task's arguments.
+///
+/// A custom extractor, checked when the app is built:
+///
+/// ```
+/// use qtasks::{App, FromTaskContext, TaskContext, TaskError};
+///
+/// /// The tenant a task works for, from the app's typed state.
+/// struct Tenant(String);
+/// struct Tenants { default: String }
+///
+/// impl FromTaskContext for Tenant {
+///     async fn from_task_context(ctx: &TaskContext) -> Result<Self, TaskError> {
+///         let tenants = ctx.app().state::<Tenants>()
+///             .ok_or_else(|| TaskError::msg("no Tenants state"))?;
+///         Ok(Tenant(tenants.default.clone()))
+///     }
+///     fn check(app: &App) -> Vec<String> {
+///         match app.state::<Tenants>() {
+///             Some(_) => vec![],
+///             None => vec!["`Tenant` needs `.state(Tenants { .. })`".into()],
+///         }
+///     }
+/// }
+///
+/// #[qtasks::task]
+/// async fn bill(#[extract] tenant: Tenant, amount: u64) -> String {
+///     format!("{} pays {amount}", tenant.0)
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an extractor: a parameter marked `#[extract]` (or of a built-in extractor type) must implement `FromTaskContext`",
+    label = "not an extractor",
+    note = "implement `qtasks::FromTaskContext` for it, or remove `#[extract]` if it is a task argument sent in the payload"
+)]
 pub trait FromTaskContext: Sized + Send + 'static {
     /// Builds the value for one execution. An error ends the task with status `error`
     /// (naming the extractor), subject to the task's retry settings.

@@ -11,12 +11,14 @@ mod call;
 mod config;
 mod context;
 mod def;
+mod depends;
 mod echo;
 mod error;
 pub mod executor;
 mod extract;
 mod payload;
 mod router;
+mod state;
 mod status;
 mod task;
 mod worker;
@@ -26,12 +28,16 @@ pub use backend::{Backend, CancelOutcome, QueueStats};
 pub use call::TaskCall;
 pub use config::Config;
 pub use context::TaskContext;
+pub use depends::{
+    scope, Dependency, DependencyContext, DependencyError, Depends, ScopeKind,
+};
 pub use def::{Check, Handler, TaskDef, TaskKind, TaskOptions, TaskSpec, TASKS};
 pub use echo::{AsyncTask, SyncTask};
 pub use error::{BoxError, Error, Result, TaskError, TaskErrorKind};
 pub use extract::FromTaskContext;
 pub use payload::Payload;
 pub use router::Router;
+pub use state::{KvState, State};
 pub use status::TaskStatus;
 pub use task::Task;
 /// Task ids.

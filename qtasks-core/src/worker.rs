@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::backend::{Completion, Delivery, Lease};
+use crate::depends::{ScopeCache, ScopeKind};
 use crate::{executor, App, Error, Result};
 
 /// Most tasks claimed in one broker call.
@@ -38,6 +39,7 @@ pub(crate) struct WorkerShared {
     app: App,
     shutdown: CancellationToken,
     inflight: Mutex<FxHashMap<Uuid, Inflight>>,
+    dependencies: ScopeCache,
 }
 
 struct Inflight {
@@ -66,6 +68,7 @@ impl WorkerHandle {
             app,
             shutdown: CancellationToken::new(),
             inflight: Mutex::new(FxHashMap::default()),
+            dependencies: ScopeCache::new(ScopeKind::Worker),
         });
         let join = tokio::spawn(run(shared.clone()));
         WorkerHandle { shared, join }
@@ -110,6 +113,11 @@ impl WorkerHandle {
 }
 
 impl WorkerShared {
+    /// The worker's dependency scope.
+    pub(crate) fn dependencies(&self) -> &ScopeCache {
+        &self.dependencies
+    }
+
     /// Stops a task this worker is running, with a reason.
     pub(crate) fn cancel_running(&self, uuid: Uuid, reason: &str) {
         let mut inflight = self.inflight.lock();
@@ -189,6 +197,8 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
         while lanes.join_next().await.is_some() {}
     }
     let _ = flusher.await;
+    // Worker-scoped dependencies go after the task-scoped ones of every execution.
+    shared.dependencies.close_after_children(grace).await;
     stopped.cancel();
     if let Some(renewer) = renewer {
         let _ = renewer.await;

@@ -69,6 +69,7 @@ pub const BUILTIN_EXTRACTORS: &[&str] = &[
     "SyncTask",
     "TaskContext",
     "State",
+    "KvState",
     "Depends",
     "Yield",
 ];
