@@ -209,10 +209,11 @@ pub struct DependencyError {
 
 impl fmt::Display for DependencyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The cause follows through `source()` (a task's traceback lists it).
         write!(
             f,
-            "dependency `{}` (scope {}) could not be provided: {}",
-            self.dependency, self.scope, self.source
+            "dependency `{}` (scope {}) could not be provided",
+            self.dependency, self.scope
         )
     }
 }
