@@ -429,9 +429,10 @@ impl ScopeCache {
         self.inner.in_parent.lock().take();
     }
 
-    /// Waits (at most `patience`) for the shorter-lived scopes opened inside this one to
-    /// close, then closes this one.
+    /// Waits (at most `patience`, and at least one second for teardowns already under way)
+    /// for the shorter-lived scopes opened inside this one to close, then closes this one.
     pub(crate) async fn close_after_children(&self, patience: Duration) {
+        let patience = patience.max(Duration::from_secs(1));
         self.inner.children.close();
         if tokio::time::timeout(patience, self.inner.children.wait())
             .await
