@@ -51,6 +51,11 @@ use crate::{App, BoxError, FromTaskContext, State, TaskContext, TaskError};
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a dependency: the `T` of `Depends<T, S>` must implement `qtasks::Dependency`",
+    label = "not a dependency",
+    note = "implement `qtasks::Dependency` for it: an async `create` (and optionally `close`)"
+)]
 pub trait Dependency: Sized + Send + Sync + 'static {
     /// Builds the value. `ctx` resolves other dependencies (`ctx.resolve::<Pool, scope::Worker>()`)
     /// and reads the app's state. An error ends the task with status `error` naming this
@@ -95,6 +100,11 @@ pub mod scope {
     pub enum GlobalConfig {}
 
     /// A scope type: [`Task`], [`Worker`], [`Broker`], [`Storage`] or [`GlobalConfig`].
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a dependency scope",
+        label = "not a scope",
+        note = "the `S` of `Depends<T, S>` is one of `scope::Task` (the default), `scope::Worker`, `scope::Broker`, `scope::Storage`, `scope::GlobalConfig`"
+    )]
     pub trait Scope: Send + Sync + 'static + sealed::Sealed {
         /// Which scope this is.
         const KIND: ScopeKind;
