@@ -44,6 +44,8 @@ pub use qtasks_redis as redis;
 pub mod guide {
     #[doc = include_str!("../docs/getting-started.md")]
     pub struct GettingStarted;
+    #[doc = include_str!("../docs/dependencies.md")]
+    pub struct Dependencies;
 }
 
 /// The names most programs need: `use qtasks::prelude::*;`.

@@ -37,7 +37,7 @@ use crate::{App, BoxError, FromTaskContext, State, TaskContext, TaskError};
 /// async constructor, torn down with its scope.
 ///
 /// ```
-/// use qtasks::{BoxError, Dependency, DependencyContext};
+/// use qtasks_core::{BoxError, Dependency, DependencyContext};
 ///
 /// struct Pool { url: String }
 ///

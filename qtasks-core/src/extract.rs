@@ -11,10 +11,11 @@ use crate::{App, TaskContext, TaskError};
 /// built-in extractors or when the parameter is marked `#[extract]`; every other parameter is
 /// payload, decoded from the task's arguments.
 ///
-/// A custom extractor, checked when the app is built:
+/// A custom extractor, checked when the app is built, taken by a task as
+/// `#[extract] tenant: Tenant`:
 ///
 /// ```
-/// use qtasks::{App, FromTaskContext, TaskContext, TaskError};
+/// use qtasks_core::{App, FromTaskContext, TaskContext, TaskError};
 ///
 /// /// The tenant a task works for, from the app's typed state.
 /// struct Tenant(String);
@@ -32,11 +33,6 @@ use crate::{App, TaskContext, TaskError};
 ///             None => vec!["`Tenant` needs `.state(Tenants { .. })`".into()],
 ///         }
 ///     }
-/// }
-///
-/// #[qtasks::task]
-/// async fn bill(#[extract] tenant: Tenant, amount: u64) -> String {
-///     format!("{} pays {amount}", tenant.0)
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
