@@ -122,7 +122,11 @@ async fn main() -> qtasks::Result<()> {
         let done = order.wait(Duration::from_secs(5)).await?;
         println!("{:?}", done.returning.unwrap_or_default());
     }
-    let summary = report.add_task().await?.wait(Duration::from_secs(5)).await?;
+    let summary = report
+        .add_task()
+        .await?
+        .wait(Duration::from_secs(5))
+        .await?;
     println!("{}", summary.returning.unwrap_or_default());
 
     worker.shutdown().await?;

@@ -104,7 +104,10 @@ async fn worker_scope_once_task_scope_per_execution_under_concurrency() {
         let done = task.wait(DEADLINE).await.unwrap();
         assert_eq!(done.status, TaskStatus::Success, "{:?}", done.traceback);
         let (id, open_at_end) = done.returning.unwrap();
-        assert!(open_at_end, "connection {id} or the pool was closed before its task ended");
+        assert!(
+            open_at_end,
+            "connection {id} or the pool was closed before its task ended"
+        );
         ids.insert(id);
     }
     // 100 executions, 100 distinct connections, all alive at the same time (the barrier).
@@ -132,7 +135,9 @@ struct WorkerCache(usize);
 
 impl Dependency for WorkerCache {
     async fn create(_ctx: &DependencyContext) -> Result<Self, BoxError> {
-        Ok(WorkerCache(PER_WORKER_CREATED.fetch_add(1, Ordering::SeqCst)))
+        Ok(WorkerCache(
+            PER_WORKER_CREATED.fetch_add(1, Ordering::SeqCst),
+        ))
     }
     async fn close(&self) -> Result<(), BoxError> {
         PER_WORKER_CLOSED.fetch_add(1, Ordering::SeqCst);
@@ -227,7 +232,10 @@ impl Dependency for Settings {
 
 impl Dependency for Db {
     async fn create(ctx: &DependencyContext) -> Result<Self, BoxError> {
-        assert!(ctx.task().is_some(), "a task-scoped constructor sees its task");
+        assert!(
+            ctx.task().is_some(),
+            "a task-scoped constructor sees its task"
+        );
         let settings = ctx.resolve::<Settings, scope::Worker>().await?;
         log("create Db");
         Ok(Db {

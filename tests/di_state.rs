@@ -31,7 +31,10 @@ async fn greet(greeting: State<Greeting>, name: String) -> String {
 struct NeverProvided;
 
 #[qtasks::task]
-async fn maybe_state(provided: Option<State<Greeting>>, absent: Option<State<NeverProvided>>) -> (bool, bool) {
+async fn maybe_state(
+    provided: Option<State<Greeting>>,
+    absent: Option<State<NeverProvided>>,
+) -> (bool, bool) {
     (provided.is_some(), absent.is_some())
 }
 
@@ -87,9 +90,7 @@ fn charge(_cfg: State<BillingConfig>, _mail: State<MailConfig>, _greeting: State
 #[test]
 fn build_fails_listing_every_missing_state() {
     let err = builder("di-state-missing")
-        .state(Greeting {
-            word: "hi".into(),
-        })
+        .state(Greeting { word: "hi".into() })
         .include_router(&NEEDS_STATE)
         .build()
         .unwrap_err();
@@ -104,9 +105,11 @@ fn build_fails_listing_every_missing_state() {
         ("charge", "di_state::MailConfig"),
     ] {
         assert!(
-            problems.iter().any(|p| p.contains(&format!("task {task:?}"))
-                && p.contains(&format!("`State<{ty}>`"))
-                && p.contains(".state(")),
+            problems
+                .iter()
+                .any(|p| p.contains(&format!("task {task:?}"))
+                    && p.contains(&format!("`State<{ty}>`"))
+                    && p.contains(".state(")),
             "no problem names task {task} and State<{ty}>:\n{text}"
         );
     }
@@ -304,7 +307,8 @@ fn sync_everything(
     name: String,
 ) -> (String, usize, bool) {
     kv.set("last", name.clone());
-    let own_uuid = per_run.0 == task.ctx().task_uuid.to_string() && ctx.task_uuid == task.ctx().task_uuid;
+    let own_uuid =
+        per_run.0 == task.ctx().task_uuid.to_string() && ctx.task_uuid == task.ctx().task_uuid;
     (format!("{} {name}", greeting.word), shared.0, own_uuid)
 }
 
@@ -319,7 +323,8 @@ async fn async_everything(
     name: String,
 ) -> (String, usize, bool) {
     kv.set("last", name.clone());
-    let own_uuid = per_run.0 == task.ctx.task_uuid.to_string() && ctx.task_uuid == task.ctx.task_uuid;
+    let own_uuid =
+        per_run.0 == task.ctx.task_uuid.to_string() && ctx.task_uuid == task.ctx.task_uuid;
     (format!("{} {name}", greeting.word), shared.0, own_uuid)
 }
 

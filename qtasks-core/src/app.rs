@@ -13,7 +13,8 @@ use crate::depends::{ComponentScopes, ScopeCache, ScopeKind};
 use crate::state::{KvStores, StateMap};
 use crate::worker::{WorkerHandle, WorkerShared};
 use crate::{
-    Config, Error, KvState, Payload, Result, Router, State, Task, TaskCall, TaskDef, TaskSpec, TASKS,
+    Config, Error, KvState, Payload, Result, Router, State, Task, TaskCall, TaskDef, TaskSpec,
+    TASKS,
 };
 
 /// A qtasks application: its tasks, its backend and its settings.

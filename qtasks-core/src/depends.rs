@@ -70,6 +70,7 @@ pub trait Dependency: Sized + Send + Sync + 'static {
 
     /// Problems that keep `app` from providing this dependency, reported by `App::build()`
     /// for every task that asks for it (for example a `State<T>` the constructor needs).
+    /// Include the checks of the dependencies the constructor resolves (`Pool::check(app)`).
     fn check(_app: &App) -> Vec<String> {
         Vec::new()
     }
@@ -324,7 +325,9 @@ impl TaskContext {
 
 /// Finds the scope instance for `ctx.scope` and gets or creates `T` in it. Boxed because
 /// constructors resolve their own dependencies recursively.
-fn resolve<T: Dependency>(ctx: DependencyContext) -> BoxFuture<'static, Result<Arc<T>, DependencyError>> {
+fn resolve<T: Dependency>(
+    ctx: DependencyContext,
+) -> BoxFuture<'static, Result<Arc<T>, DependencyError>> {
     Box::pin(async move {
         let fail = |source: BoxError| DependencyError {
             dependency: std::any::type_name::<T>(),

@@ -28,10 +28,8 @@ pub use backend::{Backend, CancelOutcome, QueueStats};
 pub use call::TaskCall;
 pub use config::Config;
 pub use context::TaskContext;
-pub use depends::{
-    scope, Dependency, DependencyContext, DependencyError, Depends, ScopeKind,
-};
 pub use def::{Check, Handler, TaskDef, TaskKind, TaskOptions, TaskSpec, TASKS};
+pub use depends::{scope, Dependency, DependencyContext, DependencyError, Depends, ScopeKind};
 pub use echo::{AsyncTask, SyncTask};
 pub use error::{BoxError, Error, Result, TaskError, TaskErrorKind};
 pub use extract::FromTaskContext;

@@ -47,9 +47,9 @@ impl<T: fmt::Debug> fmt::Debug for State<T> {
 
 impl<T: Send + Sync + 'static> FromTaskContext for State<T> {
     async fn from_task_context(ctx: &TaskContext) -> Result<Self, TaskError> {
-        ctx.app().state::<T>().ok_or_else(|| {
-            TaskError::new(TaskErrorKind::Extractor(missing_state::<T>(ctx.app())))
-        })
+        ctx.app()
+            .state::<T>()
+            .ok_or_else(|| TaskError::new(TaskErrorKind::Extractor(missing_state::<T>(ctx.app()))))
     }
 
     fn check(app: &App) -> Vec<String> {
