@@ -78,6 +78,46 @@ async fn failed_creation_errors_naming_dependency_and_scope_and_is_retried() {
 }
 
 // ---------------------------------------------------------------------------------------
+// The task returns an error and is retried: each attempt gets its own task-scoped value,
+// torn down when that attempt ends.
+
+probe!(ErrorProbe, ERROR_CREATED, ERROR_CLOSED);
+
+#[qtasks::task(retry = 1)]
+async fn fails(probe: Depends<ErrorProbe>) -> Result<(), TaskError> {
+    assert!(probe.open.load(Ordering::SeqCst));
+    Err(TaskError::msg(format!(
+        "failing with {} value(s) closed",
+        ERROR_CLOSED.load(Ordering::SeqCst)
+    )))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teardown_runs_after_each_failed_attempt() {
+    let app = builder("di-fail-error").build().unwrap();
+    let worker = app.spawn_worker();
+    let done = fails
+        .call()
+        .on(&app)
+        .add_task()
+        .await
+        .unwrap()
+        .wait(DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(done.status, TaskStatus::Error);
+    assert_eq!(done.attempts, 2);
+    // The second attempt saw the first attempt's value closed, and had a fresh one.
+    assert!(done
+        .traceback
+        .unwrap()
+        .contains("failing with 1 value(s) closed"));
+    assert_eq!(ERROR_CREATED.load(Ordering::SeqCst), 2);
+    assert_eq!(ERROR_CLOSED.load(Ordering::SeqCst), 2);
+    worker.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
 // The task panics: the execution's dependencies are still torn down.
 
 probe!(PanicProbe, PANIC_CREATED, PANIC_CLOSED);

@@ -52,10 +52,10 @@ pub(crate) async fn execute(
     let span = tracing::info_span!("task", task_name = spec.name, task_uuid = %delivery.uuid, attempt = delivery.attempt);
     let result = tracing::Instrument::instrument(
         run_handler(app, spec, ctx, delivery.args.clone(), &cancel),
-        span,
+        span.clone(),
     )
     .await;
-    task_scope.release().await;
+    tracing::Instrument::instrument(task_scope.release(), span).await;
     match result {
         Ok(payload) => Outcome::Success(payload),
         Err(err) => {
