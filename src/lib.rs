@@ -46,6 +46,14 @@ pub mod guide {
     pub struct GettingStarted;
     #[doc = include_str!("../docs/dependencies.md")]
     pub struct Dependencies;
+    #[doc = include_str!("../docs/tasks.md")]
+    pub struct Tasks;
+    #[doc = include_str!("../docs/retry-and-timeouts.md")]
+    pub struct RetryAndTimeouts;
+    #[doc = include_str!("../docs/generators.md")]
+    pub struct Generators;
+    #[doc = include_str!("../docs/middleware-and-executors.md")]
+    pub struct MiddlewareAndExecutors;
 }
 
 /// The names most programs need: `use qtasks::prelude::*;`.
@@ -53,6 +61,6 @@ pub mod prelude {
     pub use qtasks_core::{
         scope, App, AsyncTask, BoxError, CancelOutcome, Dependency, DependencyContext, Depends,
         FromTaskContext, KvState, Router, State, SyncTask, Task, TaskCall, TaskContext, TaskError,
-        TaskStatus,
+        TaskStatus, Yield,
     };
 }

@@ -37,6 +37,10 @@ struct AppInner {
     states: StateMap,
     kv_states: KvStores,
     dependencies: ComponentScopes,
+    /// The runtime the app was built on, for blocking calls made outside any runtime.
+    runtime: Option<tokio::runtime::Handle>,
+    /// Callers streaming the values of generator tasks, by task uuid (taken by the task).
+    yield_observers: Mutex<FxHashMap<Uuid, tokio::sync::mpsc::Sender<Payload>>>,
 }
 
 static DEFAULT_APP: RwLock<Option<App>> = RwLock::new(None);
@@ -84,6 +88,37 @@ impl App {
         let out = f();
         BLOCKING_APP.with(|a| *a.borrow_mut() = previous);
         out
+    }
+
+    /// Runs a future to completion from sync code, blocking the thread: the body of a sync
+    /// task (it runs on the blocking pool), a thread of your own, or `main` without a runtime.
+    ///
+    /// Outside any runtime it uses the runtime the app was built on (or, for an app built
+    /// outside one, drives the future on this thread). Like tokio's `Handle::block_on`, it
+    /// panics when called from async code: there, `.await` the future instead.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.block_on(fut),
+            Err(_) => match &self.inner.runtime {
+                Some(handle) => handle.block_on(fut),
+                None => futures::executor::block_on(fut),
+            },
+        }
+    }
+
+    /// Starts observing what task `uuid` yields (before it is enqueued).
+    pub(crate) fn observe_yields(&self, uuid: Uuid) -> tokio::sync::mpsc::Receiver<Payload> {
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::generator::STREAM_BUFFER);
+        self.inner.yield_observers.lock().insert(uuid, tx);
+        rx
+    }
+
+    /// The caller's stream of task `uuid`'s yielded values, if one is waiting.
+    pub(crate) fn take_yield_observer(
+        &self,
+        uuid: Uuid,
+    ) -> Option<tokio::sync::mpsc::Sender<Payload>> {
+        self.inner.yield_observers.lock().remove(&uuid)
     }
 
     /// The app's name.
@@ -174,7 +209,7 @@ impl App {
             task: task_name.to_string(),
             source: Box::new(e),
         })?;
-        self.enqueue(spec, None, args).await
+        self.enqueue(Uuid::new_v4(), spec, None, args).await
     }
 
     /// Enqueues many calls in as few broker round trips as possible (batches of
@@ -186,6 +221,7 @@ impl App {
         calls: impl IntoIterator<Item = TaskCall<T>>,
     ) -> Result<Vec<Task<T::Output>>> {
         let spec = T::spec();
+        self.check_serves(spec)?;
         let now = SystemTime::now();
         let mut out = Vec::new();
         let mut batch = Vec::with_capacity(Self::BULK_CHUNK);
@@ -214,18 +250,31 @@ impl App {
         Ok(out)
     }
 
+    /// Refuses a task attached to a router this app did not include (the worker would not
+    /// know it). Tasks without a router are in every app, so this costs them nothing.
+    fn check_serves(&self, spec: &'static TaskSpec) -> Result<()> {
+        match spec.router {
+            Some(router) if !self.inner.routers.iter().any(|r| r.is(router)) => {
+                Err(self.unknown_task(spec.name))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// How many tasks [`add_tasks`](Self::add_tasks) sends to the broker in one call.
     pub const BULK_CHUNK: usize = 1000;
 
     pub(crate) async fn enqueue(
         &self,
+        uuid: Uuid,
         spec: &'static TaskSpec,
         priority: Option<i32>,
         args: Payload,
     ) -> Result<Task> {
+        self.check_serves(spec)?;
         let now = SystemTime::now();
         let new = NewTask {
-            uuid: Uuid::new_v4(),
+            uuid,
             task_name: spec.name.to_string(),
             priority: priority.unwrap_or_else(|| self.default_priority(spec)),
             args,
@@ -475,6 +524,8 @@ impl AppBuilder {
                 states: self.states,
                 kv_states: KvStores::default(),
                 dependencies: ComponentScopes::new(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
+                yield_observers: Mutex::new(FxHashMap::default()),
             }),
         };
         let mut specs = app.tasks();

@@ -3,7 +3,9 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::{App, Error, Payload, Result, Task, TaskDef};
+use uuid::Uuid;
+
+use crate::{App, Error, Payload, Result, Task, TaskDef, YieldStream};
 
 /// A task with its arguments, ready to enqueue: `add.call(2, 3).priority(1).add_task().await?`.
 ///
@@ -59,16 +61,44 @@ impl<T: TaskDef> TaskCall<T> {
     /// Enqueues the task. Returns it with status `new`, or, when a timeout was set, waits and
     /// returns it in its final state with its typed `returning`.
     pub async fn add_task(self) -> Result<Task<T::Output>> {
-        let app = match self.app {
-            Some(app) => app,
-            None => App::current()?,
-        };
+        let app = self.app()?;
+        self.send(&app, Uuid::new_v4()).await
+    }
+
+    /// [`add_task`](Self::add_task) from sync code, blocking the thread (see
+    /// [`App::block_on`]): for sync tasks, threads and `main` without a runtime.
+    pub fn add_task_blocking(self) -> Result<Task<T::Output>> {
+        let app = self.app()?;
+        app.block_on(self.send(&app, Uuid::new_v4()))
+    }
+
+    /// Enqueues a generator task and returns it with the stream of the values it yields
+    /// (through its [`Yield`](crate::Yield) parameter) as it runs. The stream ends when the
+    /// task's attempt ends. Streaming works within the process running the worker.
+    pub async fn stream(self) -> Result<(Task<T::Output>, YieldStream<T::Yielded>)> {
+        let app = self.app()?;
+        let uuid = Uuid::new_v4();
+        // Observe before enqueueing, so no item is missed; dropping the stream (also on
+        // error) removes the observer.
+        let stream = YieldStream::new(app.observe_yields(uuid), app.clone(), uuid, T::spec().name);
+        let task = self.send(&app, uuid).await?;
+        Ok((task, stream))
+    }
+
+    fn app(&self) -> Result<App> {
+        match &self.app {
+            Some(app) => Ok(app.clone()),
+            None => App::current(),
+        }
+    }
+
+    async fn send(self, app: &App, uuid: Uuid) -> Result<Task<T::Output>> {
         let spec = T::spec();
         let args = Payload::encode(&self.args).map_err(|e| Error::Encode {
             task: spec.name.to_string(),
             source: Box::new(e),
         })?;
-        let task = app.enqueue(spec, self.priority, args).await?;
+        let task = app.enqueue(uuid, spec, self.priority, args).await?;
         match self.timeout {
             Some(timeout) => app.wait(task.uuid, timeout).await?.decode(),
             None => task.decode(),

@@ -1,4 +1,10 @@
 //! [`TaskContext`]: what a running task knows about itself and its app (Python's `self.ctx`).
+//!
+//! Every method works inside a running task (in Python QTasks four of them crash there):
+//! `task_uuid`, [`get_logger`](TaskContext::get_logger), [`get_config`](TaskContext::get_config),
+//! [`get_metadata`](TaskContext::get_metadata), [`get_task`](TaskContext::get_task),
+//! [`sleep`](TaskContext::sleep) (and [`sleep_blocking`](TaskContext::sleep_blocking) for sync
+//! tasks), [`cancel`](TaskContext::cancel), [`get_component`](TaskContext::get_component).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,8 +12,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::backend::{Broker, GlobalConfig, Storage};
 use crate::depends::{ScopeCache, TaskScope};
-use crate::{App, Config, TaskError, TaskSpec};
+use crate::worker::{WorkerRef, WorkerShared};
+use crate::{App, Config, Error, Result, Task, TaskError, TaskSpec};
 
 /// The context of one running task: its uuid, its app, and the means to log, sleep and cancel.
 ///
@@ -29,6 +37,52 @@ struct ContextInner {
     worker_scope: Option<ScopeCache>,
     /// This execution's dependency scope.
     task_scope: TaskScope,
+    worker: Option<Arc<WorkerShared>>,
+    /// `get_metadata(true)`'s cache; boxed so contexts of tasks that never ask stay small.
+    metadata: std::sync::OnceLock<Box<Task>>,
+}
+
+/// A component of the app, by name ([`TaskContext::get_component`]).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Component {
+    /// The queue (`"broker"`).
+    Broker(Arc<dyn Broker>),
+    /// Records and results (`"storage"`).
+    Storage(Arc<dyn Storage>),
+    /// The shared key-value store (`"global_config"`).
+    GlobalConfig(Arc<dyn GlobalConfig>),
+    /// The worker running the task (`"worker"`).
+    Worker(WorkerRef),
+    /// The app's settings (`"config"`).
+    Config(Config),
+    /// The app itself (`"app"`).
+    App(App),
+}
+
+impl Component {
+    /// The names [`TaskContext::get_component`] knows.
+    pub const NAMES: &'static [&'static str] = &[
+        "broker",
+        "storage",
+        "global_config",
+        "worker",
+        "config",
+        "app",
+    ];
+}
+
+impl std::fmt::Debug for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Component::Broker(_) => f.write_str("Component::Broker"),
+            Component::Storage(_) => f.write_str("Component::Storage"),
+            Component::GlobalConfig(_) => f.write_str("Component::GlobalConfig"),
+            Component::Worker(w) => write!(f, "Component::Worker({})", w.id()),
+            Component::Config(_) => f.write_str("Component::Config"),
+            Component::App(a) => write!(f, "Component::App({})", a.name()),
+        }
+    }
 }
 
 impl TaskContext {
@@ -39,7 +93,7 @@ impl TaskContext {
         priority: i32,
         attempt: u32,
         cancel: CancellationToken,
-        worker_scope: Option<ScopeCache>,
+        worker: Option<Arc<WorkerShared>>,
     ) -> Self {
         TaskContext {
             task_uuid: uuid,
@@ -49,8 +103,10 @@ impl TaskContext {
                 priority,
                 attempt,
                 cancel,
-                worker_scope,
+                worker_scope: worker.as_ref().map(|w| w.dependencies().clone()),
                 task_scope: TaskScope::default(),
+                worker,
+                metadata: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -93,6 +149,69 @@ impl TaskContext {
         self.inner.app.config()
     }
 
+    /// A logger named `name` whose events carry the task's `task_name` and `task_uuid`
+    /// (through `tracing`, target `qtasks::task`).
+    pub fn get_logger(&self, name: &str) -> TaskLogger {
+        TaskLogger {
+            name: name.to_string(),
+            task_name: self.task_name(),
+            task_uuid: self.task_uuid,
+        }
+    }
+
+    /// [`get_logger`](Self::get_logger) named after the task.
+    pub fn logger(&self) -> TaskLogger {
+        self.get_logger(self.task_name())
+    }
+
+    /// The task's own record, as `app.get(uuid)` returns it (status `process` while it runs).
+    /// With `cache`, the first read is kept and returned by later cached calls.
+    pub async fn get_metadata(&self, cache: bool) -> Result<Task> {
+        if cache {
+            if let Some(task) = self.inner.metadata.get() {
+                return Ok(Task::clone(task));
+            }
+        }
+        let task = self
+            .app()
+            .get(self.task_uuid)
+            .await?
+            .ok_or(Error::NotFound(self.task_uuid))?;
+        if cache {
+            // Two racing first reads both succeed; the first stored one is kept.
+            return Ok(Task::clone(
+                self.inner.metadata.get_or_init(|| Box::new(task)),
+            ));
+        }
+        Ok(task)
+    }
+
+    /// Another task's record; `None` when it does not exist or has expired.
+    pub async fn get_task(&self, uuid: Uuid) -> Result<Option<Task>> {
+        self.app().get(uuid).await
+    }
+
+    /// A component of the app by name: `"broker"`, `"storage"`, `"global_config"`,
+    /// `"worker"` (the worker running this task), `"config"` or `"app"`. `None` for another
+    /// name (see [`Component::NAMES`]), or for `"worker"` when no worker runs the task.
+    pub fn get_component(&self, name: &str) -> Option<Component> {
+        let backend = self.app().backend();
+        Some(match name {
+            "broker" => Component::Broker(backend.broker.clone()),
+            "storage" => Component::Storage(backend.storage.clone()),
+            "global_config" => Component::GlobalConfig(backend.global_config.clone()),
+            "worker" => Component::Worker(self.worker()?),
+            "config" => Component::Config(self.get_config().clone()),
+            "app" => Component::App(self.app().clone()),
+            _ => return None,
+        })
+    }
+
+    /// The worker running this task (`None` when it runs without one).
+    pub fn worker(&self) -> Option<WorkerRef> {
+        self.inner.worker.clone().map(WorkerRef::new)
+    }
+
     /// Whether the task was asked to stop (cancelled from outside, or past its `max_time`).
     /// Long sync tasks should check it between steps.
     pub fn is_cancelled(&self) -> bool {
@@ -109,13 +228,25 @@ impl TaskContext {
         TaskError::cancelled(reason)
     }
 
-    /// Sleeps for `duration`, returning early when the task is cancelled. Returns whether the
-    /// full duration elapsed.
+    /// Sleeps for `duration`, returning early when the task is asked to stop. Returns whether
+    /// the full duration elapsed.
     pub async fn sleep(&self, duration: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(duration) => true,
             _ = self.inner.cancel.cancelled() => false,
         }
+    }
+
+    /// [`sleep`](Self::sleep) for sync tasks: blocks this thread, returning early when the
+    /// task is asked to stop.
+    pub fn sleep_blocking(&self, duration: Duration) -> bool {
+        self.block_on(self.sleep(duration))
+    }
+
+    /// Runs an async method (`get_metadata`, `get_task`, ...) from a sync task's body,
+    /// blocking the thread until it is done. See [`App::block_on`].
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        self.app().block_on(fut)
     }
 }
 
@@ -126,5 +257,49 @@ impl std::fmt::Debug for TaskContext {
             .field("task_name", &self.task_name())
             .field("attempt", &self.attempt())
             .finish()
+    }
+}
+
+/// A task's logger ([`TaskContext::get_logger`]): `tracing` events with target
+/// `qtasks::task` and the fields `logger`, `task_name` and `task_uuid`.
+#[derive(Debug, Clone)]
+pub struct TaskLogger {
+    name: String,
+    task_name: &'static str,
+    task_uuid: Uuid,
+}
+
+macro_rules! log_method {
+    ($(#[$doc:meta] $method:ident => $macro:ident),* $(,)?) => {$(
+        #[$doc]
+        pub fn $method(&self, message: impl std::fmt::Display) {
+            tracing::$macro!(
+                target: "qtasks::task",
+                logger = %self.name,
+                task_name = self.task_name,
+                task_uuid = %self.task_uuid,
+                "{message}"
+            );
+        }
+    )*};
+}
+
+impl TaskLogger {
+    /// The logger's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    log_method! {
+        /// Logs at level TRACE.
+        trace => trace,
+        /// Logs at level DEBUG.
+        debug => debug,
+        /// Logs at level INFO.
+        info => info,
+        /// Logs at level WARN.
+        warn => warn,
+        /// Logs at level ERROR.
+        error => error,
     }
 }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::{FromTaskContext, Result, Task, TaskCall, TaskContext, TaskDef, TaskError, TaskSpec};
+use crate::{
+    FromTaskContext, MiddlewareRef, Result, Task, TaskCall, TaskContext, TaskDef, TaskError,
+    TaskSpec,
+};
 
 /// The running task itself, for `async fn` tasks declared with `echo`:
 /// its options, its context (`task.ctx`) and nested enqueueing.
@@ -20,6 +23,18 @@ pub struct AsyncTask {
     pub max_time: Option<Duration>,
     /// Extra attempts after a failure.
     pub retry: u32,
+    /// The error types that are retried, as written in `retry_on` (empty: every error).
+    pub retry_on: &'static [&'static str],
+    /// The `decode` function's path, if any.
+    pub decode: Option<&'static str>,
+    /// The `generate_handler` function's path, if any.
+    pub generate_handler: Option<&'static str>,
+    /// The `executor` type's path (`None`: the default pipeline).
+    pub executor: Option<&'static str>,
+    /// The middlewares run before the function, in order.
+    pub middlewares_before: &'static [MiddlewareRef],
+    /// The middlewares run after the function, in order.
+    pub middlewares_after: &'static [MiddlewareRef],
     /// Tags.
     pub tags: &'static [&'static str],
     /// Description.
@@ -28,8 +43,9 @@ pub struct AsyncTask {
     pub extra: &'static [(&'static str, &'static str)],
 }
 
-/// The running task itself, for sync `fn` tasks declared with `echo`. Its methods block, so
-/// they can be called from the task's body on the blocking pool.
+/// The running task itself, for sync `fn` tasks declared with `echo`: the same fields as
+/// [`AsyncTask`] (through `Deref`), with blocking methods for the task's body, which runs on the
+/// blocking pool (`add_task`, `sleep`; async context methods through `ctx().block_on(..)`).
 #[derive(Clone, Debug)]
 pub struct SyncTask {
     /// The same fields as [`AsyncTask`].
@@ -46,6 +62,12 @@ impl AsyncTask {
             echo: true,
             max_time: spec.options.max_time,
             retry: spec.options.retry,
+            retry_on: spec.options.retry_on.map_or(&[], |r| r.names),
+            decode: spec.options.decode.map(|d| d.name),
+            generate_handler: spec.options.generate_handler,
+            executor: spec.options.executor.map(|e| e.name),
+            middlewares_before: spec.options.middlewares_before,
+            middlewares_after: spec.options.middlewares_after,
             tags: spec.options.tags,
             description: spec.options.description,
             extra: spec.options.extra,
@@ -71,8 +93,13 @@ impl SyncTask {
 
     /// Enqueues another task on this task's app, blocking this (blocking-pool) thread.
     pub fn add_task<T: TaskDef>(&self, call: TaskCall<T>) -> Result<Task<T::Output>> {
-        let handle = tokio::runtime::Handle::current();
-        handle.block_on(self.inner.add_task(call))
+        self.inner.ctx.block_on(self.inner.add_task(call))
+    }
+
+    /// Sleeps, blocking this thread; returns early (with `false`) when the task is asked to
+    /// stop.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        self.inner.ctx.sleep_blocking(duration)
     }
 }
 

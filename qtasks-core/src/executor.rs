@@ -1,13 +1,13 @@
 //! The executor pipeline: one path that runs every task, async or sync.
 //!
-//! For one delivery: find the task, build its context, call the generated handler (which
-//! decodes the arguments, builds the extractors and calls the function; sync functions run on
-//! the blocking pool), with the task's app as the current app, under `max_time` and
-//! cancellation, with panics caught; then turn the result into an [`Outcome`], deciding retry.
+//! For one delivery: find the task (`unknown_task` if the app has none), build its context,
+//! then run the task's executor ([`DefaultExecutor`] unless it names another; see
+//! [`TaskRun`](crate::TaskRun) for the stages) inside the guard every attempt gets
+//! (`guarded`): the task's app as the current app, `max_time`, cancellation, and panics
+//! caught. The result is an [`Outcome`] for the broker.
 
-use std::any::Any;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
@@ -15,27 +15,20 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Delivery, Outcome};
 use crate::depends::TaskScopeHold;
 use crate::error::TaskErrorKind;
+use crate::task_executor::outcome_of_error;
+pub(crate) use crate::task_executor::panic_message;
 use crate::worker::WorkerShared;
-use crate::{App, Payload, TaskContext, TaskError, TaskSpec};
+use crate::{App, DefaultExecutor, Payload, TaskContext, TaskError, TaskRun};
 
 /// Runs one delivery to its outcome. Never panics.
 pub(crate) async fn execute(
     app: &App,
-    worker: &WorkerShared,
+    worker: &Arc<WorkerShared>,
     delivery: &Delivery,
     cancel: CancellationToken,
 ) -> Outcome {
     let Some(spec) = app.task(&delivery.task_name) else {
-        tracing::error!(task_name = %delivery.task_name, task_uuid = %delivery.uuid, "unknown task");
-        return Outcome::Failed {
-            traceback: TaskError::new(TaskErrorKind::UnknownTask(format!(
-                "this worker (app {:?}) has no task named {:?}; registered tasks: {}. Run a worker built with that task, or include its router",
-                app.name(),
-                delivery.task_name,
-                app.tasks().iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
-            )))
-            .traceback(),
-        };
+        return unknown_task(app, delivery);
     };
     let ctx = TaskContext::new(
         app.clone(),
@@ -44,64 +37,71 @@ pub(crate) async fn execute(
         delivery.priority,
         delivery.attempt,
         cancel.clone(),
-        Some(worker.dependencies().clone()),
+        Some(worker.clone()),
     );
     // Task-scoped dependencies are torn down when the last hold goes: this one, or that of
     // a sync body still on the blocking pool (a timed-out one). On abort, in the background.
     let task_scope = TaskScopeHold::new(&ctx);
     let span = tracing::info_span!("task", task_name = spec.name, task_uuid = %delivery.uuid, attempt = delivery.attempt);
-    let result = tracing::Instrument::instrument(
-        run_handler(app, spec, ctx, delivery.args.clone(), &cancel),
-        span.clone(),
-    )
-    .await;
+    let mut run = TaskRun::new(ctx, delivery.args.clone());
+    let stopped =
+        tracing::Instrument::instrument(guarded(app, &mut run, &cancel), span.clone()).await;
     tracing::Instrument::instrument(task_scope.release(), span).await;
-    match result {
-        Ok(payload) => Outcome::Success(payload),
+    match stopped {
+        Ok(outcome) => outcome,
         Err(err) => {
+            // Stopped from outside: report the reason `app.cancel` gave.
             let err = match err.kind() {
-                TaskErrorKind::Cancelled(_) if cancel.is_cancelled() => {
-                    match worker.cancel_reason(delivery.uuid) {
-                        Some(reason) => TaskError::cancelled(reason),
-                        None => err,
-                    }
-                }
+                TaskErrorKind::Cancelled(_) => match worker.cancel_reason(delivery.uuid) {
+                    Some(reason) => TaskError::cancelled(reason),
+                    None => err,
+                },
                 _ => err,
             };
-            outcome_of_error(spec, delivery, err)
+            outcome_of_error(run.ctx(), err)
         }
     }
 }
 
-async fn run_handler(
+/// Runs the task's executor with the task's app as the current app, under `max_time` and
+/// cancellation, with panics caught. `Ok` is the executor's outcome; `Err` says why the
+/// attempt was stopped before the executor finished (cancelled, timed out, panicked).
+async fn guarded(
     app: &App,
-    spec: &'static TaskSpec,
-    ctx: TaskContext,
-    args: Payload,
+    run: &mut TaskRun,
     cancel: &CancellationToken,
-) -> Result<Payload, TaskError> {
-    let call = AssertUnwindSafe((spec.handler)(ctx, args)).catch_unwind();
-    let call = async {
-        match call.await {
-            Ok(result) => result,
-            Err(panic) => Err(TaskError::new(TaskErrorKind::Panicked(panic_message(
-                panic,
-            )))),
-        }
+) -> Result<Outcome, TaskError> {
+    let max_time = run.spec().options.max_time;
+    let executor = run.spec().options.executor;
+    let attempt = async move {
+        let outcome = match executor {
+            None => {
+                AssertUnwindSafe(DefaultExecutor::run(run))
+                    .catch_unwind()
+                    .await
+            }
+            Some(e) => {
+                AssertUnwindSafe(e.executor.execute(run))
+                    .catch_unwind()
+                    .await
+            }
+        };
+        outcome.map_err(|panic| TaskError::new(TaskErrorKind::Panicked(panic_message(panic))))
     };
-    let guarded = async {
+    let stoppable = async {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(TaskError::cancelled("cancelled")),
-            result = call => result,
+            outcome = attempt => outcome,
         }
     };
-    match spec.options.max_time {
-        None => app.scope(guarded).await,
-        Some(max) => match tokio::time::timeout(max, app.scope(guarded)).await {
+    match max_time {
+        None => app.scope(stoppable).await,
+        Some(max) => match tokio::time::timeout(max, app.scope(stoppable)).await {
             Ok(result) => result,
             Err(_) => {
-                // Tell a sync task still running on the blocking pool that it should stop.
+                // The future is dropped; a sync body still on the blocking pool is told
+                // through its context that it should stop.
                 cancel.cancel();
                 Err(TaskError::new(TaskErrorKind::TimedOut(max)))
             }
@@ -109,37 +109,17 @@ async fn run_handler(
     }
 }
 
-fn outcome_of_error(spec: &TaskSpec, delivery: &Delivery, err: TaskError) -> Outcome {
-    if let TaskErrorKind::Cancelled(reason) = err.kind() {
-        tracing::info!(task_name = spec.name, task_uuid = %delivery.uuid, reason = %reason, "task cancelled");
-        return Outcome::Cancelled {
-            reason: reason.clone(),
-        };
-    }
-    let traceback = err.traceback();
-    if !err.is_permanent() && delivery.attempt <= spec.options.retry {
-        let delay = retry_delay(delivery.attempt);
-        tracing::warn!(task_name = spec.name, task_uuid = %delivery.uuid, attempt = delivery.attempt, ?delay, error = %traceback, "task failed; retrying");
-        return Outcome::Retry { traceback, delay };
-    }
-    tracing::error!(task_name = spec.name, task_uuid = %delivery.uuid, attempt = delivery.attempt, error = %traceback, "task failed");
-    Outcome::Failed { traceback }
-}
-
-/// Exponential backoff: 100 ms, 200 ms, 400 ms, ... capped at one minute.
-fn retry_delay(attempt: u32) -> Duration {
-    let factor = 1u64 << attempt.saturating_sub(1).min(16);
-    Duration::from_millis(100u64.saturating_mul(factor)).min(Duration::from_secs(60))
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(panic: Box<dyn Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_string()
+/// The outcome of a delivery whose task this app does not have: status `error`, never retried.
+fn unknown_task(app: &App, delivery: &Delivery) -> Outcome {
+    tracing::error!(task_name = %delivery.task_name, task_uuid = %delivery.uuid, "unknown task");
+    Outcome::Failed {
+        traceback: TaskError::new(TaskErrorKind::UnknownTask(format!(
+            "this worker (app {:?}) has no task named {:?}; registered tasks: {}. Run a worker built with that task, or include its router",
+            app.name(),
+            delivery.task_name,
+            app.tasks().iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+        )))
+        .traceback(),
     }
 }
 
@@ -194,6 +174,20 @@ pub fn encode_output<T: serde::Serialize>(
     })
 }
 
+/// Decodes a task's encoded output back into its type (for `decode = path`).
+pub fn decode_output<T: serde::de::DeserializeOwned>(
+    ctx: &TaskContext,
+    output: &Payload,
+) -> Result<T, TaskError> {
+    output.decode::<T>().map_err(|e| {
+        TaskError::msg(format!(
+            "cannot read back the result of task {:?} as `{}` for its decode function (a middleware after may have replaced it with another type): {e}",
+            ctx.task_name(),
+            ctx.spec().output
+        ))
+    })
+}
+
 /// Turns what a task function returns into `Result<Output, TaskError>`; implemented for
 /// `Result<T, E>` with `E: Into<TaskError>`. Plain `T` returns are wrapped by the macro.
 pub trait IntoTaskResult {
@@ -207,18 +201,5 @@ impl<T, E: Into<TaskError>> IntoTaskResult for Result<T, E> {
     type Output = T;
     fn into_task_result(self) -> Result<T, TaskError> {
         self.map_err(Into::into)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(retry_delay(1), Duration::from_millis(100));
-        assert_eq!(retry_delay(2), Duration::from_millis(200));
-        assert_eq!(retry_delay(3), Duration::from_millis(400));
-        assert_eq!(retry_delay(40), Duration::from_secs(60));
     }
 }

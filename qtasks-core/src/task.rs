@@ -123,6 +123,12 @@ impl<R: DeserializeOwned> Task<R> {
         let app = self.app.clone().ok_or(Error::NoApp)?;
         app.wait(self.uuid, timeout).await?.decode::<R>()
     }
+
+    /// [`wait`](Self::wait) from sync code, blocking the thread (see [`App::block_on`]).
+    pub fn wait_blocking(&self, timeout: Duration) -> Result<Task<R>> {
+        let app = self.app.clone().ok_or(Error::NoApp)?;
+        app.block_on(self.wait(timeout))
+    }
 }
 
 impl<R: fmt::Debug> fmt::Debug for Task<R> {

@@ -7,9 +7,9 @@
 //! task); one flusher acknowledges finished tasks in batches (whatever has finished since its
 //! last call, so an idle worker acknowledges at once and a busy one in large batches).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
@@ -40,7 +40,23 @@ pub(crate) struct WorkerShared {
     shutdown: CancellationToken,
     inflight: Mutex<FxHashMap<Uuid, Inflight>>,
     dependencies: ScopeCache,
+    /// Cancels of tasks the broker already marked running but this worker had not yet
+    /// registered (the claim was still on its way): applied when the claim arrives.
+    early_cancels: Mutex<Vec<EarlyCancel>>,
+    has_early_cancels: AtomicBool,
 }
+
+struct EarlyCancel {
+    uuid: Uuid,
+    reason: String,
+    at: Instant,
+}
+
+/// How long an unmatched cancel waits for its task's claim to arrive (the task may run on
+/// another worker, which got its own copy).
+const EARLY_CANCEL_TTL: Duration = Duration::from_secs(60);
+/// Most unmatched cancels kept.
+const EARLY_CANCEL_MAX: usize = 1024;
 
 struct Inflight {
     token: u64,
@@ -69,6 +85,8 @@ impl WorkerHandle {
             shutdown: CancellationToken::new(),
             inflight: Mutex::new(FxHashMap::default()),
             dependencies: ScopeCache::new(ScopeKind::Worker),
+            early_cancels: Mutex::new(Vec::new()),
+            has_early_cancels: AtomicBool::new(false),
         });
         let join = tokio::spawn(run(shared.clone()));
         WorkerHandle { shared, join }
@@ -112,6 +130,37 @@ impl WorkerHandle {
     }
 }
 
+/// The worker running a task, as its context sees it ([`TaskContext::worker`](crate::TaskContext::worker)).
+#[derive(Clone)]
+pub struct WorkerRef(Arc<WorkerShared>);
+
+impl WorkerRef {
+    pub(crate) fn new(shared: Arc<WorkerShared>) -> Self {
+        WorkerRef(shared)
+    }
+
+    /// The worker's id (`app-pid-n`).
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// How many tasks the worker holds right now (running and prefetched).
+    pub fn inflight(&self) -> usize {
+        self.0.inflight.lock().len()
+    }
+
+    /// Asks the worker to stop gracefully (as [`WorkerHandle::signal_shutdown`]).
+    pub fn signal_shutdown(&self) {
+        self.0.shutdown.cancel();
+    }
+}
+
+impl std::fmt::Debug for WorkerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WorkerRef").field(&self.0.id).finish()
+    }
+}
+
 impl WorkerShared {
     /// The worker's dependency scope.
     pub(crate) fn dependencies(&self) -> &ScopeCache {
@@ -124,7 +173,54 @@ impl WorkerShared {
         if let Some(entry) = inflight.get_mut(&uuid) {
             entry.reason = Some(reason.to_string());
             entry.cancel.cancel();
+            return;
         }
+        // Not registered yet: the claim may still be on its way to this worker. Lock order
+        // is inflight, then early_cancels (as in `register`).
+        let mut early = self.early_cancels.lock();
+        let now = Instant::now();
+        early.retain(|e| now.duration_since(e.at) < EARLY_CANCEL_TTL);
+        if early.len() >= EARLY_CANCEL_MAX {
+            early.remove(0);
+        }
+        early.push(EarlyCancel {
+            uuid,
+            reason: reason.to_string(),
+            at: now,
+        });
+        self.has_early_cancels.store(true, Ordering::Release);
+    }
+
+    /// Registers claimed deliveries as in flight, applying cancels that arrived before them.
+    fn register(&self, deliveries: Vec<Delivery>) -> Vec<Job> {
+        let mut jobs = Vec::with_capacity(deliveries.len());
+        let mut inflight = self.inflight.lock();
+        for delivery in deliveries {
+            let cancel = CancellationToken::new();
+            inflight.insert(
+                delivery.uuid,
+                Inflight {
+                    token: delivery.token,
+                    cancel: cancel.clone(),
+                    reason: None,
+                },
+            );
+            jobs.push(Job { delivery, cancel });
+        }
+        if self.has_early_cancels.load(Ordering::Acquire) {
+            let mut early = self.early_cancels.lock();
+            early.retain(|e| match inflight.get_mut(&e.uuid) {
+                Some(entry) => {
+                    entry.reason = Some(e.reason.clone());
+                    entry.cancel.cancel();
+                    false
+                }
+                None => true,
+            });
+            self.has_early_cancels
+                .store(!early.is_empty(), Ordering::Release);
+        }
+        jobs
     }
 
     /// The reason a running task was cancelled with.
@@ -279,23 +375,7 @@ async fn fetch_loop(
             }
         };
         slots.add_permits(wanted.saturating_sub(deliveries.len()));
-        let mut jobs_batch = Vec::with_capacity(deliveries.len());
-        {
-            let mut inflight = shared.inflight.lock();
-            for delivery in deliveries {
-                let cancel = CancellationToken::new();
-                inflight.insert(
-                    delivery.uuid,
-                    Inflight {
-                        token: delivery.token,
-                        cancel: cancel.clone(),
-                        reason: None,
-                    },
-                );
-                jobs_batch.push(Job { delivery, cancel });
-            }
-        }
-        for job in jobs_batch {
+        for job in shared.register(deliveries) {
             // The channel holds as many jobs as there are slots, so this never waits long.
             if jobs.send(job).await.is_err() {
                 return;

@@ -3,7 +3,7 @@
 use syn::spanned::Spanned;
 use syn::FnArg;
 
-use crate::model::{is_task_handle, type_name, Flavor, ParamKind, TaskModel};
+use crate::model::{is_task_handle, type_name, yield_types, ParamKind, Return, TaskModel};
 
 /// Errors collected across parse, model and check, reported together.
 #[derive(Default)]
@@ -66,9 +66,9 @@ pub fn check(task: &TaskModel, errors: &mut Errors) {
             format!("#[{attr}] functions cannot be variadic"),
         ));
     }
-    if task.flavor == Flavor::Task && task.awaiting.is_some() {
-        // `awaiting` is only in the shared keys; the model already rejects it for #[task].
-    }
+    check_output(task, errors);
+    check_generator(task, errors);
+    check_backoff(task, errors);
 
     let expected_handle = if task.is_async() {
         "AsyncTask"
@@ -128,5 +128,94 @@ pub fn check(task: &TaskModel, errors: &mut Errors) {
                 ));
             }
         }
+    }
+}
+
+/// A `Yield<Item, Reply>` parameter and `generate_handler` go together.
+fn check_generator(task: &TaskModel, errors: &mut Errors) {
+    let yields: Vec<_> = task
+        .params
+        .iter()
+        .filter(|p| type_name(&p.ty).is_some_and(|n| n == "Yield"))
+        .collect();
+    for extra in yields.iter().skip(1) {
+        errors.push(syn::Error::new(
+            extra.span,
+            "a task takes at most one `Yield` parameter: everything it yields goes through the one `generate_handler`",
+        ));
+    }
+    match yields.first() {
+        Some(y) => match yield_types(&y.ty) {
+            None => errors.push(syn::Error::new(
+                y.ty.span(),
+                "write the yielded type: `Yield<Item>`, or `Yield<Item, Reply>` with a `generate_handler` that returns `Reply`",
+            )),
+            Some((_, Some(reply))) if task.generate_handler.is_none() && !is_unit(reply) => {
+                errors.push(syn::Error::new(
+                    reply.span(),
+                    format!(
+                        "the replies of `Yield<_, {}>` come from a `generate_handler`: add `generate_handler = path::to::handler` (a fn, sync or async, from the item to the reply), or use `Yield<Item>`",
+                        quote::ToTokens::to_token_stream(reply)
+                    ),
+                ))
+            }
+            Some(_) => {}
+        },
+        None => {
+            if let Some(handler) = &task.generate_handler {
+                errors.push(syn::Error::new(
+                    handler.span(),
+                    "`generate_handler` handles what the task yields, but the function has no `Yield` parameter: add `y: Yield<Item, Reply>` and call `y.send(item).await`",
+                ));
+            }
+        }
+    }
+}
+
+fn is_unit(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Tuple(t) if t.elems.is_empty())
+}
+
+/// Backoff keys that contradict each other.
+fn check_backoff(task: &TaskModel, errors: &mut Errors) {
+    let fixed = task
+        .retry_backoff
+        .as_ref()
+        .is_some_and(|b| b.value() == "fixed");
+    if !fixed {
+        return;
+    }
+    if let Some(max) = &task.retry_max_delay {
+        errors.push(syn::Error::new(
+            max.span(),
+            "`retry_max_delay` caps an exponential backoff; with `retry_backoff = \"fixed\"` every retry waits `retry_delay`",
+        ));
+    }
+    if let Some(jitter) = &task.retry_jitter {
+        errors.push(syn::Error::new(
+            jitter.span(),
+            "`retry_jitter` applies to exponential backoff; with `retry_backoff = \"fixed\"` every retry waits exactly `retry_delay`",
+        ));
+    }
+}
+
+/// A result is stored and read back by other processes, so it must be owned.
+fn check_output(task: &TaskModel, errors: &mut Errors) {
+    let ty = match &task.ret {
+        Return::Plain(ty) => ty,
+        Return::Result(syn::Type::Path(p)) => match p.path.segments.last().map(|s| &s.arguments) {
+            Some(syn::PathArguments::AngleBracketed(args)) => match args.args.first() {
+                Some(syn::GenericArgument::Type(ok)) => ok,
+                _ => return,
+            },
+            _ => return,
+        },
+        _ => return,
+    };
+    if let syn::Type::Reference(r) = ty {
+        errors.push(syn::Error::new(
+            r.span(),
+            "a task's result must be owned (it is stored, then decoded by whoever reads it): return `String` for `&str`, `Vec<T>` for `&[T]`",
+        ));
     }
 }

@@ -9,11 +9,11 @@
 //!   handler decodes the arguments, builds the extractors, calls `run` (a sync function on the
 //!   blocking pool) and encodes the output.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
-use crate::model::{Flavor, ParamKind, Return, TaskModel};
+use crate::model::{yield_types, Flavor, ParamKind, Return, TaskModel};
 
 /// On error: the errors, plus the function as written so the rest of the crate still
 /// type-checks against it (one mistake, one error).
@@ -76,6 +76,30 @@ pub fn expand(task: &TaskModel) -> TokenStream {
         })
         .collect::<Vec<_>>()
         .join(", ");
+    // Each field (de)serializes through a function that compiles even when its type is not
+    // serde-compatible, so that such a type gives one error (from `assert_payload`, spanned at
+    // the parameter) instead of a dozen from serde's derive.
+    let mut field_attrs = Vec::new();
+    let mut field_fns = Vec::new();
+    for (id, ty) in &payload {
+        let ser = format_ident!("__ser_{}", id);
+        let de = format_ident!("__de_{}", id);
+        let ser_path = format!("{args_ident}::{ser}");
+        let de_path = format!("{args_ident}::{de}");
+        field_attrs.push(quote!(#[serde(serialize_with = #ser_path, deserialize_with = #de_path)]));
+        field_fns.push(quote! {
+            fn #ser<__S: #p::serde::Serializer>(__v: &#ty, __s: __S) -> ::core::result::Result<__S::Ok, __S::Error> {
+                #[allow(unused_imports)]
+                use #p::field::{SerializeNever as _, SerializeReal as _};
+                (&#p::field::Ser(__v)).qtasks_serialize(__s)
+            }
+            fn #de<'de, __D: #p::serde::Deserializer<'de>>(__d: __D) -> ::core::result::Result<#ty, __D::Error> {
+                #[allow(unused_imports)]
+                use #p::field::{DeserializeNever as _, DeserializeReal as _};
+                (&#p::field::De::<#ty>::new()).qtasks_deserialize(__d)
+            }
+        });
+    }
     let payload_asserts = payload.iter().map(|(_, ty)| {
         quote_spanned! {ty.span()=>
             #p::assert_payload::<#ty>();
@@ -106,7 +130,14 @@ pub fn expand(task: &TaskModel) -> TokenStream {
             quote!(<#ty as #p::IntoTaskResult>::into_task_result(__out)),
         ),
     };
-    let output_str = output_ty.to_string();
+    // With `decode`, what is stored is what the decode function returns, whose type the
+    // macro cannot name: typed handles then read the result as JSON-like data.
+    let fn_output_ty = output_ty.clone();
+    let output_ty = match &task.decode {
+        Some(_) => quote!(#p::serde_json::Value),
+        None => output_ty,
+    };
+    let output_str = fn_output_ty.to_string();
 
     // Handler: decode, extract, call, encode.
     let mut extract_stmts = Vec::new();
@@ -115,6 +146,18 @@ pub fn expand(task: &TaskModel) -> TokenStream {
     for (i, param) in task.params.iter().enumerate() {
         match &param.kind {
             ParamKind::Payload(id) => call_args.push(quote!(__args.#id)),
+            ParamKind::Extractor if yield_types(&param.ty).is_some() => {
+                let var = format_ident!("__extract_{}", i);
+                let ty = &param.ty;
+                let generate = generate_fn(task, &param.ty, &p);
+                extract_stmts.push(quote_spanned! {ty.span()=>
+                    let #var = {
+                        #generate
+                        <#ty>::new(&__ctx, __generate)
+                    };
+                });
+                call_args.push(quote!(#var));
+            }
             ParamKind::Extractor => {
                 let var = format_ident!("__extract_{}", i);
                 let ty = &param.ty;
@@ -143,7 +186,7 @@ pub fn expand(task: &TaskModel) -> TokenStream {
         Some(r) => quote!(::core::option::Option::Some(&#r)),
         None => quote!(::core::option::Option::None),
     };
-    let options = options(task, &p);
+    let options = options(task, &fn_output_ty, &p);
     let sig_span = sig.span();
     let handler = quote_spanned! {sig_span=>
         #[allow(clippy::let_unit_value, clippy::unit_arg)]
@@ -157,8 +200,36 @@ pub fn expand(task: &TaskModel) -> TokenStream {
             })
         }
     };
-    let add_task_doc =
-        format!("Enqueues task `{name}` on the current app; returns it with status `new`.");
+    let yielded = task
+        .params
+        .iter()
+        .find_map(|p| yield_types(&p.ty))
+        .map(|(item, _)| quote!(#item))
+        .unwrap_or_else(|| quote!(()));
+    // A sync #[shared_task] without `awaiting` gets a blocking handle, usable outside any
+    // async runtime; every other task's handle is async.
+    let blocking_handle =
+        task.flavor == Flavor::Shared && !task.is_async() && task.awaiting.is_none();
+    let add_task_fn = if blocking_handle {
+        let doc = format!("Enqueues task `{name}` on the current app, blocking the thread (usable outside an async runtime); returns it with status `new`. Declare the task with `awaiting` for an async handle.");
+        quote! {
+            #[doc = #doc]
+            #[allow(clippy::too_many_arguments)]
+            #vis fn add_task(&self, #( #field_names: #field_types ),*) -> #p::Result<#p::Task<#output_ty>> {
+                self.call(#( #field_names ),*).add_task_blocking()
+            }
+        }
+    } else {
+        let doc =
+            format!("Enqueues task `{name}` on the current app; returns it with status `new`.");
+        quote! {
+            #[doc = #doc]
+            #[allow(clippy::too_many_arguments)]
+            #vis async fn add_task(&self, #( #field_names: #field_types ),*) -> #p::Result<#p::Task<#output_ty>> {
+                self.call(#( #field_names ),*).add_task().await
+            }
+        }
+    };
     let call_doc = format!("A pre-built call of task `{name}`: set `.priority(..)`, `.timeout(..)`, `.on(&app)`, then `.add_task()`.");
     let struct_doc = if docs.is_empty() {
         let text = format!("Task `{name}`.");
@@ -182,7 +253,13 @@ pub fn expand(task: &TaskModel) -> TokenStream {
         #[derive(#p::serde::Serialize, #p::serde::Deserialize)]
         #[serde(crate = "::qtasks::__private::serde")]
         #vis struct #args_ident {
-            #( #vis #field_names: #field_types, )*
+            #( #field_attrs #vis #field_names: #field_types, )*
+        }
+
+        #(#cfgs)*
+        #[allow(non_snake_case)]
+        impl #args_ident {
+            #(#field_fns)*
         }
 
         #(#cfgs)*
@@ -198,17 +275,14 @@ pub fn expand(task: &TaskModel) -> TokenStream {
                 #p::TaskCall::new(#args_ident { #( #field_names ),* })
             }
 
-            #[doc = #add_task_doc]
-            #[allow(clippy::too_many_arguments)]
-            #vis async fn add_task(&self, #( #field_names: #field_types ),*) -> #p::Result<#p::Task<#output_ty>> {
-                self.call(#( #field_names ),*).add_task().await
-            }
+            #add_task_fn
         }
 
         #(#cfgs)*
         impl #p::TaskDef for #ident {
             type Args = #args_ident;
             type Output = #output_ty;
+            type Yielded = #yielded;
             fn spec() -> &'static #p::TaskSpec {
                 &#spec_ident
             }
@@ -251,7 +325,63 @@ pub fn expand(task: &TaskModel) -> TokenStream {
     }
 }
 
-fn options(task: &TaskModel, p: &TokenStream) -> TokenStream {
+/// `fn __generate(item: Y) -> BoxFuture<'static, R>`: the task's `generate_handler` (sync or
+/// async) as the `Yield` parameter calls it; without a handler, the reply is `()`.
+fn generate_fn(task: &TaskModel, ty: &syn::Type, p: &TokenStream) -> TokenStream {
+    let Some((item, reply)) = yield_types(ty) else {
+        return TokenStream::new();
+    };
+    let reply = reply.map(|r| quote!(#r)).unwrap_or_else(|| quote!(()));
+    match &task.generate_handler {
+        Some(handler) => quote_spanned! {handler.span()=>
+            fn __generate(__item: #item) -> #p::BoxFuture<'static, #reply> {
+                #[allow(unused_imports)]
+                use #p::reply::{FutureKind as _, ValueKind as _};
+                let __reply = #handler(__item);
+                let __kind = (&__reply).qtasks_reply_kind();
+                ::std::boxed::Box::pin(__kind.into_reply(__reply))
+            }
+        },
+        None => quote! {
+            fn __generate(_: #item) -> #p::BoxFuture<'static, #reply> {
+                ::std::boxed::Box::pin(async {})
+            }
+        },
+    }
+}
+
+fn path_str(path: &syn::Path) -> String {
+    path.to_token_stream().to_string().replace(' ', "")
+}
+
+/// A `Duration` from a number of seconds written as a literal (the model accepts only
+/// integer and float literals), computed here so the generated code is a constant.
+fn seconds(expr: &syn::Expr, p: &TokenStream) -> TokenStream {
+    let secs = match expr {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(i),
+            ..
+        }) => i.base10_parse::<f64>().ok(),
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Float(f),
+            ..
+        }) => f.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    match secs {
+        Some(secs) if (0.0..1e10).contains(&secs) => {
+            let nanos = (secs * 1e9).round() as u64;
+            quote!(#p::Duration::from_nanos(#nanos))
+        }
+        _ => syn::Error::new(
+            expr.span(),
+            "expected a number of seconds between 0 and 10^10, such as 30 or 0.5",
+        )
+        .to_compile_error(),
+    }
+}
+
+fn options(task: &TaskModel, fn_output_ty: &TokenStream, p: &TokenStream) -> TokenStream {
     let mut fields = Vec::new();
     if let Some(pr) = &task.priority {
         fields.push(quote!(priority: ::core::option::Option::Some(#pr),));
@@ -260,11 +390,94 @@ fn options(task: &TaskModel, p: &TokenStream) -> TokenStream {
         fields.push(quote!(echo: true,));
     }
     if let Some(mt) = &task.max_time {
-        let secs = quote_spanned!(mt.span()=> (#mt) as f64);
-        fields.push(quote!(max_time: ::core::option::Option::Some(#p::Duration::from_nanos((#secs * 1e9) as u64)),));
+        let d = seconds(mt, p);
+        fields.push(quote!(max_time: ::core::option::Option::Some(#d),));
     }
     if let Some(r) = &task.retry {
         fields.push(quote!(retry: #r,));
+    }
+    if !task.retry_on.is_empty() {
+        let names = task.retry_on.iter().map(path_str);
+        let tests = task.retry_on.iter().map(|ty| {
+            quote_spanned! {ty.span()=> #p::error_is::<#ty>(__err) }
+        });
+        fields.push(quote! {
+            retry_on: ::core::option::Option::Some(#p::RetryOn {
+                names: &[#(#names),*],
+                matches: {
+                    fn __retry_on(__err: &#p::TaskError) -> bool {
+                        #(#tests)||*
+                    }
+                    __retry_on
+                },
+            }),
+        });
+    }
+    if task.retry_backoff.is_some()
+        || task.retry_delay.is_some()
+        || task.retry_max_delay.is_some()
+        || task.retry_jitter.is_some()
+    {
+        let fixed = task
+            .retry_backoff
+            .as_ref()
+            .is_some_and(|b| b.value() == "fixed");
+        let delay = match &task.retry_delay {
+            Some(d) => seconds(d, p),
+            None => quote!(#p::Duration::from_millis(100)),
+        };
+        let backoff = if fixed {
+            quote!(#p::Backoff::Fixed(#delay))
+        } else {
+            let max = match &task.retry_max_delay {
+                Some(d) => seconds(d, p),
+                None => quote!(#p::Duration::from_secs(60)),
+            };
+            let jitter = task.retry_jitter.as_ref().is_none_or(|b| b.value);
+            quote!(#p::Backoff::Exponential { base: #delay, max: #max, jitter: #jitter })
+        };
+        fields.push(quote!(backoff: #backoff,));
+    }
+    if let Some(decode) = &task.decode {
+        let name = path_str(decode);
+        let apply = quote_spanned! {decode.span()=>
+            fn __decode(__ctx: &#p::TaskContext, __result: #p::Payload) -> ::core::result::Result<#p::Payload, #p::TaskError> {
+                let __value: #fn_output_ty = #p::decode_output(__ctx, &__result)?;
+                let __decoded = #decode(__value);
+                #p::encode_output(__ctx, &__decoded)
+            }
+        };
+        fields.push(quote! {
+            decode: ::core::option::Option::Some(#p::Decode {
+                name: #name,
+                apply: { #apply __decode },
+            }),
+        });
+    }
+    if let Some(handler) = &task.generate_handler {
+        let name = path_str(handler);
+        fields.push(quote!(generate_handler: ::core::option::Option::Some(#name),));
+    }
+    if let Some(executor) = &task.executor {
+        let name = path_str(executor);
+        let value = quote_spanned!(executor.span()=> #p::executor(&#executor));
+        fields.push(quote! {
+            executor: ::core::option::Option::Some(#p::ExecutorRef { name: #name, executor: #value }),
+        });
+    }
+    for (key, list) in [
+        (quote!(middlewares_before), &task.middlewares_before),
+        (quote!(middlewares_after), &task.middlewares_after),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let refs = list.iter().map(|m| {
+            let name = path_str(m);
+            let value = quote_spanned!(m.span()=> #p::middleware(&#m));
+            quote!(#p::MiddlewareRef { name: #name, middleware: #value })
+        });
+        fields.push(quote!(#key: &[#(#refs),*],));
     }
     if let Some(d) = &task.description {
         fields.push(quote!(description: ::core::option::Option::Some(#d),));
@@ -284,6 +497,5 @@ fn options(task: &TaskModel, p: &TokenStream) -> TokenStream {
         });
         fields.push(quote!(extra: &[#(#pairs),*],));
     }
-    let _ = Span::call_site();
     quote!(#p::TaskOptions { #(#fields)* ..#p::TaskOptions::DEFAULT })
 }

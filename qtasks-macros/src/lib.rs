@@ -17,14 +17,23 @@ use proc_macro::TokenStream;
 
 /// Turns a function into a task: a zero-sized struct with the function's name that can be
 /// enqueued (`add.add_task(2, 3)`), registered for every app (or for the apps that include its
-/// `router`). See the `qtasks` crate documentation for the keys.
+/// `router`).
+///
+/// Keys (the guide's `docs/tasks.md` explains each): `name = ".."`, `priority = N`, `echo`,
+/// `max_time = secs`, `retry = N`, `retry_on = [ErrorType, ..]`, `retry_backoff = "fixed" |
+/// "exponential"`, `retry_delay = secs`, `retry_max_delay = secs`, `retry_jitter = bool`,
+/// `decode = path::to::fn`, `tags = [".."]`, `description = ".."`, `generate_handler =
+/// path::to::fn`, `executor = Type`, `middlewares_before = [Type, ..]`, `middlewares_after =
+/// [Type, ..]`, `router = PATH`; any other `key = literal` is kept as the task's `extra`.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     run(model::Flavor::Task, attr.into(), item.into()).into()
 }
 
 /// Like `#[task]`, for tasks declared in libraries and shared by every app: takes the same
-/// keys plus `awaiting`.
+/// keys except `router`, plus `awaiting`. Called without an app, it uses the current one (the
+/// running task's app, else the process default). A sync function's handle blocks
+/// (`add_task` usable outside an async runtime) unless `awaiting` makes it async.
 #[proc_macro_attribute]
 pub fn shared_task(attr: TokenStream, item: TokenStream) -> TokenStream {
     run(model::Flavor::Shared, attr.into(), item.into()).into()

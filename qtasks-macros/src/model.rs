@@ -31,6 +31,10 @@ impl Flavor {
             "max_time",
             "retry",
             "retry_on",
+            "retry_backoff",
+            "retry_delay",
+            "retry_max_delay",
+            "retry_jitter",
             "decode",
             "tags",
             "description",
@@ -47,6 +51,10 @@ impl Flavor {
             "max_time",
             "retry",
             "retry_on",
+            "retry_backoff",
+            "retry_delay",
+            "retry_max_delay",
+            "retry_jitter",
             "decode",
             "tags",
             "description",
@@ -86,6 +94,10 @@ pub struct TaskModel {
     pub max_time: Option<Expr>,
     pub retry: Option<Expr>,
     pub retry_on: Vec<Path>,
+    pub retry_backoff: Option<LitStr>,
+    pub retry_delay: Option<Expr>,
+    pub retry_max_delay: Option<Expr>,
+    pub retry_jitter: Option<syn::LitBool>,
     pub decode: Option<Path>,
     pub tags: Vec<LitStr>,
     pub description: Option<LitStr>,
@@ -162,6 +174,24 @@ pub fn is_builtin_extractor(ty: &Type) -> bool {
     type_name(ty).is_some_and(|n| BUILTIN_EXTRACTORS.iter().any(|b| n == b))
 }
 
+/// `Y` and `R` of a `Yield<Y, R>` parameter type (`R` is `None` when omitted).
+pub fn yield_types(ty: &Type) -> Option<(&Type, Option<&Type>)> {
+    let Type::Path(p) = ty else { return None };
+    let seg = p.path.segments.last()?;
+    if seg.ident != "Yield" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &seg.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    let item = types.next()?;
+    Some((item, types.next()))
+}
+
 pub fn is_task_handle(ty: &Type) -> bool {
     type_name(ty).is_some_and(|n| TASK_HANDLES.iter().any(|b| n == b))
 }
@@ -184,6 +214,10 @@ pub fn build(flavor: Flavor, args: Vec<Arg>, mut func: ItemFn, errors: &mut Erro
         max_time: None,
         retry: None,
         retry_on: Vec::new(),
+        retry_backoff: None,
+        retry_delay: None,
+        retry_max_delay: None,
+        retry_jitter: None,
         decode: None,
         tags: Vec::new(),
         description: None,
@@ -254,6 +288,13 @@ fn build_params(func: &mut ItemFn, errors: &mut Errors) -> Vec<Param> {
 fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
     let key = arg.key.to_string();
     let valid = model.flavor.keys();
+    if model.flavor == Flavor::Shared && key == "router" {
+        errors.push(syn::Error::new(
+            arg.key.span(),
+            "a shared task is registered for every app, so it has no router: use #[qtasks::task(router = ..)] for a task that only the apps including the router have",
+        ));
+        return;
+    }
     if !valid.contains(&key.as_str()) {
         // Any other `key = literal` is extra data, unless it looks like a typo of a key.
         let near = valid
@@ -289,6 +330,22 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
         "priority" => model.priority = int_expr(&arg, true, errors),
         "retry" => model.retry = int_expr(&arg, false, errors),
         "max_time" => model.max_time = number(&arg, errors),
+        "retry_delay" => model.retry_delay = number(&arg, errors),
+        "retry_max_delay" => model.retry_max_delay = number(&arg, errors),
+        "retry_jitter" => model.retry_jitter = bool_lit(&arg, errors),
+        "retry_backoff" => {
+            model.retry_backoff = lit_str(&arg, errors).and_then(|s| {
+                if matches!(s.value().as_str(), "fixed" | "exponential") {
+                    Some(s)
+                } else {
+                    errors.push(syn::Error::new(
+                        s.span(),
+                        "`retry_backoff` is \"fixed\" (the same `retry_delay` before every retry) or \"exponential\" (`retry_delay` doubling up to `retry_max_delay`, with jitter unless `retry_jitter = false`)",
+                    ));
+                    None
+                }
+            })
+        }
         "tags" => {
             model.tags = list(
                 &arg,
@@ -345,6 +402,21 @@ fn flag(arg: &Arg, errors: &mut Errors) -> Option<Span> {
                     "`{}` is a flag: write `{}` or `{} = true`",
                     arg.key, arg.key, arg.key
                 ),
+            ));
+            None
+        }
+    }
+}
+
+fn bool_lit(arg: &Arg, errors: &mut Errors) -> Option<syn::LitBool> {
+    match value(arg, errors, "true")? {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Some(b.clone()),
+        other => {
+            errors.push(syn::Error::new(
+                other.span(),
+                format!("`{}` takes `true` or `false`", arg.key),
             ));
             None
         }

@@ -1,0 +1,73 @@
+//! Cancelling tasks from outside (queued and running, async and sync) and `max_time`.
+//! `cargo run --example cancel`
+
+use std::time::Duration;
+
+use qtasks::prelude::*;
+
+#[qtasks::task]
+async fn long_async(ctx: TaskContext) -> String {
+    ctx.logger().info("started; waiting to be cancelled");
+    std::future::pending::<()>().await;
+    "never".to_string()
+}
+
+/// A sync task cannot be interrupted: it checks its context between steps.
+#[qtasks::task]
+fn long_sync(ctx: TaskContext) -> u32 {
+    let mut steps = 0;
+    while !ctx.is_cancelled() && steps < 1000 {
+        std::thread::sleep(Duration::from_millis(10));
+        steps += 1;
+    }
+    println!("long_sync noticed the cancel after {steps} steps");
+    steps
+}
+
+#[qtasks::task(max_time = 0.2)]
+async fn too_slow() {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+}
+
+async fn wait_until_running(app: &App, uuid: uuid::Uuid) -> qtasks::Result<()> {
+    // The status is not final yet, so nothing notifies: read it until the worker has it.
+    while app.get(uuid).await?.map(|t| t.status) != Some(TaskStatus::Process) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> qtasks::Result<()> {
+    let app = App::builder().name("cancel").build()?;
+    let wait = Duration::from_secs(5);
+
+    // Queued: no worker yet, so it never runs.
+    let queued = long_async.add_task().await?;
+    println!(
+        "queued: {:?}",
+        app.cancel(queued.uuid, "not needed any more").await?
+    );
+    let done = app.wait(queued.uuid, wait).await?;
+    println!("  -> {} ({:?})", done.status, done.cancel_reason);
+
+    let worker = app.spawn_worker();
+    for (label, task) in [
+        ("async", long_async.add_task().await?.uuid),
+        ("sync", long_sync.add_task().await?.uuid),
+    ] {
+        tokio::time::timeout(wait, wait_until_running(&app, task))
+            .await
+            .map_err(|_| qtasks::Error::Worker("task did not start".into()))??;
+        println!(
+            "running {label}: {:?}",
+            app.cancel(task, "user pressed stop").await?
+        );
+        let done = app.wait(task, wait).await?;
+        println!("  -> {} ({:?})", done.status, done.cancel_reason);
+    }
+
+    let done = too_slow.add_task().await?.wait(wait).await?;
+    println!("too_slow: {} ({:?})", done.status, done.traceback);
+    worker.shutdown().await
+}

@@ -1,0 +1,6 @@
+#[qtasks::task(awaiting)]
+fn one() -> u8 {
+    1
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[qtasks::task]
+const fn one() -> u8 {
+    1
+}
+
+fn main() {}

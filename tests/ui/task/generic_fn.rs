@@ -1,0 +1,6 @@
+#[qtasks::task]
+async fn id<T: Send>(value: T) -> T {
+    value
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[qtasks::task]
+struct Job;
+
+fn main() {}

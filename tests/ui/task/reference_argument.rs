@@ -1,0 +1,6 @@
+#[qtasks::task]
+async fn shout(text: &str) -> String {
+    text.to_uppercase()
+}
+
+fn main() {}

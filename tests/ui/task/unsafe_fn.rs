@@ -1,0 +1,6 @@
+#[qtasks::task]
+unsafe fn one() -> u8 {
+    1
+}
+
+fn main() {}
