@@ -176,8 +176,33 @@ fn is_unit(ty: &syn::Type) -> bool {
     matches!(ty, syn::Type::Tuple(t) if t.elems.is_empty())
 }
 
-/// Backoff keys that contradict each other.
+/// Retry keys without `retry`, and backoff keys that contradict each other.
 fn check_backoff(task: &TaskModel, errors: &mut Errors) {
+    let retries = task.retry.as_ref().is_some_and(|r| {
+        !matches!(r, syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) if i.base10_digits() == "0")
+    });
+    if !retries {
+        let spans = [
+            task.retry_on.first().map(|p| ("retry_on", p.span())),
+            task.retry_backoff
+                .as_ref()
+                .map(|b| ("retry_backoff", b.span())),
+            task.retry_delay.as_ref().map(|d| ("retry_delay", d.span())),
+            task.retry_max_delay
+                .as_ref()
+                .map(|d| ("retry_max_delay", d.span())),
+            task.retry_jitter
+                .as_ref()
+                .map(|j| ("retry_jitter", j.span())),
+        ];
+        for (key, span) in spans.into_iter().flatten() {
+            errors.push(syn::Error::new(
+                span,
+                format!("`{key}` has no effect without retries: add `retry = N` (N more attempts after a failure)"),
+            ));
+        }
+        return;
+    }
     let fixed = task
         .retry_backoff
         .as_ref()
