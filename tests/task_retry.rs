@@ -2,6 +2,7 @@
 //! between attempts, and that waiters get the final attempt's outcome.
 
 mod common;
+mod task_support;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{builder, DEADLINE};
 use qtasks::prelude::*;
+use task_support::WatchedBroker;
 
 /// Runs per task uuid, so tests running in parallel do not share counters.
 static RUNS: Mutex<Option<HashMap<uuid::Uuid, u32>>> = Mutex::new(None);
@@ -164,21 +166,18 @@ async fn fixed_backoff_waits_between_attempts() {
 
 #[tokio::test]
 async fn status_is_retry_between_attempts_and_a_waiting_retry_can_be_cancelled() {
-    let app = builder("retry-status").build().unwrap();
+    let (backend, broker) = WatchedBroker::memory();
+    let app = builder("retry-status").backend(backend).build().unwrap();
+    let mut completions = broker.subscribe();
     let worker = app.spawn_worker();
     let task = slow_retry.call(1).on(&app).add_task().await.unwrap();
-    // The status is not final, so there is no notification to wait on: read until it shows.
-    let status = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let t = app.get(task.uuid).await.unwrap().unwrap();
-            if t.status == TaskStatus::Retry {
-                return t;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    tokio::time::timeout(DEADLINE, async {
+        while completions.recv().await.unwrap() != (task.uuid, "retry") {}
     })
     .await
-    .expect("the task reaches status retry");
+    .expect("the first attempt ends in retry");
+    let status = app.get(task.uuid).await.unwrap().unwrap();
+    assert_eq!(status.status, TaskStatus::Retry);
     assert_eq!(status.traceback.as_deref(), Some("flaky: attempt 1"));
     assert_eq!(
         app.cancel(task.uuid, "no more tries").await.unwrap(),

@@ -59,3 +59,85 @@ impl Drop for DropReport {
         report(self.0, self.1);
     }
 }
+
+/// A broker that reports each completion it acknowledges (uuid and outcome kind), for
+/// waiting on states that are not final, such as `retry`.
+pub struct WatchedBroker {
+    inner: std::sync::Arc<dyn qtasks::backend::Broker>,
+    completions: broadcast::Sender<(Uuid, &'static str)>,
+}
+
+impl WatchedBroker {
+    /// Wraps a fresh memory backend's broker; returns the backend to build an app with.
+    pub fn memory() -> (qtasks::Backend, std::sync::Arc<WatchedBroker>) {
+        let memory = std::sync::Arc::new(qtasks::memory::MemoryBackend::new(
+            std::time::Duration::from_secs(60),
+        ))
+        .backend();
+        let watched = std::sync::Arc::new(WatchedBroker {
+            inner: memory.broker.clone(),
+            completions: broadcast::channel(1024).0,
+        });
+        (
+            qtasks::Backend {
+                broker: watched.clone(),
+                ..memory
+            },
+            watched,
+        )
+    }
+
+    /// Subscribes to completions (before they happen).
+    pub fn subscribe(&self) -> broadcast::Receiver<(Uuid, &'static str)> {
+        self.completions.subscribe()
+    }
+}
+
+impl qtasks::backend::Broker for WatchedBroker {
+    fn enqueue<'a>(
+        &'a self,
+        tasks: &'a [qtasks::backend::NewTask],
+    ) -> futures::future::BoxFuture<'a, qtasks::Result<()>> {
+        self.inner.enqueue(tasks)
+    }
+    fn claim(
+        &self,
+        max: usize,
+    ) -> futures::future::BoxFuture<'_, qtasks::Result<Vec<qtasks::backend::Delivery>>> {
+        self.inner.claim(max)
+    }
+    fn complete<'a>(
+        &'a self,
+        done: &'a [qtasks::backend::Completion],
+    ) -> futures::future::BoxFuture<'a, qtasks::Result<Vec<qtasks::backend::Lease>>> {
+        Box::pin(async move {
+            let rejected = self.inner.complete(done).await?;
+            for c in done {
+                let kind = match c.outcome {
+                    qtasks::backend::Outcome::Success(_) => "success",
+                    qtasks::backend::Outcome::Failed { .. } => "error",
+                    qtasks::backend::Outcome::Cancelled { .. } => "cancel",
+                    qtasks::backend::Outcome::Retry { .. } => "retry",
+                };
+                let _ = self.completions.send((c.lease.uuid, kind));
+            }
+            Ok(rejected)
+        })
+    }
+    fn requeue<'a>(
+        &'a self,
+        leases: &'a [qtasks::backend::Lease],
+    ) -> futures::future::BoxFuture<'a, qtasks::Result<()>> {
+        self.inner.requeue(leases)
+    }
+    fn cancel(
+        &self,
+        uuid: Uuid,
+        reason: &str,
+    ) -> futures::future::BoxFuture<'_, qtasks::Result<qtasks::CancelOutcome>> {
+        self.inner.cancel(uuid, reason)
+    }
+    fn stats(&self) -> futures::future::BoxFuture<'_, qtasks::Result<qtasks::QueueStats>> {
+        self.inner.stats()
+    }
+}
