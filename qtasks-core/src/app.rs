@@ -330,6 +330,18 @@ impl App {
         Ok(outcome)
     }
 
+    /// Whether at least one worker of this app is alive (in any process sharing the backend),
+    /// judged by the heartbeats workers send every few seconds.
+    pub async fn ping(&self) -> Result<bool> {
+        Ok(!self
+            .inner
+            .backend
+            .global_config
+            .live_workers()
+            .await?
+            .is_empty())
+    }
+
     /// Starts a worker in the background on the current tokio runtime.
     pub fn spawn_worker(&self) -> WorkerHandle {
         let handle = WorkerHandle::spawn(self.clone());

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use linkme::distributed_slice;
 use uuid::Uuid;
 
@@ -89,6 +90,61 @@ pub enum Outcome {
         /// When to run again.
         delay: Duration,
     },
+    /// Status `error`, never retried: the task cannot run at all (bad input). Backends that
+    /// have a dead-letter structure keep the record there with its raw arguments.
+    DeadLetter {
+        /// Why the task cannot run.
+        reason: DeadLetterReason,
+        /// The error with what to do about it.
+        traceback: String,
+    },
+}
+
+/// Why a task ended in the dead-letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetterReason {
+    /// No worker of the app has a task of this name.
+    UnknownTask,
+    /// The arguments are not valid MessagePack or do not fit the task's parameters.
+    BadArguments,
+    /// The task's worker vanished (its lease expired) more often than the backend allows.
+    TooManyDeliveries,
+}
+
+impl DeadLetterReason {
+    /// The wire name (`unknown_task`, `bad_arguments`, `too_many_deliveries`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::UnknownTask => "unknown_task",
+            DeadLetterReason::BadArguments => "bad_arguments",
+            DeadLetterReason::TooManyDeliveries => "too_many_deliveries",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "unknown_task" => DeadLetterReason::UnknownTask,
+            "bad_arguments" => DeadLetterReason::BadArguments,
+            "too_many_deliveries" => DeadLetterReason::TooManyDeliveries,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request to stop a task that a worker of this app runs, possibly in another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    /// The running task.
+    pub uuid: Uuid,
+    /// Why it is cancelled.
+    pub reason: String,
 }
 
 /// The end of one execution, acknowledged to the broker.
@@ -160,6 +216,13 @@ pub trait Broker: Send + Sync + 'static {
     /// Renews the leases of claimed tasks, in one call.
     fn renew<'a>(&'a self, _leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Cancellations of running tasks asked by other processes, for the worker to apply.
+    /// `None` (the default) when [`App::cancel`](crate::App::cancel) reaches every worker
+    /// directly, as with an in-process backend.
+    fn cancel_requests(&self) -> Option<BoxStream<'static, CancelRequest>> {
+        None
     }
 }
 

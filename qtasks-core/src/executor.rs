@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Delivery, Outcome};
+use crate::backend::{DeadLetterReason, Delivery, Outcome};
 use crate::depends::TaskScopeHold;
 use crate::error::TaskErrorKind;
 use crate::task_executor::outcome_of_error;
@@ -109,10 +109,12 @@ async fn guarded(
     }
 }
 
-/// The outcome of a delivery whose task this app does not have: status `error`, never retried.
+/// The outcome of a delivery whose task this app does not have: status `error`, never retried,
+/// kept in the dead-letter (with backends that have one).
 fn unknown_task(app: &App, delivery: &Delivery) -> Outcome {
-    tracing::error!(task_name = %delivery.task_name, task_uuid = %delivery.uuid, "unknown task");
-    Outcome::Failed {
+    tracing::error!(task_name = %delivery.task_name, task_uuid = %delivery.uuid, "unknown task; the task goes to the dead-letter");
+    Outcome::DeadLetter {
+        reason: DeadLetterReason::UnknownTask,
         traceback: TaskError::new(TaskErrorKind::UnknownTask(format!(
             "this worker (app {:?}) has no task named {:?}; registered tasks: {}. Run a worker built with that task, or include its router",
             app.name(),

@@ -27,7 +27,7 @@ mod task_executor;
 mod worker;
 
 pub use app::{App, AppBuilder};
-pub use backend::{Backend, CancelOutcome, QueueStats};
+pub use backend::{Backend, CancelOutcome, DeadLetterReason, QueueStats};
 pub use call::TaskCall;
 pub use config::Config;
 pub use context::{Component, TaskContext, TaskLogger};

@@ -166,6 +166,13 @@ pub(crate) fn outcome_of_error(ctx: &TaskContext, err: TaskError) -> Outcome {
         };
     }
     let traceback = err.traceback();
+    if let TaskErrorKind::BadArguments(_) = err.kind() {
+        tracing::error!(task_name = spec.name, task_uuid = %uuid, error = %traceback, "bad arguments; the task goes to the dead-letter");
+        return Outcome::DeadLetter {
+            reason: crate::backend::DeadLetterReason::BadArguments,
+            traceback,
+        };
+    }
     let options = &spec.options;
     let retryable = !err.is_permanent() && options.retry_on.is_none_or(|only| (only.matches)(&err));
     if retryable && attempt <= options.retry {

@@ -26,6 +26,10 @@ use crate::{executor, App, Error, Result};
 const MAX_CLAIM_BATCH: usize = 1024;
 /// Most completions acknowledged in one broker call.
 const MAX_ACK_BATCH: usize = 1024;
+/// How often a worker records that it is alive (`App::ping`, `live_workers`).
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long one heartbeat counts: a worker missing three in a row is considered gone.
+const HEARTBEAT_TTL: Duration = Duration::from_secs(6);
 
 /// A running worker. Dropping the handle does not stop it; call [`WorkerHandle::shutdown`].
 pub struct WorkerHandle {
@@ -271,6 +275,12 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
         .broker
         .lease_duration()
         .map(|lease| tokio::spawn(renew_loop(shared.clone(), lease, stopped.clone())));
+    let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), stopped.clone()));
+    let cancels = app
+        .backend()
+        .broker
+        .cancel_requests()
+        .map(|requests| tokio::spawn(cancel_loop(shared.clone(), requests, stopped.clone())));
 
     shared.shutdown.cancelled().await;
     tracing::info!(worker = %shared.id, "worker stopping");
@@ -298,6 +308,10 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
     stopped.cancel();
     if let Some(renewer) = renewer {
         let _ = renewer.await;
+    }
+    let _ = heartbeat.await;
+    if let Some(cancels) = cancels {
+        let _ = cancels.await;
     }
     // Whatever is still held was not acknowledged: back to the queue, attempt not counted.
     let left = shared.leases();
@@ -464,6 +478,41 @@ async fn renew_loop(shared: Arc<WorkerShared>, lease: Duration, stopped: Cancell
         if let Err(e) = broker.renew(&leases).await {
             tracing::warn!(worker = %shared.id, error = %e, count = leases.len(), "cannot renew leases");
         }
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<WorkerShared>, stopped: CancellationToken) {
+    let config = shared.app.backend().global_config.clone();
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = config.heartbeat(&shared.id, HEARTBEAT_TTL).await {
+            tracing::warn!(worker = %shared.id, error = %e, "cannot record the worker's heartbeat");
+        }
+    }
+    // A heartbeat that expires at once: the worker is no longer listed as live.
+    let _ = config.heartbeat(&shared.id, Duration::ZERO).await;
+}
+
+async fn cancel_loop(
+    shared: Arc<WorkerShared>,
+    mut requests: futures::stream::BoxStream<'static, crate::backend::CancelRequest>,
+    stopped: CancellationToken,
+) {
+    use futures::StreamExt;
+    loop {
+        let request = tokio::select! {
+            _ = stopped.cancelled() => return,
+            request = requests.next() => match request {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        shared.cancel_running(request.uuid, &request.reason);
     }
 }
 

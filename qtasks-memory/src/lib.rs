@@ -36,6 +36,7 @@ pub struct MemoryBackend {
     kv: Mutex<BTreeMap<String, String>>,
     claims: Mutex<HashMap<String, Instant>>,
     heartbeats: Mutex<HashMap<String, Instant>>,
+    dead_letter: Mutex<u64>,
     result_ttl: Duration,
 }
 
@@ -89,6 +90,7 @@ impl MemoryBackend {
             kv: Mutex::new(BTreeMap::new()),
             claims: Mutex::new(HashMap::new()),
             heartbeats: Mutex::new(HashMap::new()),
+            dead_letter: Mutex::new(0),
             result_ttl,
         }
     }
@@ -268,6 +270,7 @@ impl Broker for MemoryBackend {
             let mut rejected = Vec::new();
             let mut expiring = Vec::new();
             let mut retries = Vec::new();
+            let mut dead = 0;
             for c in done {
                 let mut shard = self.shard(&c.lease.uuid).lock();
                 let Some(slot) = shard.get_mut(&c.lease.uuid) else {
@@ -288,6 +291,13 @@ impl Broker for MemoryBackend {
                     Outcome::Failed { traceback } => {
                         task.status = TaskStatus::Error;
                         task.traceback = Some(traceback.clone());
+                    }
+                    Outcome::DeadLetter { reason, traceback } => {
+                        task.status = TaskStatus::Error;
+                        task.traceback = Some(traceback.clone());
+                        task.extra
+                            .insert("dead_letter".into(), reason.as_str().into());
+                        dead += 1;
                     }
                     Outcome::Cancelled { reason } => {
                         task.status = TaskStatus::Cancel;
@@ -314,6 +324,9 @@ impl Broker for MemoryBackend {
                 if woke {
                     self.wake.notify_waiters();
                 }
+            }
+            if dead > 0 {
+                *self.dead_letter.lock() += dead;
             }
             self.expire(now);
             Ok(rejected)
@@ -382,7 +395,11 @@ impl Broker for MemoryBackend {
 
     fn stats(&self) -> BoxFuture<'_, Result<QueueStats>> {
         Box::pin(async move {
-            let mut stats = QueueStats::default();
+            self.expire(Instant::now());
+            let mut stats = QueueStats {
+                dead_letter: *self.dead_letter.lock(),
+                ..QueueStats::default()
+            };
             {
                 let q = self.queue.lock();
                 for e in q.ready.iter() {
@@ -408,7 +425,10 @@ impl Broker for MemoryBackend {
 
 impl Storage for MemoryBackend {
     fn get(&self, uuid: Uuid) -> BoxFuture<'_, Result<Option<Task>>> {
-        Box::pin(async move { Ok(self.shard(&uuid).lock().get(&uuid).map(|s| s.task.clone())) })
+        Box::pin(async move {
+            self.expire(Instant::now());
+            Ok(self.shard(&uuid).lock().get(&uuid).map(|s| s.task.clone()))
+        })
     }
 
     fn wait(&self, uuid: Uuid, timeout: Duration) -> BoxFuture<'_, Result<Option<Task>>> {

@@ -1,0 +1,155 @@
+//! A private `redis-server` for tests and examples: started on a free loopback port with an
+//! append-only file in a fresh directory, stopped and restarted on demand (to test recovery),
+//! and killed when the handle is dropped or the process that started it dies.
+
+use std::io::{self, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use deadpool_redis::redis;
+
+/// How long the server may take to accept connections.
+const START_DEADLINE: Duration = Duration::from_secs(15);
+
+/// A `redis-server` process owned by this program.
+///
+/// ```no_run
+/// let server = qtasks_redis::server::RedisServer::start()?;
+/// println!("Redis at {}", server.url());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    process: Option<(Child, ChildStdin)>,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (from `PATH`) on a free port of 127.0.0.1 and waits until it
+    /// answers. Fails when the binary is missing or the server does not come up.
+    pub fn start() -> io::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(format!(
+            "qtasks-redis-{}-{port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut server = RedisServer {
+            port,
+            dir,
+            process: None,
+        };
+        server.launch()?;
+        Ok(server)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its URL (database 0).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops the server the way an operator restarting it would (`SHUTDOWN`, which writes the
+    /// append-only file), and waits until it has exited.
+    pub fn stop(&mut self) -> io::Result<()> {
+        let Some((mut child, stdin)) = self.process.take() else {
+            return Ok(());
+        };
+        if let Ok(client) = redis::Client::open(self.url()) {
+            if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) {
+                // The server closes the connection as it exits: the reply is an error.
+                let _ = redis::cmd("SHUTDOWN").query::<()>(&mut conn);
+            }
+        }
+        let status = child.wait();
+        drop(stdin);
+        status.map(|_| ())
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop()?;
+        self.launch()
+    }
+
+    fn launch(&mut self) -> io::Result<()> {
+        // The shell keeps a pipe from this process: when it closes (the handle is dropped, or
+        // this process dies however it dies), the server is killed. The shell itself exits
+        // when the server does.
+        let script = r#"exec 3<&0; redis-server "$@" & pid=$!; (read _ <&3; kill -9 $pid 2>/dev/null) & wait $pid"#;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("redis.log"))?;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "yes"])
+            .args(["--appendfsync", "everysec"])
+            .args(["--maxmemory-policy", "noeviction"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::other("no stdin pipe to the redis-server shell"))?;
+        self.process = Some((child, stdin));
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + START_DEADLINE;
+        let client = redis::Client::open(self.url()).map_err(io::Error::other)?;
+        loop {
+            let answered = client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            match answered {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    if let Some((child, _)) = &mut self.process {
+                        if let Some(status) = child.try_wait()? {
+                            return Err(io::Error::other(format!(
+                                "redis-server exited at start ({status}); is it installed? see {}",
+                                self.dir.join("redis.log").display()
+                            )));
+                        }
+                    }
+                    if Instant::now() > deadline {
+                        return Err(io::Error::other(format!(
+                            "redis-server on port {} did not answer within {START_DEADLINE:?}: {e}",
+                            self.port
+                        )));
+                    }
+                    // Waiting for another process to come up: there is nothing to be notified by.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some((mut child, mut stdin)) = self.process.take() {
+            let _ = stdin.write_all(b"stop\n");
+            drop(stdin);
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
