@@ -9,6 +9,8 @@ mod app;
 pub mod backend;
 mod call;
 mod config;
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod context;
 mod def;
 mod depends;

@@ -153,3 +153,31 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The Redis URL tests use: `QTASKS_REDIS_URL` when set, else a private server started once
+/// per process. `None` when no server can be started, so the caller skips; with
+/// `QTASKS_REQUIRE_REDIS=1` (as in CI) that panics instead, naming the cause.
+pub fn test_url() -> Option<String> {
+    static URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("QTASKS_REDIS_URL") {
+            return Some(url);
+        }
+        match RedisServer::start() {
+            Ok(server) => {
+                let url = server.url();
+                // Kept for the life of the process; the server dies with it.
+                std::mem::forget(server);
+                Some(url)
+            }
+            Err(e) => {
+                if std::env::var("QTASKS_REQUIRE_REDIS").as_deref() == Ok("1") {
+                    panic!("QTASKS_REQUIRE_REDIS=1 but no Redis is available: {e}; install redis-server or set QTASKS_REDIS_URL");
+                }
+                eprintln!("skipping Redis tests: {e} (set QTASKS_REDIS_URL or install redis-server)");
+                None
+            }
+        }
+    })
+    .clone()
+}

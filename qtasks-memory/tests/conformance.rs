@@ -1,0 +1,12 @@
+//! The backend conformance suite, run against the in-memory backend.
+
+use std::sync::Arc;
+
+use qtasks_core::{Backend, Config};
+use qtasks_memory::MemoryBackend;
+
+async fn open(config: Config) -> Backend {
+    Arc::new(MemoryBackend::new(config.result_ttl)).backend()
+}
+
+qtasks_core::conformance_tests!(open);
