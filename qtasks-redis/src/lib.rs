@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_redis::redis::{self, FromRedisValue, Script, Value};
+use deadpool_redis::redis::{FromRedisValue, Script, Value};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use qtasks_core::backend::{
@@ -36,6 +36,9 @@ use qtasks_core::{Config, Error, Payload, Result, Task, TaskStatus};
 use uuid::Uuid;
 
 use crate::conn::Connections;
+
+/// The `redis` crate this backend uses, for direct access to the same server.
+pub use deadpool_redis::redis;
 use crate::notify::Notifier;
 
 /// The longest an idle worker blocks on its wake-up before looking again (a safety net for a

@@ -1,0 +1,705 @@
+//! Reliability of the Redis backend under faults (issue 5, item 5): worker killed with
+//! SIGKILL, long task with a live worker, worker frozen with SIGSTOP, Redis restarted while
+//! tasks flow, graceful shutdown, bad input, and a key census after the result TTL.
+//!
+//! Redis is a private `redis-server` for this test binary (or `QTASKS_REDIS_URL`); the tests
+//! skip without one unless `QTASKS_REQUIRE_REDIS=1`. Worker processes that get killed or
+//! frozen are this test binary itself, re-executed to run only `worker_process_entry_point`
+//! with `QTASKS_TEST_WORKER` set. Every wait is bounded; waits on another process's state
+//! read its output or block on Redis lists, and only TTL expiry (which has no notification)
+//! is polled, with a deadline.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use qtasks::backend::NewTask;
+use qtasks::prelude::*;
+use qtasks::redis::redis::{self, AsyncCommands};
+use qtasks::redis::{server, RedisBackend, RedisOptions};
+use qtasks::{Payload, Result as QResult};
+use uuid::Uuid;
+
+use common::DEADLINE;
+
+/// The environment variable that turns this binary into a worker process.
+const WORKER_ENV: &str = "QTASKS_TEST_WORKER";
+
+/// A raw connection for the test's own bookkeeping keys (`test:*`, outside every app).
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    let (_, url) = RedisOptions::from_url(url).unwrap();
+    // No response timeout: the tests block on lists (BLPOP) for up to the deadline.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
+}
+
+/// Counts its runs and announces each start (`pid:run` pushed to `test:started:{key}`); on its
+/// first run it then sleeps `first_run_ms` (the run a fault interrupts), later runs return at once.
+#[qtasks::task(echo)]
+async fn tracked(task: AsyncTask, key: String, first_run_ms: u64) -> Result<u64, TaskError> {
+    let url = task.ctx.get_config().broker_url.clone().unwrap_or_default();
+    let mut conn = raw(&url).await;
+    let runs: u64 = conn.incr(format!("test:runs:{key}"), 1).await?;
+    let _: () = conn
+        .rpush(
+            format!("test:started:{key}"),
+            format!("{}:{runs}", std::process::id()),
+        )
+        .await?;
+    if runs == 1 {
+        tokio::time::sleep(Duration::from_millis(first_run_ms)).await;
+    }
+    Ok(runs)
+}
+
+/// Announces its start, then blocks until the test pushes to `test:release:{key}`.
+#[qtasks::task(echo)]
+async fn gated(task: AsyncTask, key: String) -> Result<String, TaskError> {
+    let url = task.ctx.get_config().broker_url.clone().unwrap_or_default();
+    let mut conn = raw(&url).await;
+    let _: () = conn.rpush(format!("test:started:{key}"), "1").await?;
+    let (_, value): (String, String) = conn.blpop(format!("test:release:{key}"), 0.0).await?;
+    Ok(value)
+}
+
+/// Fails on its first attempt, succeeds on the second.
+#[qtasks::task(echo, retry = 2)]
+async fn flaky(task: AsyncTask) -> Result<u32, TaskError> {
+    if task.ctx.attempt() == 1 {
+        return Err(TaskError::msg("first attempt fails"));
+    }
+    Ok(task.ctx.attempt())
+}
+
+/// Always fails.
+#[qtasks::task]
+async fn broken() -> Result<(), TaskError> {
+    Err(TaskError::msg("broken on purpose"))
+}
+
+/// Adds two numbers; retries would be allowed, but bad input is never retried.
+#[qtasks::task(retry = 3)]
+async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+/// When `QTASKS_TEST_WORKER=url\napp` is set, this runs a worker until the process is killed
+/// (the reliability tests start this binary as a worker process); otherwise it does nothing.
+#[test]
+fn worker_process_entry_point() {
+    let Ok(spec) = std::env::var(WORKER_ENV) else {
+        return;
+    };
+    let (url, app_name) = spec.split_once('\n').expect("url\\napp");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let app = common::builder(app_name).broker_url(url).build().unwrap();
+        println!("worker ready");
+        app.run_forever().await.unwrap();
+    });
+}
+
+/// This test binary running a worker in another process, with its output readable line by line.
+struct WorkerProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl WorkerProcess {
+    fn start(url: &str, app: &str) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "worker_process_entry_point", "--nocapture"])
+            .env(WORKER_ENV, format!("{url}\n{app}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let process = WorkerProcess { child, lines };
+        process.wait_for_line("worker ready");
+        process
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Blocks until the process prints a line containing `needle`.
+    fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(e) => panic!("worker process never printed {needle:?}: {e}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A unique app name for one test.
+fn app_name(test: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "rel-{test}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Blocks until the task behind `key` announces a start; returns `(pid, run)`.
+async fn next_start(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> (u32, u64) {
+    let popped: Option<(String, String)> = conn
+        .blpop(format!("test:started:{key}"), DEADLINE.as_secs_f64())
+        .await
+        .unwrap();
+    let (_, value) = popped.unwrap_or_else(|| panic!("task {key} never started"));
+    let (pid, run) = value.split_once(':').unwrap_or((&value, "0"));
+    (pid.parse().unwrap_or(0), run.parse().unwrap_or(0))
+}
+
+async fn runs(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    let runs: Option<u64> = conn.get(format!("test:runs:{key}")).await.unwrap();
+    runs.unwrap_or(0)
+}
+
+/// (a) A worker killed with SIGKILL mid-task: the task runs again on another worker within
+/// the lease (plus the time until an idle worker looks, which is the lease deadline itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_task_runs_again_elsewhere() {
+    let Some(base) = server::test_url() else {
+        return;
+    };
+    let lease = Duration::from_millis(1000);
+    let url = format!("{base}?lease_ms={}", lease.as_millis());
+    let name = app_name("kill9");
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    let mut conn = raw(&url).await;
+    let mut victim = WorkerProcess::start(&url, &name);
+
+    let key = Uuid::new_v4().to_string();
+    let task = tracked
+        .call(key.clone(), 60_000)
+        .on(&app)
+        .add_task()
+        .await
+        .unwrap();
+    let (pid, run) = next_start(&mut conn, &key).await;
+    assert_eq!((pid, run), (victim.pid(), 1));
+
+    let rescuer = app.spawn_worker();
+    victim.kill9();
+    let killed_at = Instant::now();
+    let done = task.wait(DEADLINE).await.unwrap();
+    let recovered_in = killed_at.elapsed();
+    assert_eq!(done.status, TaskStatus::Success, "{done:?}");
+    assert_eq!(done.returning, Some(2), "ran again, in this process");
+    assert_eq!(done.attempts, 2);
+    assert_eq!(runs(&mut conn, &key).await, 2);
+    assert!(
+        recovered_in < lease + Duration::from_secs(2),
+        "recovered after {recovered_in:?}, lease {lease:?}"
+    );
+    rescuer.shutdown().await.unwrap();
+}
+
+/// (b) A task running several lease lengths on a live worker is never run twice, even with
+/// another idle worker waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_task_with_live_worker_runs_once() {
+    let Some(base) = server::test_url() else {
+        return;
+    };
+    let url = format!("{base}?lease_ms=300");
+    let name = app_name("long");
+    let first = common::builder(&name).broker_url(&url).build().unwrap();
+    let second = common::builder(&name).broker_url(&url).build().unwrap();
+    let mut conn = raw(&url).await;
+    let w1 = first.spawn_worker();
+    let key = Uuid::new_v4().to_string();
+    // Six lease lengths.
+    let task = tracked
+        .call(key.clone(), 1800)
+        .on(&first)
+        .add_task()
+        .await
+        .unwrap();
+    next_start(&mut conn, &key).await;
+    let w2 = second.spawn_worker();
+    let done = task.wait(DEADLINE).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Success);
+    assert_eq!(done.returning, Some(1));
+    assert_eq!(done.attempts, 1);
+    assert_eq!(runs(&mut conn, &key).await, 1);
+    w1.shutdown().await.unwrap();
+    w2.shutdown().await.unwrap();
+}
+
+/// (c) A worker frozen with SIGSTOP past its lease: another worker completes the task, and
+/// the frozen worker's late completion is rejected when it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_worker_is_fenced() {
+    let Some(base) = server::test_url() else {
+        return;
+    };
+    let url = format!("{base}?lease_ms=800");
+    let name = app_name("sigstop");
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    let mut conn = raw(&url).await;
+    let frozen = WorkerProcess::start(&url, &name);
+
+    let key = Uuid::new_v4().to_string();
+    let task = tracked
+        .call(key.clone(), 1500)
+        .on(&app)
+        .add_task()
+        .await
+        .unwrap();
+    assert_eq!(next_start(&mut conn, &key).await, (frozen.pid(), 1));
+    frozen.signal("-STOP");
+
+    let rescuer = app.spawn_worker();
+    let done = task.wait(DEADLINE).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Success);
+    assert_eq!(done.returning, Some(2), "completed by the rescuer");
+
+    frozen.signal("-CONT");
+    let line = frozen.wait_for_line("completion rejected");
+    assert!(line.contains(&task.uuid.to_string()), "{line}");
+    let after = app.get(task.uuid).await.unwrap().unwrap();
+    assert_eq!(after.status, TaskStatus::Success);
+    assert_eq!(
+        after.returning,
+        Some(Payload::encode(&2u64).unwrap()),
+        "the late result did not overwrite the rescuer's"
+    );
+    assert_eq!(runs(&mut conn, &key).await, 2);
+    rescuer.shutdown().await.unwrap();
+}
+
+/// (d) Redis restarted while tasks flow: workers and producers recover without a restart of
+/// their own, and every acknowledged enqueue completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_loses_no_acknowledged_task() {
+    // This test stops its server, so it has one of its own.
+    if server::test_url().is_none() {
+        return;
+    }
+    let redis_server = server::RedisServer::start().unwrap();
+    // A claim whose reply is lost in the restart is recovered when its lease expires.
+    let url = format!("{}?lease_ms=1000", redis_server.url());
+    let mut redis_server = Some(redis_server);
+    let name = app_name("restart");
+    let producer = common::builder(&name).broker_url(&url).build().unwrap();
+    let worker_app = common::builder(&name)
+        .broker_url(&url)
+        .max_tasks_process(4)
+        .build()
+        .unwrap();
+    let worker = worker_app.spawn_worker();
+
+    let total = 120;
+    let mut acknowledged = Vec::new();
+    let mut failed_attempts = 0;
+    let mut restarter = None;
+    let started = Instant::now();
+    for i in 0..total {
+        if i == total / 2 {
+            // Restart in the background while the producer keeps going.
+            let mut server = redis_server.take().unwrap();
+            restarter = Some(std::thread::spawn(move || {
+                server.restart().unwrap();
+                server
+            }));
+        }
+        loop {
+            assert!(started.elapsed() < DEADLINE * 3, "producer stuck");
+            match add.call(i, 1).on(&producer).add_task().await {
+                Ok(task) => {
+                    acknowledged.push((i, task));
+                    break;
+                }
+                Err(e) => {
+                    // Fails fast with a clear error while Redis is away; the producer retries.
+                    assert!(e.to_string().contains("Redis"), "{e}");
+                    failed_attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+    let redis_server = restarter.unwrap().join().unwrap();
+    for (i, task) in &acknowledged {
+        let done = task.wait(DEADLINE).await.unwrap();
+        assert_eq!(done.status, TaskStatus::Success, "{done:?}");
+        assert_eq!(done.returning, Some(i + 1));
+    }
+    assert_eq!(acknowledged.len(), total as usize);
+    eprintln!("restart test: {failed_attempts} enqueue attempts failed during the restart");
+    worker.shutdown().await.unwrap();
+    drop(redis_server);
+}
+
+/// (e) Graceful shutdown: prefetched tasks return to the queue at once, running ones finish
+/// within the grace period, the rest are requeued without counting the attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_returns_work_uncounted() {
+    let Some(url) = server::test_url() else {
+        return;
+    };
+    let name = app_name("graceful");
+    let app = common::builder(&name)
+        .broker_url(&url)
+        .max_tasks_process(2)
+        .prefetch(2)
+        .grace_period(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let mut conn = raw(&url).await;
+    let finishes = Uuid::new_v4().to_string();
+    let overruns = Uuid::new_v4().to_string();
+    let prefetched: Vec<String> = (0..2).map(|_| Uuid::new_v4().to_string()).collect();
+    // One batch, so the two gated tasks take the two lanes and the others wait prefetched.
+    let backend = RedisBackend::new(&url, &name, app.config(), RedisOptions::default()).unwrap();
+    let mut tasks = Vec::new();
+    for (task_name, args) in [
+        ("gated", Payload::encode(&(finishes.clone(),)).unwrap()),
+        ("gated", Payload::encode(&(overruns.clone(),)).unwrap()),
+        ("tracked", Payload::encode(&(prefetched[0].clone(), 0u64)).unwrap()),
+        ("tracked", Payload::encode(&(prefetched[1].clone(), 0u64)).unwrap()),
+    ] {
+        tasks.push(NewTask {
+            uuid: Uuid::new_v4(),
+            task_name: task_name.into(),
+            priority: 0,
+            args,
+            created_at: std::time::SystemTime::now(),
+            not_before: None,
+        });
+    }
+    qtasks::backend::Broker::enqueue(&*backend, &tasks)
+        .await
+        .unwrap();
+    let worker = app.spawn_worker();
+    for key in [&finishes, &overruns] {
+        let popped: Option<(String, String)> = conn
+            .blpop(format!("test:started:{key}"), DEADLINE.as_secs_f64())
+            .await
+            .unwrap();
+        assert!(popped.is_some(), "gated task {key} never started");
+    }
+    for t in &tasks[2..] {
+        assert_eq!(
+            app.get(t.uuid).await.unwrap().unwrap().status,
+            TaskStatus::Process,
+            "claimed ahead (prefetched)"
+        );
+    }
+
+    worker.signal_shutdown();
+    // Prefetched tasks are back in the queue while the running ones still run. Record state has
+    // no notification: poll with a deadline.
+    let start = Instant::now();
+    loop {
+        let mut back = 0;
+        for t in &tasks[2..] {
+            let record = app.get(t.uuid).await.unwrap().unwrap();
+            if record.status == TaskStatus::New {
+                assert_eq!(record.attempts, 0);
+                back += 1;
+            }
+        }
+        if back == 2 {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "prefetched tasks not returned");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        app.get(tasks[0].uuid).await.unwrap().unwrap().status,
+        TaskStatus::Process
+    );
+    let _: () = conn
+        .rpush(format!("test:release:{finishes}"), "released")
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, worker.shutdown())
+        .await
+        .expect("shutdown within the grace period")
+        .unwrap();
+
+    let finished = app.get(tasks[0].uuid).await.unwrap().unwrap();
+    assert_eq!(finished.status, TaskStatus::Success);
+    assert_eq!(
+        finished.returning,
+        Some(Payload::encode(&"released").unwrap())
+    );
+    let overran = app.get(tasks[1].uuid).await.unwrap().unwrap();
+    assert_eq!(overran.status, TaskStatus::New, "requeued after the grace period");
+    assert_eq!(overran.attempts, 0, "the interrupted attempt is not counted");
+    for (t, key) in tasks[2..].iter().zip(&prefetched) {
+        assert_eq!(app.get(t.uuid).await.unwrap().unwrap().status, TaskStatus::New);
+        assert_eq!(runs(&mut conn, key).await, 0, "prefetched tasks never ran");
+    }
+    let stats = qtasks::backend::Broker::stats(&*backend).await.unwrap();
+    assert_eq!(stats.ready_by_priority.get(&0), Some(&3), "{stats:?}");
+    assert_eq!(stats.running, 0);
+}
+
+/// (f) A malformed payload and an unknown task end in the dead-letter with a typed reason and
+/// the raw payload, are not retried, and the worker keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_goes_to_the_dead_letter() {
+    let Some(url) = server::test_url() else {
+        return;
+    };
+    let name = app_name("dead");
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    let backend = RedisBackend::new(&url, &name, app.config(), RedisOptions::default()).unwrap();
+    let worker = app.spawn_worker();
+
+    // Arguments that do not fit `add(a: i64, b: i64)` (which has `retry = 3`).
+    let wrong = app
+        .add_task("add", serde_json::json!({"a": "two"}))
+        .await
+        .unwrap();
+    // A task no worker knows, with bytes that are not MessagePack at all.
+    let garbage = Payload::from_bytes(vec![0xc1, 0xde, 0xad]);
+    let unknown = NewTask {
+        uuid: Uuid::new_v4(),
+        task_name: "no.such.task".into(),
+        priority: 0,
+        args: garbage.clone(),
+        created_at: std::time::SystemTime::now(),
+        not_before: None,
+    };
+    qtasks::backend::Broker::enqueue(&*backend, std::slice::from_ref(&unknown))
+        .await
+        .unwrap();
+
+    let wrong_done = app.wait(wrong.uuid, DEADLINE).await.unwrap();
+    assert_eq!(wrong_done.status, TaskStatus::Error);
+    assert_eq!(wrong_done.attempts, 1, "never retried");
+    assert!(
+        wrong_done.traceback.as_deref().unwrap_or("").contains("bad arguments"),
+        "{wrong_done:?}"
+    );
+    let unknown_done = app.wait(unknown.uuid, DEADLINE).await.unwrap();
+    assert_eq!(unknown_done.status, TaskStatus::Error);
+    assert_eq!(unknown_done.attempts, 1);
+
+    let dead = backend.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let by_uuid = |u: Uuid| dead.iter().find(|t| t.uuid == u).expect("dead-lettered");
+    let d_unknown = by_uuid(unknown.uuid);
+    assert_eq!(
+        d_unknown.extra.get("dead_letter").map(String::as_str),
+        Some("unknown_task")
+    );
+    assert_eq!(d_unknown.args, garbage, "raw payload kept");
+    assert!(d_unknown
+        .traceback
+        .as_deref()
+        .unwrap_or("")
+        .contains("no.such.task"));
+    let d_wrong = by_uuid(wrong.uuid);
+    assert_eq!(
+        d_wrong.extra.get("dead_letter").map(String::as_str),
+        Some("bad_arguments")
+    );
+    assert_eq!(d_wrong.args, wrong.args);
+
+    // The worker is still running.
+    let ok = add.call(2, 3).on(&app).add_task().await.unwrap();
+    assert_eq!(ok.wait(DEADLINE).await.unwrap().returning, Some(5));
+    worker.shutdown().await.unwrap();
+}
+
+/// (g) Once the result TTL has passed, no key of the finished tasks remains: a census of every
+/// key of the app finds only the fixed bookkeeping keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_remains_after_the_result_ttl() {
+    let Some(url) = server::test_url() else {
+        return;
+    };
+    let name = app_name("census");
+    let app = common::builder(&name)
+        .broker_url(&url)
+        .result_ttl(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let mut conn = raw(&url).await;
+    let worker = app.spawn_worker();
+    let mut uuids = Vec::new();
+    let ok = add.call(1, 2).on(&app).add_task().await.unwrap();
+    uuids.push(ok.uuid);
+    let failed = broken.call().on(&app).add_task().await.unwrap();
+    uuids.push(failed.uuid);
+    let retried = flaky.call().on(&app).add_task().await.unwrap();
+    uuids.push(retried.uuid);
+    assert_eq!(ok.wait(DEADLINE).await.unwrap().returning, Some(3));
+    assert_eq!(
+        failed.wait(DEADLINE).await.unwrap().status,
+        TaskStatus::Error
+    );
+    assert_eq!(retried.wait(DEADLINE).await.unwrap().returning, Some(2));
+    worker.shutdown().await.unwrap();
+    // Cancelled while queued (no worker now).
+    let cancelled = add.call(5, 5).on(&app).add_task().await.unwrap();
+    uuids.push(cancelled.uuid);
+    assert_eq!(
+        app.cancel(cancelled.uuid, "census").await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+
+    let pattern = format!("{{{name}}}:*");
+    let census = |mut conn: redis::aio::MultiplexedConnection| {
+        let pattern = pattern.clone();
+        async move {
+            let mut keys: Vec<String> = Vec::new();
+            let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await.unwrap();
+            while let Some(key) = futures::StreamExt::next(&mut iter).await {
+                keys.push(key.unwrap());
+            }
+            keys.sort();
+            keys
+        }
+    };
+    let fixed = [format!("{{{name}}}:tok"), format!("{{{name}}}:wake")];
+    // Expiry has no notification: poll the census with a deadline.
+    let start = Instant::now();
+    loop {
+        let keys = census(conn.clone()).await;
+        let leftover: Vec<_> = keys.iter().filter(|k| !fixed.contains(k)).collect();
+        if leftover.is_empty() {
+            for uuid in &uuids {
+                assert!(!keys.iter().any(|k| k.contains(&uuid.to_string())));
+                assert!(app.get(*uuid).await.unwrap().is_none());
+            }
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "keys left after the result TTL: {leftover:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _: () = conn.del(format!("{{{name}}}:tok")).await.unwrap();
+}
+
+/// Workers announce themselves: `app.ping()` is true while one runs, false after it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_sees_live_workers() {
+    let Some(url) = server::test_url() else {
+        return;
+    };
+    let name = app_name("ping");
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    assert!(!app.ping().await.unwrap());
+    let worker = app.spawn_worker();
+    // The first heartbeat is sent as the worker starts; it has no notification: poll.
+    let start = Instant::now();
+    while !app.ping().await.unwrap() {
+        assert!(start.elapsed() < DEADLINE, "no heartbeat");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let live = app.backend().global_config.live_workers().await.unwrap();
+    assert_eq!(live, vec![worker.id().to_string()]);
+    worker.shutdown().await.unwrap();
+    assert!(!app.ping().await.unwrap(), "a stopped worker is not live");
+}
+
+/// Cancelling a task that runs in another worker process stops it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_worker_in_another_process() {
+    let Some(url) = server::test_url() else {
+        return;
+    };
+    let name = app_name("cancel");
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    let mut conn = raw(&url).await;
+    let _worker = WorkerProcess::start(&url, &name);
+    let key = Uuid::new_v4().to_string();
+    let task = tracked
+        .call(key.clone(), 60_000)
+        .on(&app)
+        .add_task()
+        .await
+        .unwrap();
+    next_start(&mut conn, &key).await;
+    assert_eq!(
+        app.cancel(task.uuid, "no longer needed").await.unwrap(),
+        CancelOutcome::Running
+    );
+    let done = app.wait(task.uuid, DEADLINE).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Cancel);
+    assert_eq!(done.cancel_reason.as_deref(), Some("no longer needed"));
+}
+
+/// Producers fail fast with an error naming Redis when the server is unreachable.
+#[tokio::test]
+async fn producer_fails_fast_without_redis() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = common::builder(&app_name("down"))
+        .broker_url(format!("redis://127.0.0.1:{port}/0"))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let err: QResult<_> = add.call(1, 1).on(&app).add_task().await;
+    let err = err.unwrap_err().to_string();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(err.contains("Redis at redis://127.0.0.1"), "{err}");
+    assert!(err.contains("redis-server is running"), "{err}");
+}
