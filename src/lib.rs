@@ -64,3 +64,8 @@ pub mod prelude {
         TaskStatus, Yield,
     };
 }
+
+/// The Redis chapter of the guide (`docs/redis.md`), included so its code compiles as doctests.
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../docs/redis.md")]
+pub struct RedisGuide;
