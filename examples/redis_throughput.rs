@@ -21,20 +21,22 @@ static TARGET: AtomicU64 = AtomicU64::new(u64::MAX);
 static ALL_DONE: Notify = Notify::const_new();
 static STARTED: OnceLock<mpsc::UnboundedSender<Instant>> = OnceLock::new();
 
-/// Does nothing but count.
+/// Does nothing but count; returns how many ran so far.
 #[qtasks::task]
-async fn noop() {
-    if DONE.fetch_add(1, Ordering::Relaxed) + 1 == TARGET.load(Ordering::Relaxed) {
+async fn noop() -> u64 {
+    let done = DONE.fetch_add(1, Ordering::Relaxed) + 1;
+    if done == TARGET.load(Ordering::Relaxed) {
         ALL_DONE.notify_one();
     }
+    done
 }
 
 /// Reports when it starts.
 #[qtasks::task]
-async fn ping_start() {
-    if let Some(tx) = STARTED.get() {
-        let _ = tx.send(Instant::now());
-    }
+async fn ping_start() -> bool {
+    STARTED
+        .get()
+        .is_some_and(|tx| tx.send(Instant::now()).is_ok())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -43,7 +43,9 @@ async fn main() -> qtasks::Result<()> {
         Ok(url) => url,
         Err(_) => {
             let server = RedisServer::start().map_err(|e| {
-                qtasks::Error::Worker(format!("cannot start redis-server: {e}; install it or set QTASKS_REDIS_URL"))
+                qtasks::Error::Worker(format!(
+                    "cannot start redis-server: {e}; install it or set QTASKS_REDIS_URL"
+                ))
             })?;
             println!("started a private redis-server at {}", server.url());
             let url = server.url();

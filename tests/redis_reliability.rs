@@ -82,7 +82,7 @@ async fn flaky(task: AsyncTask) -> Result<u32, TaskError> {
 
 /// Always fails.
 #[qtasks::task]
-async fn broken() -> Result<(), TaskError> {
+async fn broken() -> Result<u32, TaskError> {
     Err(TaskError::msg("broken on purpose"))
 }
 
@@ -413,8 +413,14 @@ async fn graceful_shutdown_returns_work_uncounted() {
     for (task_name, args) in [
         ("gated", Payload::encode(&(finishes.clone(),)).unwrap()),
         ("gated", Payload::encode(&(overruns.clone(),)).unwrap()),
-        ("tracked", Payload::encode(&(prefetched[0].clone(), 0u64)).unwrap()),
-        ("tracked", Payload::encode(&(prefetched[1].clone(), 0u64)).unwrap()),
+        (
+            "tracked",
+            Payload::encode(&(prefetched[0].clone(), 0u64)).unwrap(),
+        ),
+        (
+            "tracked",
+            Payload::encode(&(prefetched[1].clone(), 0u64)).unwrap(),
+        ),
     ] {
         tasks.push(NewTask {
             uuid: Uuid::new_v4(),
@@ -483,10 +489,20 @@ async fn graceful_shutdown_returns_work_uncounted() {
         Some(Payload::encode(&"released").unwrap())
     );
     let overran = app.get(tasks[1].uuid).await.unwrap().unwrap();
-    assert_eq!(overran.status, TaskStatus::New, "requeued after the grace period");
-    assert_eq!(overran.attempts, 0, "the interrupted attempt is not counted");
+    assert_eq!(
+        overran.status,
+        TaskStatus::New,
+        "requeued after the grace period"
+    );
+    assert_eq!(
+        overran.attempts, 0,
+        "the interrupted attempt is not counted"
+    );
     for (t, key) in tasks[2..].iter().zip(&prefetched) {
-        assert_eq!(app.get(t.uuid).await.unwrap().unwrap().status, TaskStatus::New);
+        assert_eq!(
+            app.get(t.uuid).await.unwrap().unwrap().status,
+            TaskStatus::New
+        );
         assert_eq!(runs(&mut conn, key).await, 0, "prefetched tasks never ran");
     }
     let stats = qtasks::backend::Broker::stats(&*backend).await.unwrap();
@@ -529,7 +545,11 @@ async fn bad_input_goes_to_the_dead_letter() {
     assert_eq!(wrong_done.status, TaskStatus::Error);
     assert_eq!(wrong_done.attempts, 1, "never retried");
     assert!(
-        wrong_done.traceback.as_deref().unwrap_or("").contains("bad arguments"),
+        wrong_done
+            .traceback
+            .as_deref()
+            .unwrap_or("")
+            .contains("bad arguments"),
         "{wrong_done:?}"
     );
     let unknown_done = app.wait(unknown.uuid, DEADLINE).await.unwrap();

@@ -143,7 +143,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("conf.get", 3);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let got = backend.storage.get(t.uuid).await.unwrap().expect("record");
     assert_eq!(got.uuid, t.uuid);
     assert_eq!(got.task_name, "conf.get");
@@ -162,7 +166,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let tasks = vec![
+    let tasks = [
         new_task("p5-a", 5),
         new_task("p0-a", 0),
         new_task("p5-b", 5),
@@ -194,7 +198,11 @@ where
     assert_eq!(first.len(), 2);
     let rest = claim(&backend, 10).await;
     assert_eq!(rest.len(), 3);
-    let names: Vec<_> = first.iter().chain(&rest).map(|d| d.task_name.clone()).collect();
+    let names: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|d| d.task_name.clone())
+        .collect();
     assert_eq!(names, ["b0", "b1", "b2", "b3", "b4"]);
     for d in first.iter().chain(&rest) {
         assert_eq!(d.attempt, 1);
@@ -218,7 +226,11 @@ where
     assert!(!claimer.is_finished(), "claim returned with an empty queue");
     let t = new_task("wake", 0);
     let enqueued_at = Instant::now();
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let got = claimer.await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].uuid, t.uuid);
@@ -240,7 +252,11 @@ where
     let mut t = new_task("delayed", 0);
     t.not_before = Some(SystemTime::now() + delay);
     let start = Instant::now();
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let stats = backend.broker.stats().await.unwrap();
     assert_eq!(stats.scheduled, 1, "{stats:?}");
     assert!(stats.ready_by_priority.is_empty(), "{stats:?}");
@@ -261,7 +277,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("ok", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let d = claim(&backend, 1).await.remove(0);
     let result = Payload::encode(&42).unwrap();
     assert!(complete(&backend, &d, Outcome::Success(result.clone()))
@@ -283,7 +303,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("err", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let d = claim(&backend, 1).await.remove(0);
     complete(
         &backend,
@@ -306,7 +330,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("cancelled", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let d = claim(&backend, 1).await.remove(0);
     complete(
         &backend,
@@ -329,7 +357,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("retry", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let d = claim(&backend, 1).await.remove(0);
     let delay = Duration::from_millis(300);
     let retried_at = Instant::now();
@@ -367,7 +399,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("fenced", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let old = claim(&backend, 1).await.remove(0);
     backend.broker.requeue(&[old.lease()]).await.unwrap();
     let current = claim(&backend, 1).await.remove(0);
@@ -377,11 +413,20 @@ where
     assert_eq!(rejected, vec![old.lease()]);
     assert_eq!(status(&backend, t.uuid).await, TaskStatus::Process);
     let result = Payload::encode(&"current").unwrap();
-    assert!(complete(&backend, &current, Outcome::Success(result.clone()))
-        .await
-        .is_empty());
+    assert!(
+        complete(&backend, &current, Outcome::Success(result.clone()))
+            .await
+            .is_empty()
+    );
     // A second acknowledgement of a finished task is rejected too.
-    let again = complete(&backend, &current, Outcome::Failed { traceback: "late".into() }).await;
+    let again = complete(
+        &backend,
+        &current,
+        Outcome::Failed {
+            traceback: "late".into(),
+        },
+    )
+    .await;
     assert_eq!(again, vec![current.lease()]);
     let got = backend.storage.get(t.uuid).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Success);
@@ -396,7 +441,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("requeued", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let d = claim(&backend, 1).await.remove(0);
     assert_eq!(d.attempt, 1);
     backend.broker.requeue(&[d.lease()]).await.unwrap();
@@ -423,7 +472,11 @@ where
         .await
         .unwrap();
     assert_eq!(
-        backend.broker.cancel(victim.uuid, "changed my mind").await.unwrap(),
+        backend
+            .broker
+            .cancel(victim.uuid, "changed my mind")
+            .await
+            .unwrap(),
         CancelOutcome::Cancelled
     );
     let got = backend.storage.get(victim.uuid).await.unwrap().unwrap();
@@ -445,7 +498,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("running", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let d = claim(&backend, 1).await.remove(0);
     assert_eq!(
         backend.broker.cancel(t.uuid, "stop").await.unwrap(),
@@ -472,7 +529,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("retry-cancel", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let d = claim(&backend, 1).await.remove(0);
     complete(
         &backend,
@@ -500,7 +561,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("waited", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let waiter = {
         let backend = backend.clone();
         tokio::spawn(async move { backend.storage.wait(t.uuid, DEADLINE).await })
@@ -509,7 +574,11 @@ where
     let result = Payload::encode(&7).unwrap();
     let completed_at = Instant::now();
     complete(&backend, &d, Outcome::Success(result.clone())).await;
-    let done = waiter.await.unwrap().unwrap().expect("finished before the deadline");
+    let done = waiter
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("finished before the deadline");
     assert!(
         completed_at.elapsed() < Duration::from_secs(2),
         "the waiter woke {:?} after completion",
@@ -517,11 +586,20 @@ where
     );
     assert_eq!(done.status, TaskStatus::Success);
     assert_eq!(done.returning, Some(result));
-    let again = backend.storage.wait(t.uuid, DEADLINE).await.unwrap().unwrap();
+    let again = backend
+        .storage
+        .wait(t.uuid, DEADLINE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.status, TaskStatus::Success);
     // Many waiters on one task all wake.
     let t2 = new_task("waited-by-many", 0);
-    backend.broker.enqueue(&[t2.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t2))
+        .await
+        .unwrap();
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let backend = backend.clone();
@@ -529,7 +607,14 @@ where
         })
         .collect();
     let d2 = claim(&backend, 1).await.remove(0);
-    complete(&backend, &d2, Outcome::Failed { traceback: "x".into() }).await;
+    complete(
+        &backend,
+        &d2,
+        Outcome::Failed {
+            traceback: "x".into(),
+        },
+    )
+    .await;
     for w in waiters {
         let done = w.await.unwrap().unwrap().expect("finished");
         assert_eq!(done.status, TaskStatus::Error);
@@ -544,7 +629,11 @@ where
 {
     let backend = open(config()).await;
     let t = new_task("pending", 0);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let start = Instant::now();
     let got = backend
         .storage
@@ -555,7 +644,11 @@ where
     assert!(start.elapsed() >= Duration::from_millis(190));
     assert!(start.elapsed() < DEADLINE);
     let unknown = Uuid::new_v4();
-    match backend.storage.wait(unknown, Duration::from_millis(200)).await {
+    match backend
+        .storage
+        .wait(unknown, Duration::from_millis(200))
+        .await
+    {
         Err(Error::NotFound(u)) => assert_eq!(u, unknown),
         other => panic!("expected NotFound, got {other:?}"),
     }
@@ -574,10 +667,18 @@ where
     .await;
     let done = new_task("expires", 0);
     let pending = new_task("stays", 0);
-    backend.broker.enqueue(&[done.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&done))
+        .await
+        .unwrap();
     let d = claim(&backend, 1).await.remove(0);
     complete(&backend, &d, Outcome::Success(Payload::default())).await;
-    backend.broker.enqueue(&[pending.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&pending))
+        .await
+        .unwrap();
     assert!(backend.storage.get(done.uuid).await.unwrap().is_some());
     // Expiry has no notification: poll with a deadline.
     eventually("the finished record expired", || async {
@@ -597,7 +698,11 @@ where
     let backend = open(config()).await;
     let mut t = new_task("no.such.task", 0);
     t.args = Payload::from_bytes(vec![0xc1, 0xff, 0x00]);
-    backend.broker.enqueue(&[t.clone()]).await.unwrap();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .unwrap();
     let d = claim(&backend, 1).await.remove(0);
     assert_eq!(d.args, t.args, "raw arguments are delivered as they were");
     complete(
@@ -641,7 +746,12 @@ where
                 outcome: Outcome::Success(Payload::default()),
             })
             .collect();
-        assert!(backend.broker.complete(&completions).await.unwrap().is_empty());
+        assert!(backend
+            .broker
+            .complete(&completions)
+            .await
+            .unwrap()
+            .is_empty());
         for d in batch {
             assert!(seen.insert(d.uuid), "task {} delivered twice", d.uuid);
         }
@@ -738,9 +848,15 @@ where
     let backend = open(config()).await;
     let kv = &backend.global_config;
     assert!(kv.live_workers().await.unwrap().is_empty());
-    kv.heartbeat("w-long", Duration::from_secs(60)).await.unwrap();
-    kv.heartbeat("w-short", Duration::from_millis(300)).await.unwrap();
-    kv.heartbeat("w-gone", Duration::from_secs(60)).await.unwrap();
+    kv.heartbeat("w-long", Duration::from_secs(60))
+        .await
+        .unwrap();
+    kv.heartbeat("w-short", Duration::from_millis(300))
+        .await
+        .unwrap();
+    kv.heartbeat("w-gone", Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(
         kv.live_workers().await.unwrap(),
         vec!["w-gone", "w-long", "w-short"]

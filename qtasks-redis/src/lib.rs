@@ -37,9 +37,9 @@ use uuid::Uuid;
 
 use crate::conn::Connections;
 
+use crate::notify::Notifier;
 /// The `redis` crate this backend uses, for direct access to the same server.
 pub use deadpool_redis::redis;
-use crate::notify::Notifier;
 
 /// The longest an idle worker blocks on its wake-up before looking again (a safety net for a
 /// silently broken connection; wake-ups and due times normally end the wait much sooner).
@@ -360,9 +360,7 @@ impl Broker for RedisBackend {
                     [one] => format!("enqueueing task {:?} ({})", one.task_name, one.uuid),
                     _ => format!("enqueueing {} tasks", chunk.len()),
                 };
-                let _: i64 = self
-                    .eval("broker", &what, &scripts::ENQUEUE, args)
-                    .await?;
+                let _: i64 = self.eval("broker", &what, &scripts::ENQUEUE, args).await?;
             }
             Ok(())
         })

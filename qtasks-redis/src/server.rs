@@ -31,10 +31,7 @@ impl RedisServer {
     /// answers. Fails when the binary is missing or the server does not come up.
     pub fn start() -> io::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!(
-            "qtasks-redis-{}-{port}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("qtasks-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let mut server = RedisServer {
             port,
