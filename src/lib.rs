@@ -54,6 +54,9 @@ pub mod guide {
     pub struct Generators;
     #[doc = include_str!("../docs/middleware-and-executors.md")]
     pub struct MiddlewareAndExecutors;
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../docs/redis.md")]
+    pub struct Redis;
 }
 
 /// The names most programs need: `use qtasks::prelude::*;`.
@@ -64,8 +67,3 @@ pub mod prelude {
         TaskStatus, Yield,
     };
 }
-
-/// The Redis chapter of the guide (`docs/redis.md`), included so its code compiles as doctests.
-#[cfg(all(doctest, feature = "redis"))]
-#[doc = include_str!("../docs/redis.md")]
-pub struct RedisGuide;

@@ -4,10 +4,13 @@
 //! A backend's test file provides a factory, an async fn that opens a fresh, empty backend
 //! for the given settings, and expands [`conformance_tests!`](crate::conformance_tests):
 //!
-//! ```ignore
+//! ```text
 //! async fn open(config: qtasks_core::Config) -> qtasks_core::Backend { /* a fresh backend */ }
 //! qtasks_core::conformance_tests!(open);
 //! ```
+//!
+//! (`qtasks-memory/tests/conformance.rs` and `qtasks-redis/tests/conformance.rs` are the two
+//! users.)
 //!
 //! The cases drive the component traits directly (no worker), so a failure points at the
 //! backend. Nothing sleeps to wait for work: claims and waits are bounded by [`DEADLINE`].
