@@ -4,8 +4,8 @@
 //!
 //! Without `QTASKS_REDIS_URL`, it starts a private `redis-server` (which must be installed).
 //! The program is the producer; it starts itself twice more as workers
-//! (`redis_workers worker <url>`), enqueues tasks in one bulk call, prints which worker
-//! process ran each one, then stops the workers gracefully with SIGTERM.
+//! (`redis_workers worker <url>`), enqueues eight tasks, prints which worker process ran each
+//! one, then stops the workers gracefully with SIGTERM.
 
 use std::process::{Child, Command};
 use std::time::Duration;

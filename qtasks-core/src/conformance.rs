@@ -220,13 +220,16 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let claimer = {
+    let mut claimer = {
         let backend = backend.clone();
         tokio::spawn(async move { claim(&backend, 4).await })
     };
     // The claim is parked: nothing to return yet.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!claimer.is_finished(), "claim returned with an empty queue");
+    let early = tokio::time::timeout(Duration::from_millis(100), &mut claimer).await;
+    assert!(
+        early.is_err(),
+        "claim returned with an empty queue: {early:?}"
+    );
     let t = new_task("wake", 0);
     let enqueued_at = Instant::now();
     backend

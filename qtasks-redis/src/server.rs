@@ -24,12 +24,19 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     process: Option<(Child, ChildStdin)>,
+    /// Whether the watchdog also deletes `dir` when this process dies (for a server kept for
+    /// the whole life of the process, whose handle is never dropped).
+    remove_dir_on_exit: bool,
 }
 
 impl RedisServer {
     /// Starts `redis-server` (from `PATH`) on a free port of 127.0.0.1 and waits until it
     /// answers. Fails when the binary is missing or the server does not come up.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(false)
+    }
+
+    fn start_with(remove_dir_on_exit: bool) -> io::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = std::env::temp_dir().join(format!("qtasks-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
@@ -37,6 +44,7 @@ impl RedisServer {
             port,
             dir,
             process: None,
+            remove_dir_on_exit,
         };
         server.launch()?;
         Ok(server)
@@ -79,7 +87,7 @@ impl RedisServer {
         // The shell keeps a pipe from this process: when it closes (the handle is dropped, or
         // this process dies however it dies), the server is killed. The shell itself exits
         // when the server does.
-        let script = r#"exec 3<&0; redis-server "$@" & pid=$!; (read _ <&3; kill -9 $pid 2>/dev/null) & wait $pid"#;
+        let script = r#"exec 3<&0; redis-server "$@" & pid=$!; (read _ <&3; kill -9 $pid 2>/dev/null; if [ -n "$QTASKS_REMOVE_DIR" ]; then sleep 0.2; rm -rf "$QTASKS_REMOVE_DIR"; fi) & wait $pid"#;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -96,6 +104,14 @@ impl RedisServer {
             .args(["--maxmemory-policy", "noeviction"])
             .arg("--dir")
             .arg(&self.dir)
+            .env(
+                "QTASKS_REMOVE_DIR",
+                if self.remove_dir_on_exit {
+                    self.dir.as_os_str()
+                } else {
+                    std::ffi::OsStr::new("")
+                },
+            )
             .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -160,7 +176,7 @@ pub fn test_url() -> Option<String> {
         if let Ok(url) = std::env::var("QTASKS_REDIS_URL") {
             return Some(url);
         }
-        match RedisServer::start() {
+        match RedisServer::start_with(true) {
             Ok(server) => {
                 let url = server.url();
                 // Kept for the life of the process; the server dies with it.
