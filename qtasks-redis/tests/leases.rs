@@ -1,0 +1,224 @@
+//! Leases, the reaper and the dead-letter of the Redis broker, driven through the traits with
+//! short leases: what the conformance suite cannot cover because in-process backends have no
+//! leases.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use qtasks_core::backend::{Broker, Completion, Delivery, NewTask, Outcome, Storage};
+use qtasks_core::{Config, Payload, TaskStatus};
+use qtasks_redis::{server, RedisBackend, RedisOptions};
+use uuid::Uuid;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn open(options: RedisOptions) -> Option<Arc<RedisBackend>> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let url = server::test_url()?;
+    let app = format!(
+        "leases-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    Some(RedisBackend::new(&url, &app, &Config::default(), options).unwrap())
+}
+
+fn new_task(name: &str) -> NewTask {
+    NewTask {
+        uuid: Uuid::new_v4(),
+        task_name: name.into(),
+        priority: 0,
+        args: Payload::encode(&[name]).unwrap(),
+        created_at: SystemTime::now(),
+        not_before: None,
+    }
+}
+
+async fn claim(backend: &RedisBackend, max: usize) -> Vec<Delivery> {
+    tokio::time::timeout(DEADLINE, backend.claim(max))
+        .await
+        .expect("claimed within the deadline")
+        .unwrap()
+}
+
+fn success(d: &Delivery) -> Completion {
+    Completion {
+        lease: d.lease(),
+        outcome: Outcome::Success(Payload::default()),
+    }
+}
+
+/// An expired lease returns the task to the queue: an idle claimer gets it again at the lease
+/// deadline, with a new fencing token, and the first holder's acknowledgement is rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_lease_is_delivered_again() {
+    let lease = Duration::from_millis(300);
+    let Some(backend) = open(RedisOptions {
+        lease,
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let t = new_task("lost");
+    backend.enqueue(std::slice::from_ref(&t)).await.unwrap();
+    let first = claim(&backend, 1).await.remove(0);
+    let lost_at = Instant::now();
+    // Blocks until the lease deadline, then reaps and claims.
+    let second = claim(&backend, 1).await.remove(0);
+    let waited = lost_at.elapsed();
+    assert_eq!(second.uuid, t.uuid);
+    assert_eq!(second.attempt, 2);
+    assert_ne!(second.token, first.token);
+    assert!(
+        waited >= lease - Duration::from_millis(50) && waited < lease + Duration::from_secs(2),
+        "redelivered after {waited:?} with a lease of {lease:?}"
+    );
+    assert_eq!(
+        backend.complete(&[success(&first)]).await.unwrap(),
+        vec![first.lease()]
+    );
+    assert!(backend
+        .complete(&[success(&second)])
+        .await
+        .unwrap()
+        .is_empty());
+    let record = Storage::get(&*backend, t.uuid).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Success);
+}
+
+/// Renewed leases do not expire: nobody else gets the task while its holder renews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_lease_is_kept() {
+    let lease = Duration::from_millis(200);
+    let Some(backend) = open(RedisOptions {
+        lease,
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let t = new_task("kept");
+    backend.enqueue(std::slice::from_ref(&t)).await.unwrap();
+    let held = claim(&backend, 1).await.remove(0);
+    let rival = {
+        let backend = backend.clone();
+        tokio::spawn(async move { backend.claim(1).await })
+    };
+    // Renew for five lease lengths, every third of the lease, as the worker does.
+    let mut tick = tokio::time::interval(lease / 3);
+    let start = Instant::now();
+    while start.elapsed() < lease * 5 {
+        tick.tick().await;
+        backend.renew(&[held.lease()]).await.unwrap();
+        assert!(!rival.is_finished(), "a renewed task was delivered again");
+    }
+    assert!(backend
+        .complete(&[success(&held)])
+        .await
+        .unwrap()
+        .is_empty());
+    rival.abort();
+    let record = Storage::get(&*backend, t.uuid).await.unwrap().unwrap();
+    assert_eq!(record.attempts, 1);
+}
+
+/// After `max_deliveries` expired leases, the next expiry sends the task to the dead-letter
+/// with reason `too_many_deliveries`, and waiters are told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_lost_leases_end_in_the_dead_letter() {
+    let Some(backend) = open(RedisOptions {
+        lease: Duration::from_millis(200),
+        max_deliveries: 1,
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let t = new_task("cursed");
+    backend.enqueue(std::slice::from_ref(&t)).await.unwrap();
+    let first = claim(&backend, 1).await.remove(0);
+    let second = claim(&backend, 1).await.remove(0);
+    assert_eq!((first.attempt, second.attempt), (1, 2));
+    // A claimer wakes at the second deadline and reaps: this time into the dead-letter.
+    let claimer = {
+        let backend = backend.clone();
+        tokio::spawn(async move { backend.claim(1).await })
+    };
+    let done = Storage::wait(&*backend, t.uuid, DEADLINE)
+        .await
+        .unwrap()
+        .expect("final before the deadline");
+    claimer.abort();
+    assert_eq!(done.status, TaskStatus::Error);
+    assert_eq!(
+        done.extra.get("dead_letter").map(String::as_str),
+        Some("too_many_deliveries")
+    );
+    assert!(done
+        .traceback
+        .as_deref()
+        .unwrap_or("")
+        .contains("too many deliveries"));
+    let dead = backend.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].uuid, t.uuid);
+    assert_eq!(dead[0].args, t.args, "raw arguments kept");
+    assert_eq!(backend.stats().await.unwrap().dead_letter, 1);
+}
+
+/// The dead-letter keeps the newest `dead_letter_max` tasks and deletes older records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_is_capped() {
+    let Some(backend) = open(RedisOptions {
+        dead_letter_max: 2,
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let tasks: Vec<_> = (0..3).map(|i| new_task(&format!("bad{i}"))).collect();
+    backend.enqueue(&tasks).await.unwrap();
+    let claimed = claim(&backend, 3).await;
+    assert_eq!(claimed.len(), 3);
+    for d in &claimed {
+        let rejected = backend
+            .complete(&[Completion {
+                lease: d.lease(),
+                outcome: Outcome::DeadLetter {
+                    reason: qtasks_core::DeadLetterReason::BadArguments,
+                    traceback: "bad".into(),
+                },
+            }])
+            .await
+            .unwrap();
+        assert!(rejected.is_empty());
+    }
+    let dead: Vec<Uuid> = backend
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.uuid)
+        .collect();
+    assert_eq!(dead, vec![claimed[2].uuid, claimed[1].uuid], "newest first");
+    assert!(Storage::get(&*backend, claimed[0].uuid)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(backend.stats().await.unwrap().dead_letter, 2);
+}
+
+/// Enqueueing a uuid that exists changes nothing (a producer retrying a lost reply).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_is_idempotent_per_uuid() {
+    let Some(backend) = open(RedisOptions::default()) else {
+        return;
+    };
+    let t = new_task("once");
+    backend.enqueue(std::slice::from_ref(&t)).await.unwrap();
+    let d = claim(&backend, 1).await.remove(0);
+    backend.enqueue(std::slice::from_ref(&t)).await.unwrap();
+    let record = Storage::get(&*backend, t.uuid).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Process, "not reset to new");
+    assert!(backend.complete(&[success(&d)]).await.unwrap().is_empty());
+    let stats = backend.stats().await.unwrap();
+    assert!(stats.ready_by_priority.is_empty(), "{stats:?}");
+}
