@@ -759,7 +759,10 @@ fn decode_record(
         from_epoch_ms(number(text("c"))),
     );
     task.status = status;
-    task.updated_at = from_epoch_ms(number(text("u")));
+    task.updated_at = match text("u") {
+        Some(u) => from_epoch_ms(number(Some(u))),
+        None => task.created_at,
+    };
     task.attempts = u32::try_from(number(text("at"))).unwrap_or(u32::MAX);
     task.traceback = text("tb");
     task.cancel_reason = text("cr");

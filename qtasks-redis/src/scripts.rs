@@ -7,7 +7,8 @@
 //!
 //! Key layout (see `docs/redis.md`):
 //! - `t:<uuid>` hash: the task record (`n` name, `p` priority, `a` args, `s` status,
-//!   `c` created ms, `u` updated ms, `at` attempts, `tok` fencing token, `rc` lost leases,
+//!   `c` created ms, `u` updated ms, `at` attempts, `tok` fencing token of the running claim
+//!   (`0` when not running), `rc` lost leases,
 //!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason);
 //! - `prios` zset: the priorities that have ready tasks; `q:<priority>` list: ready uuids
 //!   (pushed left, claimed from the right, returned to the right to run next);
@@ -25,6 +26,7 @@ use deadpool_redis::redis::Script;
 /// Helpers every script starts with.
 const PRELUDE: &str = r#"
 local P = ARGV[1]
+local T = P .. 't:'
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -56,11 +58,11 @@ local function notify_done(ids)
   if #ids > 0 then redis.call('PUBLISH', P .. 'done', table.concat(ids, ',')) end
 end
 local function dead_letter(id, cap)
-  redis.call('PERSIST', P .. 't:' .. id)
+  redis.call('PERSIST', T .. id)
   redis.call('LPUSH', P .. 'dead', id)
   local over = redis.call('LRANGE', P .. 'dead', cap, -1)
   if #over > 0 then
-    for _, old in ipairs(over) do redis.call('DEL', P .. 't:' .. old) end
+    for _, old in ipairs(over) do redis.call('DEL', T .. old) end
     redis.call('LTRIM', P .. 'dead', 0, cap - 1)
   end
 end
@@ -70,21 +72,22 @@ local function reap(now, max_deliveries, dead_max)
   local expired = redis.call('ZRANGEBYSCORE', P .. 'lease', '-inf', fmt(now), 'LIMIT', 0, 1000)
   local finished = {}
   if #expired == 0 then return finished end
+  local at = fmt(now)
   chunked('ZREM', P .. 'lease', expired)
   for _, id in ipairs(expired) do
-    local key = P .. 't:' .. id
+    local key = T .. id
     local r = redis.call('HMGET', key, 's', 'rc', 'p', 'n')
     if r[1] == 'process' then
       local rc = (tonumber(r[2]) or 0) + 1
       if rc > max_deliveries then
-        redis.call('HSET', key, 's', 'error', 'rc', fmt(rc), 'u', fmt(now), 'dr', 'too_many_deliveries',
+        redis.call('HSET', key, 's', 'error', 'rc', fmt(rc), 'u', at, 'tok', '0', 'dr', 'too_many_deliveries',
           'tb', 'too many deliveries: the worker running task ' .. tostring(r[4]) .. ' (' .. id ..
           ') stopped renewing its lease ' .. rc .. ' times (crashed, killed or frozen); the task ' ..
           'is kept in the dead-letter and not run again. Check what makes its workers die.')
         dead_letter(id, dead_max)
         finished[#finished + 1] = id
       else
-        redis.call('HSET', key, 's', 'new', 'rc', fmt(rc), 'u', fmt(now))
+        redis.call('HSET', key, 's', 'new', 'rc', fmt(rc), 'u', at, 'tok', '0')
         push_ready(id, r[3], true)
       end
     end
@@ -105,13 +108,15 @@ pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
+local NOW = fmt(now)
 local groups, order = {}, {}
 for i = 2, #ARGV, 6 do
   local id, prio, delay = ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 5])
-  local key = P .. 't:' .. id
+  local key = T .. id
   if redis.call('EXISTS', key) == 0 then
+    -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
     redis.call('HSET', key, 'n', ARGV[i + 1], 'p', prio, 'a', ARGV[i + 3], 's', 'new',
-      'c', ARGV[i + 4], 'u', fmt(now), 'at', 0)
+      'c', ARGV[i + 4])
     if delay > 0 then
       redis.call('ZADD', P .. 'sched', fmt(now + delay), id)
     else
@@ -140,13 +145,15 @@ pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
+local NOW = fmt(now)
 local max, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
+local deadline = fmt(now + lease)
 notify_done(reap(now, tonumber(ARGV[4]), tonumber(ARGV[5])))
 local due = redis.call('ZRANGEBYSCORE', P .. 'sched', '-inf', fmt(now), 'LIMIT', 0, 1000)
 if #due > 0 then
   chunked('ZREM', P .. 'sched', due)
   for _, id in ipairs(due) do
-    local r = redis.call('HMGET', P .. 't:' .. id, 's', 'p')
+    local r = redis.call('HMGET', T .. id, 's', 'p')
     if r[1] == 'new' or r[1] == 'retry' then push_ready(id, r[2], false) end
   end
 end
@@ -160,14 +167,14 @@ while n < max do
   local ids = redis.call('RPOP', qkey, max - n)
   if ids then
     for _, id in ipairs(ids) do
-      local key = P .. 't:' .. id
+      local key = T .. id
       local r = redis.call('HMGET', key, 's', 'n', 'a', 'at')
       if r[1] == 'new' or r[1] == 'retry' then
         tok = tok + 1
         local at = (tonumber(r[4]) or 0) + 1
         local t = fmt(tok)
-        redis.call('HSET', key, 's', 'process', 'u', fmt(now), 'at', fmt(at), 'tok', t)
-        leases[#leases + 1] = fmt(now + lease)
+        redis.call('HSET', key, 's', 'process', 'u', NOW, 'at', fmt(at), 'tok', t)
+        leases[#leases + 1] = deadline
         leases[#leases + 1] = id
         out[#out + 1] = id
         out[#out + 1] = r[2]
@@ -209,36 +216,37 @@ pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
+local NOW = fmt(now)
 local ttl, dead_max = ARGV[2], tonumber(ARGV[3])
 local rejected, done, freed = {}, {}, {}
 local retried = false
 for i = 4, #ARGV, 5 do
   local id = ARGV[i]
-  local key = P .. 't:' .. id
-  local r = redis.call('HMGET', key, 's', 'tok')
-  if r[1] ~= 'process' or r[2] ~= ARGV[i + 1] then
+  local key = T .. id
+  -- `tok` holds the current claim's token while the task runs, and '0' otherwise.
+  if ARGV[i + 1] == '0' or redis.call('HGET', key, 'tok') ~= ARGV[i + 1] then
     rejected[#rejected + 1] = id
   else
     freed[#freed + 1] = id
     local kind, data = ARGV[i + 2], ARGV[i + 3]
     if kind == 's' then
-      redis.call('HSET', key, 's', 'success', 'r', data, 'u', fmt(now))
+      redis.call('HSET', key, 's', 'success', 'r', data, 'u', NOW, 'tok', '0')
       redis.call('PEXPIRE', key, ttl)
       done[#done + 1] = id
     elseif kind == 'e' then
-      redis.call('HSET', key, 's', 'error', 'tb', data, 'u', fmt(now))
+      redis.call('HSET', key, 's', 'error', 'tb', data, 'u', NOW, 'tok', '0')
       redis.call('PEXPIRE', key, ttl)
       done[#done + 1] = id
     elseif kind == 'c' then
-      redis.call('HSET', key, 's', 'cancel', 'cr', data, 'u', fmt(now))
+      redis.call('HSET', key, 's', 'cancel', 'cr', data, 'u', NOW, 'tok', '0')
       redis.call('PEXPIRE', key, ttl)
       done[#done + 1] = id
     elseif kind == 'r' then
-      redis.call('HSET', key, 's', 'retry', 'tb', data, 'u', fmt(now))
+      redis.call('HSET', key, 's', 'retry', 'tb', data, 'u', NOW, 'tok', '0')
       redis.call('ZADD', P .. 'sched', fmt(now + tonumber(ARGV[i + 4])), id)
       retried = true
     else
-      redis.call('HSET', key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', fmt(now))
+      redis.call('HSET', key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'tok', '0')
       dead_letter(id, dead_max)
       done[#done + 1] = id
     end
@@ -258,14 +266,15 @@ pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
+local NOW = fmt(now)
 local freed = {}
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
-  local key = P .. 't:' .. id
+  local key = T .. id
   local r = redis.call('HMGET', key, 's', 'tok', 'at', 'p')
   if r[1] == 'process' and r[2] == ARGV[i + 1] then
     local at = math.max((tonumber(r[3]) or 1) - 1, 0)
-    redis.call('HSET', key, 's', 'new', 'at', fmt(at), 'u', fmt(now))
+    redis.call('HSET', key, 's', 'new', 'at', fmt(at), 'u', NOW, 'tok', '0')
     push_ready(id, r[4], true)
     freed[#freed + 1] = id
   end
@@ -286,12 +295,12 @@ pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
+local NOW = fmt(now)
 local deadline = now + tonumber(ARGV[2])
 local renewed = 0
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]
-  local r = redis.call('HMGET', P .. 't:' .. id, 's', 'tok')
-  if r[1] == 'process' and r[2] == ARGV[i + 1] then
+  if ARGV[i + 1] ~= '0' and redis.call('HGET', T .. id, 'tok') == ARGV[i + 1] then
     redis.call('ZADD', P .. 'lease', 'XX', fmt(deadline), id)
     renewed = renewed + 1
   end
@@ -308,12 +317,13 @@ pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
+local NOW = fmt(now)
 local id = ARGV[2]
-local key = P .. 't:' .. id
+local key = T .. id
 local r = redis.call('HMGET', key, 's', 'p')
 if not r[1] then return 'not_found' end
 if r[1] == 'new' or r[1] == 'retry' then
-  redis.call('HSET', key, 's', 'cancel', 'cr', ARGV[3], 'u', fmt(now))
+  redis.call('HSET', key, 's', 'cancel', 'cr', ARGV[3], 'u', NOW)
   redis.call('PEXPIRE', key, ARGV[4])
   redis.call('ZREM', P .. 'sched', id)
   local q = P .. 'q:' .. r[2]
@@ -350,6 +360,7 @@ pub(crate) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
+local NOW = fmt(now)
 local key = P .. 'workers'
 redis.call('ZADD', key, fmt(now + tonumber(ARGV[3])), ARGV[2])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))
