@@ -6,7 +6,7 @@
 //! published while it was away is not missed (waiters re-read the record).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -21,7 +21,8 @@ use crate::conn::Connections;
 
 pub(crate) struct Notifier {
     state: Arc<State>,
-    start: Once,
+    /// The subscriber task; started again if its runtime went away.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
 }
@@ -45,16 +46,20 @@ impl Notifier {
                 waiters: Mutex::new(HashMap::new()),
                 cancels: broadcast::channel(1024).0,
             }),
-            start: Once::new(),
+            task: Mutex::new(None),
             _stop_on_drop: stop.clone().drop_guard(),
             stop,
         }
     }
 
     fn ensure_started(&self) {
-        self.start.call_once(|| {
-            tokio::spawn(subscribe_loop(self.state.clone(), self.stop.clone()));
-        });
+        let mut task = self.task.lock();
+        if task.as_ref().is_none_or(|t| t.is_finished()) {
+            *task = Some(tokio::spawn(subscribe_loop(
+                self.state.clone(),
+                self.stop.clone(),
+            )));
+        }
     }
 
     /// Registers interest in `uuid` finishing; the receiver fires when it may have finished.
