@@ -115,7 +115,8 @@ impl qtasks::backend::Broker for WatchedBroker {
             for c in done {
                 let kind = match c.outcome {
                     qtasks::backend::Outcome::Success(_) => "success",
-                    qtasks::backend::Outcome::Failed { .. } => "error",
+                    qtasks::backend::Outcome::Failed { .. }
+                    | qtasks::backend::Outcome::DeadLetter { .. } => "error",
                     qtasks::backend::Outcome::Cancelled { .. } => "cancel",
                     qtasks::backend::Outcome::Retry { .. } => "retry",
                 };
