@@ -207,6 +207,11 @@ impl Broker for CountingBroker {
     fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, qtasks::Result<()>> {
         self.inner.renew(leases)
     }
+    fn cancel_requests(
+        &self,
+    ) -> Option<futures::stream::BoxStream<'static, qtasks::backend::CancelRequest>> {
+        self.inner.cancel_requests()
+    }
 }
 
 // --- results --------------------------------------------------------------------------------
