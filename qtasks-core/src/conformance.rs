@@ -40,7 +40,8 @@ macro_rules! conformance_tests {
             enqueue_then_get, priority_order_and_fifo, claim_respects_batch_limit,
             claim_blocks_until_work_arrives, delayed_task_waits_until_due, complete_success,
             complete_error, complete_cancel, retry_runs_again_after_delay,
-            stale_token_is_rejected, requeue_does_not_count_the_attempt, cancel_queued_task,
+            stale_token_is_rejected, duplicates_in_one_batch_count_once,
+            requeue_does_not_count_the_attempt, cancel_queued_task,
             cancel_running_finished_and_unknown, cancel_task_waiting_for_retry,
             wait_is_notified, wait_times_out_and_unknown_fails, result_ttl_expires_records,
             dead_letter_outcome, bulk_enqueue_claims_each_once, stats_report_queue_state,
@@ -51,7 +52,8 @@ macro_rules! conformance_tests {
             enqueue_then_get, priority_order_and_fifo, claim_respects_batch_limit,
             claim_blocks_until_work_arrives, delayed_task_waits_until_due, complete_success,
             complete_error, complete_cancel, retry_runs_again_after_delay,
-            stale_token_is_rejected, requeue_does_not_count_the_attempt, cancel_queued_task,
+            stale_token_is_rejected, duplicates_in_one_batch_count_once,
+            requeue_does_not_count_the_attempt, cancel_queued_task,
             cancel_running_finished_and_unknown, cancel_task_waiting_for_retry,
             wait_is_notified, wait_times_out_and_unknown_fails, result_ttl_expires_records,
             dead_letter_outcome, bulk_enqueue_claims_each_once, stats_report_queue_state,
@@ -437,6 +439,48 @@ where
     let got = backend.storage.get(t.uuid).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Success);
     assert_eq!(got.returning, Some(result));
+}
+
+/// The same lease twice in one acknowledgement or requeue batch takes effect once.
+pub async fn duplicates_in_one_batch_count_once<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let tasks = [new_task("dup-ack", 0), new_task("dup-requeue", 0)];
+    backend.broker.enqueue(&tasks).await.unwrap();
+    let claimed = claim(&backend, 2).await;
+    let acked = &claimed[0];
+    let first = Payload::encode(&1).unwrap();
+    let twice = [
+        Completion {
+            lease: acked.lease(),
+            outcome: Outcome::Success(first.clone()),
+        },
+        Completion {
+            lease: acked.lease(),
+            outcome: Outcome::Failed {
+                traceback: "second".into(),
+            },
+        },
+    ];
+    let rejected = backend.broker.complete(&twice).await.unwrap();
+    assert_eq!(rejected, vec![acked.lease()]);
+    let got = backend.storage.get(acked.uuid).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Success);
+    assert_eq!(got.returning, Some(first));
+
+    let requeued = &claimed[1];
+    backend
+        .broker
+        .requeue(&[requeued.lease(), requeued.lease()])
+        .await
+        .unwrap();
+    let again = claim(&backend, 10).await;
+    assert_eq!(again.len(), 1, "queued once: {again:?}");
+    assert_eq!(again[0].uuid, requeued.uuid);
+    assert_nothing_claimable(&backend).await;
 }
 
 /// Requeue (graceful shutdown) returns the task to the queue without counting the attempt.

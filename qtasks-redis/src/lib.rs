@@ -408,7 +408,7 @@ impl Broker for RedisBackend {
                 args.push(data);
                 args.push(extra);
             }
-            let rejected: Vec<String> = self
+            let rejected: Vec<usize> = self
                 .eval(
                     "broker",
                     "acknowledging finished tasks",
@@ -416,14 +416,10 @@ impl Broker for RedisBackend {
                     args,
                 )
                 .await?;
-            Ok(done
-                .iter()
+            Ok(rejected
+                .into_iter()
+                .filter_map(|position| done.get(position.checked_sub(1)?))
                 .map(|c| c.lease)
-                .filter(|lease| {
-                    rejected
-                        .iter()
-                        .any(|id| Uuid::parse_str(id).ok() == Some(lease.uuid))
-                })
                 .collect())
         })
     }

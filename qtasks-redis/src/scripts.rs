@@ -7,13 +7,14 @@
 //!
 //! Key layout (see `docs/redis.md`):
 //! - `t:<uuid>` hash: the task record (`n` name, `p` priority, `a` args, `s` status,
-//!   `c` created ms, `u` updated ms, `at` attempts, `tok` fencing token of the running claim
-//!   (`0` when not running), `rc` lost leases,
+//!   `c` created ms, `u` updated ms, `at` attempts, `rc` lost leases,
 //!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason);
 //! - `prios` zset: the priorities that have ready tasks; `q:<priority>` list: ready uuids
 //!   (pushed left, claimed from the right, returned to the right to run next);
 //! - `sched` zset: delayed tasks and retry backoff, scored by due time (ms);
-//! - `lease` zset: claimed tasks, scored by lease deadline (ms);
+//! - `lease` zset: claimed tasks as `<uuid>:<token>`, scored by lease deadline (ms). A claim
+//!   is current exactly while its member is there, which is how acknowledgements, renewals
+//!   and requeues check the fencing token (one `ZMSCORE` per batch);
 //! - `tok` string: the fencing-token counter; `wake` list (at most one element): wakes one
 //!   idle worker; `dead` list: dead-lettered uuids, capped;
 //! - `kv` hash, `claim:<key>` strings, `workers` zset: the global config;
@@ -54,6 +55,19 @@ local function chunked(cmd, key, items)
     i = j + 1
   end
 end
+-- The scores in `lease` of `members` (false where the claim is no longer current).
+local function lease_scores(members)
+  local out = {}
+  local n = #members
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 999, n)
+    local part = redis.call('ZMSCORE', P .. 'lease', unpack(members, i, j))
+    for k = 1, #part do out[i + k - 1] = part[k] end
+    i = j + 1
+  end
+  return out
+end
 local function notify_done(ids)
   if #ids > 0 then redis.call('PUBLISH', P .. 'done', table.concat(ids, ',')) end
 end
@@ -74,20 +88,21 @@ local function reap(now, max_deliveries, dead_max)
   if #expired == 0 then return finished end
   local at = fmt(now)
   chunked('ZREM', P .. 'lease', expired)
-  for _, id in ipairs(expired) do
+  for _, member in ipairs(expired) do
+    local id = string.sub(member, 1, 36)
     local key = T .. id
     local r = redis.call('HMGET', key, 's', 'rc', 'p', 'n')
     if r[1] == 'process' then
       local rc = (tonumber(r[2]) or 0) + 1
       if rc > max_deliveries then
-        redis.call('HSET', key, 's', 'error', 'rc', fmt(rc), 'u', at, 'tok', '0', 'dr', 'too_many_deliveries',
+        redis.call('HSET', key, 's', 'error', 'rc', fmt(rc), 'u', at, 'dr', 'too_many_deliveries',
           'tb', 'too many deliveries: the worker running task ' .. tostring(r[4]) .. ' (' .. id ..
           ') stopped renewing its lease ' .. rc .. ' times (crashed, killed or frozen); the task ' ..
           'is kept in the dead-letter and not run again. Check what makes its workers die.')
         dead_letter(id, dead_max)
         finished[#finished + 1] = id
       else
-        redis.call('HSET', key, 's', 'new', 'rc', fmt(rc), 'u', at, 'tok', '0')
+        redis.call('HSET', key, 's', 'new', 'rc', fmt(rc), 'u', at)
         push_ready(id, r[3], true)
       end
     end
@@ -173,9 +188,9 @@ while n < max do
         tok = tok + 1
         local at = (tonumber(r[4]) or 0) + 1
         local t = fmt(tok)
-        redis.call('HSET', key, 's', 'process', 'u', NOW, 'at', fmt(at), 'tok', t)
+        redis.call('HSET', key, 's', 'process', 'u', NOW, 'at', fmt(at))
         leases[#leases + 1] = deadline
-        leases[#leases + 1] = id
+        leases[#leases + 1] = id .. ':' .. t
         out[#out + 1] = id
         out[#out + 1] = r[2]
         out[#out + 1] = prio
@@ -210,8 +225,8 @@ return {wait, out}
 
 /// `ARGV`: prefix, result TTL ms, dead-letter cap, then per completion: uuid, token, kind
 /// (`s` success, `e` error, `c` cancel, `r` retry, `d` dead-letter), data (result, traceback
-/// or reason), extra (retry delay ms, or dead-letter reason). Returns the rejected uuids
-/// (stale fencing token, or no longer running).
+/// or reason), extra (retry delay ms, or dead-letter reason). Returns the positions (from 1)
+/// of the rejected completions (stale fencing token: the claim is no longer current).
 pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -220,33 +235,40 @@ local NOW = fmt(now)
 local ttl, dead_max = ARGV[2], tonumber(ARGV[3])
 local rejected, done, freed = {}, {}, {}
 local retried = false
+local members = {}
+for i = 4, #ARGV, 5 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
+local current = lease_scores(members)
+local seen = {}
+local k = 0
 for i = 4, #ARGV, 5 do
+  k = k + 1
   local id = ARGV[i]
   local key = T .. id
-  -- `tok` holds the current claim's token while the task runs, and '0' otherwise.
-  if ARGV[i + 1] == '0' or redis.call('HGET', key, 'tok') ~= ARGV[i + 1] then
-    rejected[#rejected + 1] = id
+  -- Stale: the claim is no longer in `lease`, or was acknowledged earlier in this batch.
+  if not current[k] or seen[members[k]] then
+    rejected[#rejected + 1] = k
   else
-    freed[#freed + 1] = id
+    seen[members[k]] = true
+    freed[#freed + 1] = members[k]
     local kind, data = ARGV[i + 2], ARGV[i + 3]
     if kind == 's' then
-      redis.call('HSET', key, 's', 'success', 'r', data, 'u', NOW, 'tok', '0')
+      redis.call('HSET', key, 's', 'success', 'r', data, 'u', NOW)
       redis.call('PEXPIRE', key, ttl)
       done[#done + 1] = id
     elseif kind == 'e' then
-      redis.call('HSET', key, 's', 'error', 'tb', data, 'u', NOW, 'tok', '0')
+      redis.call('HSET', key, 's', 'error', 'tb', data, 'u', NOW)
       redis.call('PEXPIRE', key, ttl)
       done[#done + 1] = id
     elseif kind == 'c' then
-      redis.call('HSET', key, 's', 'cancel', 'cr', data, 'u', NOW, 'tok', '0')
+      redis.call('HSET', key, 's', 'cancel', 'cr', data, 'u', NOW)
       redis.call('PEXPIRE', key, ttl)
       done[#done + 1] = id
     elseif kind == 'r' then
-      redis.call('HSET', key, 's', 'retry', 'tb', data, 'u', NOW, 'tok', '0')
+      redis.call('HSET', key, 's', 'retry', 'tb', data, 'u', NOW)
       redis.call('ZADD', P .. 'sched', fmt(now + tonumber(ARGV[i + 4])), id)
       retried = true
     else
-      redis.call('HSET', key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'tok', '0')
+      redis.call('HSET', key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW)
       dead_letter(id, dead_max)
       done[#done + 1] = id
     end
@@ -267,22 +289,27 @@ pub(crate) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local now = now_ms()
 local NOW = fmt(now)
-local freed = {}
+local freed, members = {}, {}
+for i = 2, #ARGV, 2 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
+local current = lease_scores(members)
+local seen = {}
+local k = 0
 for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  local key = T .. id
-  local r = redis.call('HMGET', key, 's', 'tok', 'at', 'p')
-  if r[1] == 'process' and r[2] == ARGV[i + 1] then
-    local at = math.max((tonumber(r[3]) or 1) - 1, 0)
-    redis.call('HSET', key, 's', 'new', 'at', fmt(at), 'u', NOW, 'tok', '0')
-    push_ready(id, r[4], true)
-    freed[#freed + 1] = id
+  k = k + 1
+  local member = members[k]
+  if current[k] and not seen[member] then
+    seen[member] = true
+    local id = ARGV[i]
+    local key = T .. id
+    local r = redis.call('HMGET', key, 'at', 'p')
+    local at = math.max((tonumber(r[1]) or 1) - 1, 0)
+    redis.call('HSET', key, 's', 'new', 'at', fmt(at), 'u', NOW)
+    push_ready(id, r[2], true)
+    freed[#freed + 1] = member
+    redis.call('ZREM', P .. 'lease', member)
   end
 end
-if #freed > 0 then
-  chunked('ZREM', P .. 'lease', freed)
-  wake()
-end
+if #freed > 0 then wake() end
 return #freed
 "#,
     )
@@ -296,15 +323,19 @@ pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local now = now_ms()
 local NOW = fmt(now)
-local deadline = now + tonumber(ARGV[2])
-local renewed = 0
-for i = 5, #ARGV, 2 do
-  local id = ARGV[i]
-  if ARGV[i + 1] ~= '0' and redis.call('HGET', T .. id, 'tok') == ARGV[i + 1] then
-    redis.call('ZADD', P .. 'lease', 'XX', fmt(deadline), id)
-    renewed = renewed + 1
+local deadline = fmt(now + tonumber(ARGV[2]))
+local members = {}
+for i = 5, #ARGV, 2 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
+local current = lease_scores(members)
+local renew = {}
+for k = 1, #members do
+  if current[k] then
+    renew[#renew + 1] = deadline
+    renew[#renew + 1] = members[k]
   end
 end
+if #renew > 0 then chunked('ZADD', P .. 'lease', renew) end
+local renewed = #renew / 2
 notify_done(reap(now, tonumber(ARGV[3]), tonumber(ARGV[4])))
 return renewed
 "#,
