@@ -39,6 +39,9 @@ pub use qtasks_memory as memory;
 #[cfg(feature = "redis")]
 pub use qtasks_redis as redis;
 
+#[cfg(feature = "cli")]
+pub mod cli;
+
 /// The guide's chapters, compiled and run as doctests so their code stays true.
 #[cfg(doctest)]
 pub mod guide {
@@ -57,6 +60,20 @@ pub mod guide {
     #[cfg(feature = "redis")]
     #[doc = include_str!("../docs/redis.md")]
     pub struct Redis;
+    #[doc = include_str!("../docs/events.md")]
+    pub struct Events;
+    #[doc = include_str!("../docs/plugins.md")]
+    pub struct Plugins;
+    #[doc = include_str!("../docs/timers.md")]
+    pub struct Timers;
+    #[doc = include_str!("../docs/chains.md")]
+    pub struct Chains;
+    #[doc = include_str!("../docs/testing.md")]
+    pub struct Testing;
+    #[doc = include_str!("../docs/components.md")]
+    pub struct Components;
+    #[doc = include_str!("../docs/cli.md")]
+    pub struct Cli;
 }
 
 /// The names most programs need: `use qtasks::prelude::*;`.

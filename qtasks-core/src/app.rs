@@ -41,6 +41,27 @@ struct AppInner {
     runtime: Option<tokio::runtime::Handle>,
     /// Callers streaming the values of generator tasks, by task uuid (taken by the task).
     yield_observers: Mutex<FxHashMap<Uuid, tokio::sync::mpsc::Sender<Payload>>>,
+    ops: Ops,
+}
+
+/// The app's extensions and lifecycle components (plugins, events, timers, worker, starter).
+#[derive(Clone)]
+pub(crate) struct Ops {
+    pub(crate) hooks: crate::hooks::Hooks,
+    pub(crate) timers: Vec<crate::timer::Timer>,
+    pub(crate) worker: Arc<dyn crate::component::Worker>,
+    pub(crate) starter: Arc<dyn crate::component::Starter>,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Ops {
+            hooks: Default::default(),
+            timers: Vec::new(),
+            worker: Arc::new(crate::component::QueueWorker),
+            starter: Arc::new(crate::component::SignalStarter),
+        }
+    }
 }
 
 static DEFAULT_APP: RwLock<Option<App>> = RwLock::new(None);
@@ -136,6 +157,20 @@ impl App {
         &self.inner.backend
     }
 
+    /// The app's plugins (for `inspect`).
+    pub fn plugins(&self) -> &crate::plugin::Plugins {
+        &self.inner.ops.hooks.plugins
+    }
+
+    /// The app's timers.
+    pub fn timers(&self) -> &[crate::timer::Timer] {
+        &self.inner.ops.timers
+    }
+
+    pub(crate) fn hooks(&self) -> &crate::hooks::Hooks {
+        &self.inner.ops.hooks
+    }
+
     /// The routers this app includes.
     pub fn routers(&self) -> &[&'static Router] {
         &self.inner.routers
@@ -226,6 +261,7 @@ impl App {
         let mut out = Vec::new();
         let mut batch = Vec::with_capacity(Self::BULK_CHUNK);
         let mut calls = calls.into_iter().peekable();
+        let plugged = !self.hooks().plugins.is_empty();
         while calls.peek().is_some() {
             for call in calls.by_ref().take(Self::BULK_CHUNK) {
                 let (args, priority) = call.into_parts();
@@ -241,9 +277,26 @@ impl App {
                     not_before: None,
                 });
             }
+            if plugged {
+                for new in &mut batch {
+                    crate::hooks::before_enqueue(self, new).await;
+                }
+            }
             self.inner.backend.broker.enqueue(&batch).await?;
             for new in batch.drain(..) {
-                let task = Task::new(new.uuid, new.task_name, new.priority, new.args, now);
+                let task = if plugged {
+                    let mut task = Task::new(
+                        new.uuid,
+                        new.task_name.clone(),
+                        new.priority,
+                        new.args.clone(),
+                        now,
+                    );
+                    crate::hooks::after_enqueue(self, &new, &mut task).await;
+                    task
+                } else {
+                    Task::new(new.uuid, new.task_name, new.priority, new.args, now)
+                };
                 out.push(task.with_app(self).decode()?);
             }
         }
@@ -273,7 +326,7 @@ impl App {
     ) -> Result<Task> {
         self.check_serves(spec)?;
         let now = SystemTime::now();
-        let new = NewTask {
+        let mut new = NewTask {
             uuid,
             task_name: spec.name.to_string(),
             priority: priority.unwrap_or_else(|| self.default_priority(spec)),
@@ -281,24 +334,38 @@ impl App {
             created_at: now,
             not_before: None,
         };
+        let plugged = !self.hooks().plugins.is_empty();
+        if plugged {
+            crate::hooks::before_enqueue(self, &mut new).await;
+        }
         self.inner
             .backend
             .broker
             .enqueue(std::slice::from_ref(&new))
             .await?;
-        tracing::debug!(task_name = spec.name, task_uuid = %new.uuid, "task enqueued");
+        tracing::debug!(task_name = %new.task_name, task_uuid = %new.uuid, "task enqueued");
+        if plugged {
+            let mut task = Task::new(
+                new.uuid,
+                new.task_name.clone(),
+                new.priority,
+                new.args.clone(),
+                now,
+            );
+            crate::hooks::after_enqueue(self, &new, &mut task).await;
+            return Ok(task.with_app(self));
+        }
         Ok(Task::new(new.uuid, new.task_name, new.priority, new.args, now).with_app(self))
     }
 
     /// Reads a task's record; `None` when it does not exist or has expired.
     pub async fn get(&self, uuid: Uuid) -> Result<Option<Task>> {
-        Ok(self
-            .inner
-            .backend
-            .storage
-            .get(uuid)
-            .await?
-            .map(|t| t.with_app(self)))
+        let mut task = self.inner.backend.storage.get(uuid).await?;
+        if !self.hooks().plugins.is_empty() {
+            let trigger = &mut crate::plugin::Trigger::Get { task: &mut task };
+            self.hooks().plugins.fire(trigger).await;
+        }
+        Ok(task.map(|t| t.with_app(self)))
     }
 
     /// Waits until the task is final (`success`, `error`, `cancel`), or fails with
@@ -342,9 +409,10 @@ impl App {
             .is_empty())
     }
 
-    /// Starts a worker in the background on the current tokio runtime.
+    /// Starts a worker in the background on the current tokio runtime (the app's
+    /// [`Worker`](crate::component::Worker) component; the built-in one unless replaced).
     pub fn spawn_worker(&self) -> WorkerHandle {
-        let handle = WorkerHandle::spawn(self.clone());
+        let handle = self.inner.ops.worker.spawn(self);
         self.inner
             .workers
             .lock()
@@ -352,20 +420,46 @@ impl App {
         handle
     }
 
-    /// Runs a worker until SIGINT or SIGTERM, then shuts down gracefully: stops taking work,
-    /// lets running tasks finish within the grace period and returns the rest to the queue.
+    /// Runs the app with its [`Starter`](crate::component::Starter): by default a worker and
+    /// the timers until SIGINT or SIGTERM, then a graceful shutdown: stops taking work, lets
+    /// running tasks finish within the grace period and returns the rest to the queue.
     pub async fn run_forever(&self) -> Result<()> {
+        let starter = self.inner.ops.starter.clone();
+        starter.start(self).await
+    }
+
+    /// Runs a worker and the timers until `stop` resolves, then stops them gracefully. Fires
+    /// the `starting` and `stopping` events and every component's start and stop triggers.
+    pub async fn run_until(&self, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+        let hooks = self.hooks();
+        crate::plugin::fire_lifecycle(&hooks.plugins, true).await;
+        hooks
+            .events
+            .fire_starting(&crate::events::AppEvent { app: self });
         let worker = self.spawn_worker();
-        tracing::info!(app = %self.name(), tasks = self.inner.tasks.len(), "worker running; Ctrl-C or SIGTERM stops it");
-        shutdown_signal().await;
-        tracing::info!(app = %self.name(), "shutdown signal received; finishing running tasks");
+        let timers = self.spawn_timers();
+        tracing::info!(app = %self.name(), tasks = self.inner.tasks.len(), timers = timers.len(), "app running");
+        stop.await;
+        tracing::info!(app = %self.name(), "stopping; finishing running tasks");
+        timers.shutdown().await;
         let stopped = worker.shutdown().await;
         self.close_dependencies().await;
+        crate::plugin::fire_lifecycle(&hooks.plugins, false).await;
+        hooks
+            .events
+            .fire_stopping(&crate::events::AppEvent { app: self });
         stopped
+    }
+
+    /// Starts the app's timers in the background, without a worker (a process that only
+    /// schedules). With a shared backend, each tick fires once across every instance.
+    pub fn spawn_timers(&self) -> crate::timer::TimersHandle {
+        crate::timer::TimersHandle::spawn(self, &self.inner.ops.timers)
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -407,7 +501,11 @@ pub struct AppBuilder {
     make_default: bool,
     skip_env: bool,
     states: StateMap,
+    ops: Ops,
+    backend_maps: Vec<BackendMap>,
 }
+
+type BackendMap = Box<dyn FnOnce(Backend) -> Backend + Send>;
 
 impl AppBuilder {
     /// The app's name (key prefix in shared backends). Default `"qtasks"`.
@@ -462,6 +560,58 @@ impl AppBuilder {
     /// Uses this backend instead of one picked by URL.
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = Some(backend);
+        self
+    }
+
+    /// Replaces or wraps components of the backend, whichever backend is picked:
+    /// `.map_backend(|b| Backend { storage: Arc::new(Audited(b.storage)), ..b })`.
+    pub fn map_backend(mut self, f: impl FnOnce(Backend) -> Backend + Send + 'static) -> Self {
+        self.backend_maps.push(Box::new(f));
+        self
+    }
+
+    /// Replaces the worker component (what [`App::spawn_worker`] starts).
+    pub fn worker(mut self, worker: impl crate::component::Worker) -> Self {
+        self.ops.worker = Arc::new(worker);
+        self
+    }
+
+    /// Replaces the starter component (what [`App::run_forever`] runs).
+    pub fn starter(mut self, starter: impl crate::component::Starter) -> Self {
+        self.ops.starter = Arc::new(starter);
+        self
+    }
+
+    /// Attaches a plugin to the app: it sees the triggers of every component (QTasks'
+    /// `Globals`). Plugins run in the order they were added.
+    pub fn plugin(mut self, plugin: impl crate::plugin::Plugin) -> Self {
+        self.ops.hooks.plugins.add(None, Arc::new(plugin));
+        self
+    }
+
+    /// Attaches a plugin to one component: it sees only that component's triggers.
+    pub fn plugin_on(
+        mut self,
+        component: crate::plugin::Component,
+        plugin: impl crate::plugin::Plugin,
+    ) -> Self {
+        self.ops
+            .hooks
+            .plugins
+            .add(Some(component), Arc::new(plugin));
+        self
+    }
+
+    /// Adds event handlers (several calls add up).
+    pub fn events(mut self, events: crate::events::Events) -> Self {
+        self.ops.hooks.events = std::mem::take(&mut self.ops.hooks.events).merge(events);
+        self
+    }
+
+    /// Adds a timer, started with the app (`run_forever`, `run_until`) or by
+    /// [`App::spawn_timers`].
+    pub fn timer(mut self, timer: crate::timer::Timer) -> Self {
+        self.ops.timers.push(timer);
         self
     }
 
@@ -521,10 +671,22 @@ impl AppBuilder {
             }
         }
 
-        let backend = match self.backend {
+        let mut backend = match self.backend {
             Some(b) => b,
             None => open_backend(&name, &config)?,
         };
+        for map in self.backend_maps {
+            backend = map(backend);
+        }
+        let mut timer_names = std::collections::HashSet::new();
+        for timer in &self.ops.timers {
+            if !timer_names.insert(timer.name()) {
+                problems.push(format!(
+                    "two timers are named {:?}: ticks are claimed by timer name, so give each timer its own",
+                    timer.name()
+                ));
+            }
+        }
         let app = App {
             inner: Arc::new(AppInner {
                 name,
@@ -538,6 +700,7 @@ impl AppBuilder {
                 dependencies: ComponentScopes::new(),
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 yield_observers: Mutex::new(FxHashMap::default()),
+                ops: self.ops,
             }),
         };
         let mut specs = app.tasks();
@@ -551,6 +714,7 @@ impl AppBuilder {
                 ));
             }
         }
+        problems.extend(app.timers().iter().filter_map(|t| t.problem(&app)));
         if !problems.is_empty() {
             problems.sort();
             problems.dedup();

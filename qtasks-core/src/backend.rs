@@ -249,7 +249,8 @@ pub trait GlobalConfig: Send + Sync + 'static {
     /// Sets `key` only if it is absent, expiring after `ttl`; returns whether this call set
     /// it. Atomic across every process of the app: timers use it so that one tick fires once.
     fn try_claim<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>>;
-    /// Records that `worker` is alive for `ttl`.
+    /// Records that `worker` is alive for `ttl`. A zero `ttl` marks it gone at once (a worker
+    /// that stopped gracefully).
     fn heartbeat<'a>(&'a self, worker: &'a str, ttl: Duration) -> BoxFuture<'a, Result<()>>;
     /// The workers whose heartbeat has not expired.
     fn live_workers(&self) -> BoxFuture<'_, Result<Vec<String>>>;

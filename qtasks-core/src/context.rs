@@ -228,6 +228,21 @@ impl TaskContext {
         TaskError::cancelled(reason)
     }
 
+    /// Ends the task by handing `data` to the plugins' error trigger
+    /// ([`Trigger::PluginError`](crate::plugin::Trigger::PluginError)):
+    /// `return Err(ctx.plugin_error(data))`. A plugin may turn it into a success with a result
+    /// of its own; when none does, the task ends with status `error`.
+    pub fn plugin_error(&self, data: impl serde::Serialize) -> TaskError {
+        match crate::Payload::encode(&data) {
+            Ok(data) => TaskError::new(crate::TaskErrorKind::PluginError(data)),
+            Err(e) => TaskError::msg(format!(
+                "task {:?} ({}) raised a plugin error whose data cannot be encoded: {e}",
+                self.task_name(),
+                self.task_uuid
+            )),
+        }
+    }
+
     /// Sleeps for `duration`, returning early when the task is asked to stop. Returns whether
     /// the full duration elapsed.
     pub async fn sleep(&self, duration: Duration) -> bool {

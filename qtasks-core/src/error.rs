@@ -90,6 +90,22 @@ pub enum Error {
         /// What happened and what to do.
         message: String,
     },
+    /// A step of a chain did not succeed, which stopped the chain.
+    #[error(
+        "chain stopped at step {step}: task {task:?} ({uuid}) ended with status {status}: {error}"
+    )]
+    ChainStep {
+        /// Which step (1 for the first).
+        step: usize,
+        /// The step's task.
+        task: String,
+        /// The step's uuid.
+        uuid: Uuid,
+        /// How the step ended (`error` or `cancel`).
+        status: crate::TaskStatus,
+        /// The step's error or cancel reason.
+        error: String,
+    },
     /// The worker could not be started or stopped as asked.
     #[error("worker error: {0}")]
     Worker(String),
@@ -132,6 +148,9 @@ pub enum TaskErrorKind {
     UnknownTask(String),
     /// An extractor (dependency, state) could not be provided.
     Extractor(String),
+    /// The task returned `Err(ctx.plugin_error(data))`: the data for the plugins'
+    /// [`Trigger::PluginError`](crate::plugin::Trigger::PluginError).
+    PluginError(crate::Payload),
 }
 
 impl TaskError {
@@ -196,6 +215,7 @@ impl TaskError {
             TaskErrorKind::BadArguments(msg) => format!("bad arguments: {msg}"),
             TaskErrorKind::UnknownTask(msg) => format!("unknown task: {msg}"),
             TaskErrorKind::Extractor(msg) => format!("extractor failed: {msg}"),
+            TaskErrorKind::PluginError(data) => crate::plugin::plugin_error_message(data),
         }
     }
 

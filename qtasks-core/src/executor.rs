@@ -46,6 +46,7 @@ pub(crate) async fn execute(
     let mut run = TaskRun::new(ctx, delivery.args.clone());
     let stopped =
         tracing::Instrument::instrument(guarded(app, &mut run, &cancel), span.clone()).await;
+    crate::hooks::task_close(run.ctx()).await;
     tracing::Instrument::instrument(task_scope.release(), span).await;
     match stopped {
         Ok(outcome) => outcome,

@@ -8,6 +8,8 @@
 mod app;
 pub mod backend;
 mod call;
+pub mod chain;
+pub mod component;
 mod config;
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -16,16 +18,21 @@ mod def;
 mod depends;
 mod echo;
 mod error;
+pub mod events;
 pub mod executor;
 mod extract;
 mod generator;
+mod hooks;
 mod middleware;
 mod payload;
+pub mod plugin;
 mod router;
 mod state;
 mod status;
 mod task;
 mod task_executor;
+pub mod testkit;
+pub mod timer;
 mod worker;
 
 pub use app::{App, AppBuilder};

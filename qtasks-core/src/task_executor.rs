@@ -103,9 +103,9 @@ impl TaskRun {
     /// The default sequence: middlewares before, the function, middlewares after, decode.
     pub async fn pipeline(&mut self) -> Result<Payload, TaskError> {
         self.middlewares_before().await?;
-        let mut result = self.call().await;
+        let mut result = crate::hooks::call(self).await;
         self.middlewares_after(&mut result).await;
-        self.decode(result?)
+        crate::hooks::decode(self, result?).await
     }
 
     /// Runs the `before` of each of the task's `middlewares_before`, in order; the first error

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::backend::{Completion, Delivery, Lease};
 use crate::depends::{ScopeCache, ScopeKind};
-use crate::{executor, App, Error, Result};
+use crate::{App, Error, Result};
 
 /// Most tasks claimed in one broker call.
 const MAX_CLAIM_BATCH: usize = 1024;
@@ -83,16 +83,33 @@ impl WorkerHandle {
             std::process::id(),
             WORKER_SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let shared = Arc::new(WorkerShared {
-            id,
-            app,
-            shutdown: CancellationToken::new(),
-            inflight: Mutex::new(FxHashMap::default()),
-            dependencies: ScopeCache::new(ScopeKind::Worker),
-            early_cancels: Mutex::new(Vec::new()),
-            has_early_cancels: AtomicBool::new(false),
-        });
+        let shared = Arc::new(WorkerShared::new(app, id));
         let join = tokio::spawn(run(shared.clone()));
+        WorkerHandle { shared, join }
+    }
+
+    /// The handle of a worker of one's own (a [`Worker`](crate::component::Worker) that does
+    /// not wrap the built-in one). `run` gets a [`WorkerRunner`]: it claims tasks itself, runs
+    /// each through [`WorkerRunner::execute`] (the executor pipeline) and returns once
+    /// [`WorkerRunner::stopping`] resolves (which [`WorkerHandle::shutdown`] triggers). The
+    /// worker's dependency scope is closed after `run` returns. Spawned on the current tokio
+    /// runtime.
+    pub fn custom<F, Fut>(app: &App, id: impl Into<String>, run: F) -> Self
+    where
+        F: FnOnce(WorkerRunner) -> Fut,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let shared = Arc::new(WorkerShared::new(app.clone(), id.into()));
+        let work = run(WorkerRunner {
+            shared: shared.clone(),
+        });
+        let closing = shared.clone();
+        let join = tokio::spawn(async move {
+            let result = work.await;
+            let grace = closing.app.config().grace_period;
+            closing.dependencies.close_after_children(grace).await;
+            result
+        });
         WorkerHandle { shared, join }
     }
 
@@ -165,10 +182,65 @@ impl std::fmt::Debug for WorkerRef {
     }
 }
 
+/// What a worker of one's own gets from [`WorkerHandle::custom`].
+pub struct WorkerRunner {
+    shared: Arc<WorkerShared>,
+}
+
+impl WorkerRunner {
+    /// The app the worker serves.
+    pub fn app(&self) -> &App {
+        &self.shared.app
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Resolves when the worker is asked to stop.
+    pub async fn stopping(&self) {
+        self.shared.shutdown.cancelled().await
+    }
+
+    /// Runs one claimed task through the executor pipeline (plugins, events, extractors and
+    /// dependencies of this worker's scope, `max_time`, panics caught, the retry decision) and
+    /// returns how it ended, for `Broker::complete`. Cancelling `cancel` stops the task.
+    pub async fn execute(
+        &self,
+        delivery: &Delivery,
+        cancel: CancellationToken,
+    ) -> crate::backend::Outcome {
+        crate::hooks::execute(&self.shared.app, &self.shared, delivery, cancel).await
+    }
+}
+
+impl std::fmt::Debug for WorkerRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerRunner")
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
 impl WorkerShared {
     /// The worker's dependency scope.
     pub(crate) fn dependencies(&self) -> &ScopeCache {
         &self.dependencies
+    }
+
+    /// A worker's shared state (the built-in worker's, a worker of one's own, the testing
+    /// kit's inline worker).
+    pub(crate) fn new(app: App, id: String) -> Self {
+        WorkerShared {
+            id,
+            app,
+            shutdown: CancellationToken::new(),
+            inflight: Mutex::new(FxHashMap::default()),
+            dependencies: ScopeCache::new(ScopeKind::Worker),
+            early_cancels: Mutex::new(Vec::new()),
+            has_early_cancels: AtomicBool::new(false),
+        }
     }
 
     /// Stops a task this worker is running, with a reason.
@@ -257,6 +329,9 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
     let (done_tx, done_rx) = mpsc::channel::<Completion>(capacity + 64);
     let stopped = CancellationToken::new();
     tracing::info!(worker = %shared.id, concurrency = lanes_n, prefetch = config.prefetch(), "worker started");
+    // Listed as live before it says it runs (`worker_running`), not a tick later.
+    beat(&shared).await;
+    lifecycle(&shared, true).await;
 
     let fetcher = tokio::spawn(fetch_loop(shared.clone(), slots.clone(), job_tx));
     let mut lanes = JoinSet::new();
@@ -316,8 +391,42 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
     // Whatever is still held was not acknowledged: back to the queue, attempt not counted.
     let left = shared.leases();
     requeue(&shared, left).await;
+    lifecycle(&shared, false).await;
     tracing::info!(worker = %shared.id, "worker stopped");
     Ok(())
+}
+
+/// The worker's start/stop plugin triggers and `worker_running`/`worker_stopping` events.
+async fn lifecycle(shared: &WorkerShared, start: bool) {
+    let hooks = shared.app.hooks();
+    if hooks.is_empty() {
+        return;
+    }
+    let component = crate::plugin::Component::Worker;
+    let event = crate::events::WorkerEvent {
+        app: &shared.app,
+        worker_id: &shared.id,
+    };
+    if start {
+        hooks
+            .plugins
+            .fire(&mut crate::plugin::Trigger::Start(component))
+            .await;
+        hooks.events.fire_worker_running(&event);
+    } else {
+        hooks
+            .plugins
+            .fire(&mut crate::plugin::Trigger::Stop(component))
+            .await;
+        hooks.events.fire_worker_stopping(&event);
+    }
+}
+
+async fn beat(shared: &WorkerShared) {
+    let global = &shared.app.backend().global_config;
+    if let Err(e) = global.heartbeat(&shared.id, HEARTBEAT_TTL).await {
+        tracing::warn!(worker = %shared.id, error = %e, "cannot record the worker's heartbeat");
+    }
 }
 
 async fn requeue(shared: &WorkerShared, leases: Vec<Lease>) {
@@ -413,7 +522,7 @@ async fn lane(
                 Err(_) => return,
             },
         };
-        let outcome = executor::execute(&shared.app, &shared, &job.delivery, job.cancel).await;
+        let outcome = crate::hooks::execute(&shared.app, &shared, &job.delivery, job.cancel).await;
         slots.add_permits(1);
         let completion = Completion {
             lease: job.delivery.lease(),

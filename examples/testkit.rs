@@ -1,0 +1,27 @@
+//! The testing kit: run tasks inline (no worker, no Redis) and see what they enqueue.
+//! `cargo run --example testkit` (the same calls work in `#[test]` and `#[tokio::test]`).
+
+use qtasks::prelude::*;
+use qtasks::testkit::TestKit;
+
+#[qtasks::task]
+async fn send_email(to: String) -> String {
+    format!("sent to {to}")
+}
+
+#[qtasks::task(echo)]
+async fn signup(task: AsyncTask, user: String) -> Result<String, TaskError> {
+    task.add_task(send_email.call(format!("{user}@example.org")))
+        .await?;
+    Ok(format!("welcome {user}"))
+}
+
+fn main() -> qtasks::Result<()> {
+    let kit = TestKit::new(App::builder().name("testkit"))?;
+    let done = kit.run_blocking(signup.call("ada".into()))?;
+    println!("signup -> [{}] {:?}", done.status, done.returning);
+    for e in kit.enqueued() {
+        println!("it enqueued {} with {}", e.task_name, e.args_json());
+    }
+    Ok(())
+}

@@ -1,0 +1,428 @@
+//! A command line for the user's own binary (feature `cli`): in one call, `main` gets the
+//! subcommands `run`, `add`, `get`, `inspect` and `stats`.
+//!
+//! ```no_run
+//! #[qtasks::task]
+//! async fn add(a: i64, b: i64) -> i64 { a + b }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     qtasks::cli::main(qtasks::App::builder().name("shop")).await
+//! }
+//! ```
+//!
+//! ```text
+//! shop run --concurrency 8            # a worker and the timers until Ctrl-C or SIGTERM (graceful)
+//! shop add add '{"a": 2, "b": 3}'     # enqueue by name with JSON arguments (map or list)
+//! shop add add '[2, 3]' --wait 5      # ... and wait up to 5 s for the result
+//! shop get 0b5f0c1e-...               # a task's record
+//! shop inspect                        # the app, its tasks and their options, plugins, timers
+//! shop stats                          # queue depth per priority, counts per status, live workers
+//! shop --json stats                   # any command's output as JSON, for programs
+//! ```
+//!
+//! The command line takes an [`AppBuilder`] rather than an app, so that `run --concurrency`
+//! and `--broker-url` apply before the app is built. Runtime figures (`stats`, `get`) come
+//! from the backend: with the in-process memory backend they describe this process only;
+//! point `--broker-url` at Redis to see the whole deployment.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use qtasks_core::{App, AppBuilder, Error, Result, Task};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The command line of a qtasks app.
+#[derive(Debug, Parser)]
+#[command(about = "Run and operate a qtasks app", long_about = None)]
+pub struct Cli {
+    /// The backend to use (`memory://`, `redis://host:port/db`); overrides QTASKS_BROKER_URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub broker_url: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a worker and the app's timers until Ctrl-C or SIGTERM, then stop gracefully.
+    Run {
+        /// Tasks run at the same time (the app's `max_tasks_process`).
+        #[arg(long, short = 'c', value_name = "N")]
+        concurrency: Option<usize>,
+    },
+    /// Enqueue a task by name with JSON arguments.
+    Add {
+        /// The task's registered name.
+        task: String,
+        /// The arguments as JSON: a map of parameter names (`{"a": 2}`) or a list (`[2, 3]`).
+        #[arg(default_value = "{}")]
+        args: String,
+        /// Wait up to this many seconds for the task's end and print its result.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<f64>,
+    },
+    /// Print a task's record.
+    Get {
+        /// The task's uuid.
+        uuid: Uuid,
+    },
+    /// Describe the app: settings, tasks and their options, plugins, timers.
+    Inspect,
+    /// Runtime figures: queue depth per priority, counts per status, live workers.
+    Stats,
+}
+
+/// Parses the process's arguments and runs the command, printing to stdout; returns the exit
+/// code for `main` (failure after printing the error to stderr). Prints help or a usage
+/// error and exits the process when the arguments ask for it.
+pub async fn main(builder: AppBuilder) -> std::process::ExitCode {
+    let cli = parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let mut out = std::io::stdout();
+    match execute(builder, cli, &mut out).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses `args` (the first one is the program name) and runs the command, writing its output
+/// to `out` (tests, embedding). A usage error is [`Error::Config`] with clap's message.
+pub async fn run_from<I, T>(
+    builder: AppBuilder,
+    args: I,
+    out: &mut (dyn Write + Send),
+) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = parse(args).map_err(|e| Error::Config {
+        key: "command line".into(),
+        value: String::new(),
+        expected: e.to_string(),
+    })?;
+    execute(builder, cli, out).await
+}
+
+/// Parses arguments, naming the program after the running binary.
+fn parse<I, T>(args: I) -> std::result::Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "qtasks".to_string());
+    let matches = Cli::command().bin_name(name).try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// Runs a parsed command.
+pub async fn execute(
+    mut builder: AppBuilder,
+    cli: Cli,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    if let Some(url) = &cli.broker_url {
+        builder = builder.broker_url(url.clone());
+    }
+    if let Command::Run {
+        concurrency: Some(n),
+    } = &cli.command
+    {
+        builder = builder.max_tasks_process(*n);
+    }
+    let app = builder.build()?;
+    let json = cli.json;
+    match cli.command {
+        Command::Run { .. } => {
+            let config = app.config();
+            writeln!(
+                out,
+                "app {:?}: worker with concurrency {} and {} timer(s); Ctrl-C or SIGTERM stops it",
+                app.name(),
+                config.max_tasks_process,
+                app.timers().len()
+            )
+            .map_err(io_error)?;
+            app.run_forever().await?;
+            writeln!(out, "stopped").map_err(io_error)
+        }
+        Command::Add { task, args, wait } => {
+            let args: Value = serde_json::from_str(&args).map_err(|e| Error::Config {
+                key: "args".into(),
+                value: args.clone(),
+                expected: format!(
+                    "JSON arguments: a map (`{{\"a\": 2}}`) or a list (`[2, 3]`): {e}"
+                ),
+            })?;
+            let mut record = app.add_task(&task, args).await?;
+            if let Some(secs) = wait {
+                let timeout = Duration::try_from_secs_f64(secs).map_err(|_| Error::Config {
+                    key: "--wait".into(),
+                    value: secs.to_string(),
+                    expected: "a positive number of seconds".into(),
+                })?;
+                record = app.wait(record.uuid, timeout).await?;
+            }
+            print_task(out, &record, json)
+        }
+        Command::Get { uuid } => match app.get(uuid).await? {
+            Some(task) => print_task(out, &task, json),
+            None => Err(Error::NotFound(uuid)),
+        },
+        Command::Inspect => print(out, json, &inspect(&app), inspect_text),
+        Command::Stats => {
+            let stats = app.backend().broker.stats().await?;
+            let workers = app.backend().global_config.live_workers().await?;
+            let value = json!({
+                "app": app.name(),
+                "ready_by_priority": stats.ready_by_priority,
+                "ready": stats.ready_by_priority.values().sum::<u64>(),
+                "scheduled": stats.scheduled,
+                "running": stats.running,
+                "by_status": stats.by_status,
+                "dead_letter": stats.dead_letter,
+                "live_workers": workers,
+            });
+            print(out, json, &value, stats_text)
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    Error::Worker(format!("cannot write the command's output: {e}"))
+}
+
+fn print(
+    out: &mut (dyn Write + Send),
+    json: bool,
+    value: &Value,
+    text: impl Fn(&Value) -> String,
+) -> Result<()> {
+    let rendered = if json {
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    } else {
+        text(value)
+    };
+    writeln!(out, "{rendered}").map_err(io_error)
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A task's record as JSON (arguments and result decoded).
+pub fn task_json(task: &Task) -> Value {
+    json!({
+        "uuid": task.uuid,
+        "task_name": task.task_name,
+        "status": task.status.as_str(),
+        "priority": task.priority,
+        "args": task.args.to_json(),
+        "returning": task.returning.as_ref().and_then(|r| r.to_json()),
+        "traceback": task.traceback,
+        "cancel_reason": task.cancel_reason,
+        "attempts": task.attempts,
+        "created_at": unix_seconds(task.created_at),
+        "updated_at": unix_seconds(task.updated_at),
+        "extra": task.extra,
+    })
+}
+
+fn print_task(out: &mut (dyn Write + Send), task: &Task, json: bool) -> Result<()> {
+    print(out, json, &task_json(task), |v| {
+        let mut s = String::new();
+        for key in [
+            "uuid",
+            "task_name",
+            "status",
+            "priority",
+            "args",
+            "returning",
+            "traceback",
+            "cancel_reason",
+            "attempts",
+        ] {
+            match &v[key] {
+                Value::Null => {}
+                Value::String(text) => s.push_str(&format!("{key:>13}: {text}\n")),
+                other => s.push_str(&format!("{key:>13}: {other}\n")),
+            }
+        }
+        s.trim_end().to_string()
+    })
+}
+
+fn inspect(app: &App) -> Value {
+    let config = app.config();
+    let tasks: Vec<Value> = app
+        .tasks()
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "kind": format!("{:?}", t.kind).to_lowercase(),
+                "signature": t.signature,
+                "output": t.output,
+                "location": t.location(),
+                "router": t.router.map(|r| r.name()),
+                "priority": t.options.priority.unwrap_or(config.task_default_priority),
+                "retry": t.options.retry,
+                "max_time": t.options.max_time.map(|d| d.as_secs_f64()),
+                "echo": t.options.echo,
+                "tags": t.options.tags,
+                "description": t.options.description,
+                "extra": t.options.extra.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+            })
+        })
+        .collect();
+    let plugins: Vec<Value> = app
+        .plugins()
+        .names()
+        .into_iter()
+        .map(|(name, c)| json!({"name": name, "component": c.map(|c| c.as_str()).unwrap_or("all")}))
+        .collect();
+    let timers: Vec<Value> = app
+        .timers()
+        .iter()
+        .map(|t| {
+            json!({"name": t.name(), "task": t.task_name(), "schedule": schedule_text(t.schedule())})
+        })
+        .collect();
+    json!({
+        "app": app.name(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "broker_url": config.broker_url.clone().unwrap_or_else(|| "memory://".into()),
+        "config": {
+            "max_tasks_process": config.max_tasks_process,
+            "prefetch": config.prefetch(),
+            "task_default_priority": config.task_default_priority,
+            "result_ttl": config.result_ttl.as_secs_f64(),
+            "grace_period": config.grace_period.as_secs_f64(),
+        },
+        "routers": app.routers().iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "tasks": tasks,
+        "plugins": plugins,
+        "timers": timers,
+    })
+}
+
+fn schedule_text(schedule: &qtasks_core::timer::Schedule) -> String {
+    match schedule {
+        qtasks_core::timer::Schedule::Every(d) => format!("every {d:?}"),
+        qtasks_core::timer::Schedule::Cron(c) => format!("cron {}", c.source()),
+    }
+}
+
+fn inspect_text(v: &Value) -> String {
+    let mut s = format!(
+        "app {} (qtasks {}) on {}\n",
+        v["app"].as_str().unwrap_or_default(),
+        v["version"].as_str().unwrap_or_default(),
+        v["broker_url"].as_str().unwrap_or_default()
+    );
+    if let Some(config) = v["config"].as_object() {
+        let pairs: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        s.push_str(&format!("config: {}\n", pairs.join(" ")));
+    }
+    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+    s.push_str(&format!("tasks ({}):\n", tasks.len()));
+    for t in &tasks {
+        s.push_str(&format!(
+            "  {} ({}) -> {}  [{} {}, priority {}, retry {}",
+            t["name"].as_str().unwrap_or_default(),
+            t["signature"].as_str().unwrap_or_default(),
+            t["output"].as_str().unwrap_or_default(),
+            t["kind"].as_str().unwrap_or_default(),
+            t["location"].as_str().unwrap_or_default(),
+            t["priority"],
+            t["retry"],
+        ));
+        if let Some(max) = t["max_time"].as_f64() {
+            s.push_str(&format!(", max_time {max}s"));
+        }
+        if t["echo"].as_bool() == Some(true) {
+            s.push_str(", echo");
+        }
+        if let Some(tags) = t["tags"].as_array().filter(|t| !t.is_empty()) {
+            let tags: Vec<&str> = tags.iter().filter_map(Value::as_str).collect();
+            s.push_str(&format!(", tags {}", tags.join(",")));
+        }
+        if let Some(router) = t["router"].as_str() {
+            s.push_str(&format!(", router {router}"));
+        }
+        s.push(']');
+        if let Some(d) = t["description"].as_str() {
+            s.push_str(&format!("  {d}"));
+        }
+        s.push('\n');
+    }
+    for (key, label) in [("plugins", "plugins"), ("timers", "timers")] {
+        let items = v[key].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            continue;
+        }
+        s.push_str(&format!("{label} ({}):\n", items.len()));
+        for item in items {
+            let name = item["name"].as_str().unwrap_or_default();
+            let detail = match item["task"].as_str() {
+                Some(task) => format!("{task}, {}", item["schedule"].as_str().unwrap_or_default()),
+                None => item["component"].as_str().unwrap_or_default().to_string(),
+            };
+            s.push_str(&format!("  {name}: {detail}\n"));
+        }
+    }
+    s.trim_end().to_string()
+}
+
+fn stats_text(v: &Value) -> String {
+    let mut s = format!("app {}\n", v["app"].as_str().unwrap_or_default());
+    s.push_str(&format!("ready: {}", v["ready"]));
+    if let Some(by) = v["ready_by_priority"].as_object().filter(|m| !m.is_empty()) {
+        let parts: Vec<String> = by
+            .iter()
+            .map(|(p, n)| format!("priority {p}: {n}"))
+            .collect();
+        s.push_str(&format!(" ({})", parts.join(", ")));
+    }
+    s.push_str(&format!(
+        "\nscheduled: {}\nrunning: {}\ndead letter: {}\n",
+        v["scheduled"], v["running"], v["dead_letter"]
+    ));
+    if let Some(by) = v["by_status"].as_object() {
+        let parts: Vec<String> = by.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        s.push_str(&format!(
+            "by status: {}\n",
+            if parts.is_empty() {
+                "none".to_string()
+            } else {
+                parts.join(", ")
+            }
+        ));
+    }
+    let workers: Vec<&str> = v["live_workers"]
+        .as_array()
+        .map(|w| w.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    s.push_str(&format!(
+        "live workers ({}): {}",
+        workers.len(),
+        workers.join(", ")
+    ));
+    s
+}

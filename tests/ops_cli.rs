@@ -1,0 +1,193 @@
+//! The command line: run, add, get, inspect, stats, text and `--json`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::DEADLINE;
+use futures::future::BoxFuture;
+use qtasks::component::Starter;
+use qtasks::memory::MemoryBackend;
+use qtasks::{cli, App};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+#[qtasks::task(description = "Adds two numbers", tags = ["math"], priority = 3, retry = 2)]
+async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+async fn run(builder: qtasks::AppBuilder, args: &[&str]) -> qtasks::Result<String> {
+    let mut out = Vec::new();
+    let argv = std::iter::once("app").chain(args.iter().copied());
+    cli::run_from(builder, argv, &mut out).await?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+fn shared(name: &str) -> (Arc<MemoryBackend>, impl Fn() -> qtasks::AppBuilder) {
+    let backend = Arc::new(MemoryBackend::new(Duration::from_secs(60)));
+    let b = backend.clone();
+    let name = name.to_string();
+    (backend, move || common::builder(&name).backend(b.backend()))
+}
+
+#[tokio::test]
+async fn inspect_lists_the_app_its_tasks_and_their_options() {
+    let with_timer = || {
+        common::builder("cli-inspect").timer(qtasks::timer::Timer::new(
+            "nightly",
+            qtasks::timer::Schedule::cron("0 0 3 * * *").unwrap(),
+            add.call(1, 2),
+        ))
+    };
+    let text = run(with_timer(), &["inspect"]).await.unwrap();
+    assert!(text.contains("nightly: add, cron 0 0 3 * * *"), "{text}");
+    assert!(text.contains("app cli-inspect"), "{text}");
+    assert!(text.contains("add (a: i64, b: i64) -> i64"), "{text}");
+    assert!(text.contains("priority 3, retry 2, tags math"), "{text}");
+    assert!(text.contains("Adds two numbers"), "{text}");
+
+    let json: Value =
+        serde_json::from_str(&run(with_timer(), &["inspect", "--json"]).await.unwrap()).unwrap();
+    assert_eq!(json["app"], "cli-inspect");
+    let task = &json["tasks"].as_array().unwrap()[0];
+    assert_eq!(task["name"], "add");
+    assert_eq!(task["retry"], 2);
+    assert_eq!(task["tags"][0], "math");
+    assert_eq!(json["config"]["max_tasks_process"], 10);
+    assert_eq!(json["timers"][0]["task"], "add");
+}
+
+#[tokio::test]
+async fn add_then_get_reads_the_same_record() {
+    let (_backend, builder) = shared("cli-add");
+    let added: Value = serde_json::from_str(
+        &run(builder(), &["--json", "add", "add", "[2, 3]"])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(added["status"], "new");
+    assert_eq!(added["priority"], 3);
+    assert_eq!(added["args"], serde_json::json!([2, 3]));
+    let uuid = added["uuid"].as_str().unwrap().to_string();
+
+    let text = run(builder(), &["get", &uuid]).await.unwrap();
+    assert!(text.contains(&format!("uuid: {uuid}")), "{text}");
+    assert!(text.contains("status: new"), "{text}");
+
+    // A worker on the same backend runs it; `add --wait` prints the result.
+    let app = builder().build().unwrap();
+    let worker = app.spawn_worker();
+    let done: Value = serde_json::from_str(
+        &run(
+            builder(),
+            &[
+                "add",
+                "add",
+                r#"{"a": 40, "b": 2}"#,
+                "--wait",
+                "10",
+                "--json",
+            ],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(done["status"], "success");
+    assert_eq!(done["returning"], 42);
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_is_explained() {
+    let err = run(common::builder("cli-bad"), &["add", "add", "{nope"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("JSON arguments"), "{err}");
+    let err = run(common::builder("cli-bad"), &["add", "missing", "[]"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown task \"missing\""),
+        "{err}"
+    );
+    let err = run(
+        common::builder("cli-bad"),
+        &["get", "6f1f7b36-0000-4000-8000-000000000000"],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("no task 6f1f7b36"), "{err}");
+    let err = run(common::builder("cli-bad"), &["frobnicate"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unrecognized subcommand"), "{err}");
+}
+
+#[tokio::test]
+async fn stats_reports_queue_depth_statuses_and_live_workers() {
+    let (_backend, builder) = shared("cli-stats");
+    let app = builder().build().unwrap();
+    for _ in 0..3 {
+        add.call(1, 1).on(&app).add_task().await.unwrap();
+    }
+    add.call(1, 1)
+        .on(&app)
+        .priority(0)
+        .add_task()
+        .await
+        .unwrap();
+    let json: Value =
+        serde_json::from_str(&run(builder(), &["stats", "--json"]).await.unwrap()).unwrap();
+    assert_eq!(json["ready"], 4);
+    assert_eq!(json["ready_by_priority"]["3"], 3);
+    assert_eq!(json["ready_by_priority"]["0"], 1);
+    assert_eq!(json["by_status"]["new"], 4);
+    assert_eq!(json["live_workers"].as_array().unwrap().len(), 0);
+
+    // A running worker shows up as live (it beats before it reports running).
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = builder()
+        .events(qtasks::events::Events::new().on_worker_running(move |e| {
+            let _ = tx.send(e.worker_id.to_string());
+        }))
+        .build()
+        .unwrap();
+    let worker = app.spawn_worker();
+    let id = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = run(builder(), &["stats"]).await.unwrap();
+    assert!(text.contains(&format!("live workers (1): {id}")), "{text}");
+    worker.shutdown().await.unwrap();
+    let text = run(builder(), &["stats"]).await.unwrap();
+    assert!(text.contains("live workers (0)"), "{text}");
+}
+
+/// A starter that reports the app it was given and stops at once.
+struct Report(mpsc::UnboundedSender<usize>);
+
+impl Starter for Report {
+    fn start<'a>(&'a self, app: &'a App) -> BoxFuture<'a, qtasks::Result<()>> {
+        let _ = self.0.send(app.config().max_tasks_process);
+        Box::pin(app.run_until(async {}))
+    }
+}
+
+#[tokio::test]
+async fn run_applies_concurrency_and_runs_the_starter() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let text = run(
+        common::builder("cli-run").starter(Report(tx)),
+        &["run", "--concurrency", "3"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rx.recv().await, Some(3));
+    assert!(text.contains("worker with concurrency 3"), "{text}");
+    assert!(text.trim_end().ends_with("stopped"), "{text}");
+}
