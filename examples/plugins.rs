@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use qtasks::plugin::{self, Component, Plugin, Trigger};
+use qtasks::plugin::{self, ComponentKind, Plugin, Trigger};
 use qtasks::prelude::*;
 use qtasks::{BoxError, Payload};
 
@@ -73,7 +73,7 @@ async fn main() -> qtasks::Result<()> {
         .name("plugins")
         .plugin(doubler)
         .plugin(broken)
-        .plugin_on(Component::Worker, Audit)
+        .plugin_on(ComponentKind::Worker, Audit)
         .build()?;
     let worker = app.spawn_worker();
     let wait = Duration::from_secs(5);

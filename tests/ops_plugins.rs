@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use common::DEADLINE;
 use qtasks::backend::Outcome;
-use qtasks::plugin::{self, Component, Plugin, Trigger};
+use qtasks::plugin::{self, ComponentKind, Plugin, Trigger};
 use qtasks::prelude::*;
 use qtasks::{BoxError, Payload};
 use serde_json::json;
@@ -113,7 +113,7 @@ async fn a_global_plugin_sees_the_whole_catalogue_in_order() {
 async fn a_plugin_on_one_component_sees_only_its_triggers() {
     let (rec, seen) = recorder("worker-only");
     let app = common::builder("plugins-component")
-        .plugin_on(Component::Worker, rec)
+        .plugin_on(ComponentKind::Worker, rec)
         .build()
         .unwrap();
     let worker = app.spawn_worker();

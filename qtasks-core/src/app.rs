@@ -592,7 +592,7 @@ impl AppBuilder {
     /// Attaches a plugin to one component: it sees only that component's triggers.
     pub fn plugin_on(
         mut self,
-        component: crate::plugin::Component,
+        component: crate::plugin::ComponentKind,
         plugin: impl crate::plugin::Plugin,
     ) -> Self {
         self.ops

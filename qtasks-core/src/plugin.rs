@@ -51,7 +51,7 @@ use crate::{BoxError, Payload, Task, TaskContext, TaskError};
 /// The components of an app, for attaching a plugin to one of them and for the start/stop
 /// triggers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Component {
+pub enum ComponentKind {
     /// The app itself (`add_task`, `get`).
     App,
     /// The queue.
@@ -68,17 +68,17 @@ pub enum Component {
     Executor,
 }
 
-impl Component {
+impl ComponentKind {
     /// The lowercase name (`broker`, `global_config`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
-            Component::App => "app",
-            Component::Broker => "broker",
-            Component::Worker => "worker",
-            Component::Storage => "storage",
-            Component::GlobalConfig => "global_config",
-            Component::Starter => "starter",
-            Component::Executor => "executor",
+            ComponentKind::App => "app",
+            ComponentKind::Broker => "broker",
+            ComponentKind::Worker => "worker",
+            ComponentKind::Storage => "storage",
+            ComponentKind::GlobalConfig => "global_config",
+            ComponentKind::Starter => "starter",
+            ComponentKind::Executor => "executor",
         }
     }
 }
@@ -193,30 +193,32 @@ pub enum Trigger<'a> {
         ctx: &'a TaskContext,
     },
     /// A component starts (`broker_start`, `worker_start`, `starter_start`, ...).
-    Start(Component),
+    Start(ComponentKind),
     /// A component stops (`broker_stop`, `worker_stop`, `starter_stop`, ...).
-    Stop(Component),
+    Stop(ComponentKind),
 }
 
 impl Trigger<'_> {
     /// The component that fires this trigger.
-    pub fn component(&self) -> Component {
+    pub fn component(&self) -> ComponentKind {
         match self {
             Trigger::AddTaskBefore { .. } | Trigger::AddTaskAfter { .. } | Trigger::Get { .. } => {
-                Component::App
+                ComponentKind::App
             }
-            Trigger::BrokerAddBefore { .. } | Trigger::BrokerAddAfter { .. } => Component::Broker,
+            Trigger::BrokerAddBefore { .. } | Trigger::BrokerAddAfter { .. } => {
+                ComponentKind::Broker
+            }
             Trigger::WorkerAdd { .. }
             | Trigger::WorkerExecuteBefore { .. }
             | Trigger::WorkerExecuteAfter { .. }
-            | Trigger::Retry { .. } => Component::Worker,
+            | Trigger::Retry { .. } => ComponentKind::Worker,
             Trigger::ArgsReplace { .. }
             | Trigger::ExecuteBefore { .. }
             | Trigger::ExecuteAfter { .. }
             | Trigger::ResultReplace { .. }
             | Trigger::Decode { .. }
             | Trigger::PluginError { .. }
-            | Trigger::TaskClose { .. } => Component::Executor,
+            | Trigger::TaskClose { .. } => ComponentKind::Executor,
             Trigger::Start(c) | Trigger::Stop(c) => *c,
         }
     }
@@ -299,12 +301,12 @@ impl<F> std::fmt::Debug for FnPlugin<F> {
 /// The plugins of an app, each attached to every component or to one.
 #[derive(Clone, Default)]
 pub struct Plugins {
-    entries: Vec<(Option<Component>, Arc<dyn Plugin>)>,
+    entries: Vec<(Option<ComponentKind>, Arc<dyn Plugin>)>,
 }
 
 impl Plugins {
     /// Attaches a plugin to every component (it sees every trigger).
-    pub(crate) fn add(&mut self, component: Option<Component>, plugin: Arc<dyn Plugin>) {
+    pub(crate) fn add(&mut self, component: Option<ComponentKind>, plugin: Arc<dyn Plugin>) {
         self.entries.push((component, plugin));
     }
 
@@ -315,7 +317,7 @@ impl Plugins {
     }
 
     /// The registered plugins' names and the component each is attached to (`None` = all).
-    pub fn names(&self) -> Vec<(String, Option<Component>)> {
+    pub fn names(&self) -> Vec<(String, Option<ComponentKind>)> {
         self.entries
             .iter()
             .map(|(c, p)| (p.name().to_string(), *c))
@@ -401,11 +403,11 @@ pub(crate) async fn fire_lifecycle(plugins: &Plugins, start: bool) {
         return;
     }
     let order = [
-        Component::Starter,
-        Component::GlobalConfig,
-        Component::Storage,
-        Component::Broker,
-        Component::App,
+        ComponentKind::Starter,
+        ComponentKind::GlobalConfig,
+        ComponentKind::Storage,
+        ComponentKind::Broker,
+        ComponentKind::App,
     ];
     if start {
         for c in order {

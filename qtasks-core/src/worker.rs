@@ -402,7 +402,7 @@ async fn lifecycle(shared: &WorkerShared, start: bool) {
     if hooks.is_empty() {
         return;
     }
-    let component = crate::plugin::Component::Worker;
+    let component = crate::plugin::ComponentKind::Worker;
     let event = crate::events::WorkerEvent {
         app: &shared.app,
         worker_id: &shared.id,
