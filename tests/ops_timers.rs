@@ -312,3 +312,45 @@ fn duplicate_timer_names_fail_the_build() {
         .to_string();
     assert!(err.contains("two timers are named \"same\""), "{err}");
 }
+
+/// Two instances of one app, each with its own Redis connection (as two processes would
+/// have), fire each tick once.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_redis_fire_each_tick_once() {
+    let Some(url) = qtasks::redis::server::test_url() else {
+        return;
+    };
+    let name = format!("ops-timers-{}", Uuid::new_v4().simple());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let instance = || {
+        common::builder(&name)
+            .broker_url(&url)
+            .map_backend(reporting(tx.clone()))
+            .timer(beat_timer(
+                "beat",
+                Schedule::every(Duration::from_millis(100)),
+            ))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (instance(), instance());
+    let (ta, tb) = (a.spawn_timers(), b.spawn_timers());
+    let mut ticks = Vec::new();
+    while ticks.len() < 6 {
+        ticks.push(next_tick(&mut rx).await);
+    }
+    ta.shutdown().await;
+    tb.shutdown().await;
+    while let Ok(task) = rx.try_recv() {
+        ticks.push(tick_of(&task));
+    }
+    let unique: BTreeSet<u64> = ticks.iter().copied().collect();
+    assert_eq!(unique.len(), ticks.len(), "a tick fired twice: {ticks:?}");
+    let stats = a.backend().broker.stats().await.unwrap();
+    assert_eq!(
+        stats.ready_by_priority.values().sum::<u64>(),
+        ticks.len() as u64,
+        "the shared Redis queue holds one task per tick"
+    );
+}
