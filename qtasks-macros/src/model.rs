@@ -22,9 +22,10 @@ impl Flavor {
         }
     }
 
-    /// The keys this attribute accepts (besides `key = literal` extras).
-    pub fn keys(self) -> &'static [&'static str] {
-        const TASK: &[&str] = &[
+    /// The keys this attribute accepts (besides `key = literal` extras): the keys both
+    /// attributes share, plus `router` for `#[task]` or `awaiting` for `#[shared_task]`.
+    pub fn keys(self) -> Vec<&'static str> {
+        const COMMON: &[&str] = &[
             "name",
             "priority",
             "echo",
@@ -42,32 +43,12 @@ impl Flavor {
             "executor",
             "middlewares_before",
             "middlewares_after",
-            "router",
         ];
-        const SHARED: &[&str] = &[
-            "name",
-            "priority",
-            "echo",
-            "max_time",
-            "retry",
-            "retry_on",
-            "retry_backoff",
-            "retry_delay",
-            "retry_max_delay",
-            "retry_jitter",
-            "decode",
-            "tags",
-            "description",
-            "generate_handler",
-            "executor",
-            "middlewares_before",
-            "middlewares_after",
-            "awaiting",
-        ];
-        match self {
-            Flavor::Task => TASK,
-            Flavor::Shared => SHARED,
-        }
+        let own = match self {
+            Flavor::Task => "router",
+            Flavor::Shared => "awaiting",
+        };
+        COMMON.iter().copied().chain([own]).collect()
     }
 }
 
