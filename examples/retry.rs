@@ -25,8 +25,8 @@ async fn flaky() -> Result<u32, Upstream> {
 
 /// Fails with an error that is not in `retry_on`: ends in `error` at once.
 #[qtasks::task(retry = 3, retry_on = [std::io::Error])]
-async fn wrong_kind() -> Result<(), std::fmt::Error> {
-    Err(std::fmt::Error)
+async fn wrong_kind() -> Result<i64, std::num::ParseIntError> {
+    "forty-two".parse::<i64>()
 }
 
 /// A fixed delay of 100 ms between attempts.
