@@ -1,13 +1,13 @@
 //! The in-process backend of qtasks: broker, storage and global config in one value, the
 //! embedded default of the `qtasks` facade.
 //!
-//! Tasks live in sharded maps; the ready queue is a binary heap ordered by (priority, enqueue
-//! sequence), so lower priority numbers run first and equal priorities run in FIFO order.
+//! Tasks live in sharded maps; the ready queue orders them by (priority, enqueue sequence), so
+//! lower priority numbers run first and equal priorities run in FIFO order.
 //! Claiming blocks on a [`Notify`] wake-up (and, for delayed tasks, a timer until the earliest
 //! one is due), never on a polling sleep. Finished records are dropped after the result TTL.
 #![warn(missing_docs)]
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -49,32 +49,70 @@ struct Slot {
 
 #[derive(Default)]
 struct Queue {
-    ready: BinaryHeap<Entry>,
+    ready: Ready,
     delayed: BinaryHeap<Reverse<(Instant, u64, Uuid)>>,
     next_seq: u64,
     expiry: VecDeque<(Instant, Uuid)>,
 }
 
-#[derive(PartialEq, Eq)]
-struct Entry {
-    priority: i32,
-    seq: u64,
-    uuid: Uuid,
+/// The ready tasks: the lowest priority number first, then the oldest (lowest enqueue
+/// sequence number).
+///
+/// One binary heap over every ready task cost a sift through the whole (cache-cold) heap per
+/// claimed task. Tasks are enqueued in sequence order, so within one priority a FIFO keeps
+/// them ordered for free; only a requeued or retried task comes back with an older sequence
+/// number, and those go to a small heap that `pop` merges by sequence number.
+#[derive(Default)]
+struct Ready {
+    by_priority: BTreeMap<i32, PriorityQueue>,
+    len: usize,
 }
 
-impl Ord for Entry {
-    // BinaryHeap pops the greatest: the lowest priority number, then the oldest.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .priority
-            .cmp(&self.priority)
-            .then_with(|| other.seq.cmp(&self.seq))
+#[derive(Default)]
+struct PriorityQueue {
+    /// Ascending sequence numbers.
+    fresh: VecDeque<(u64, Uuid)>,
+    /// Entries older than `fresh`'s newest when they arrived.
+    returned: BinaryHeap<Reverse<(u64, Uuid)>>,
+}
+
+impl PriorityQueue {
+    fn len(&self) -> usize {
+        self.fresh.len() + self.returned.len()
+    }
+
+    fn pop(&mut self) -> Option<Uuid> {
+        let fresh = self.fresh.front().map(|(seq, _)| *seq);
+        let returned = self.returned.peek().map(|Reverse((seq, _))| *seq);
+        match (fresh, returned) {
+            (Some(f), Some(r)) if r < f => self.returned.pop().map(|Reverse((_, u))| u),
+            (Some(_), _) => self.fresh.pop_front().map(|(_, u)| u),
+            (None, _) => self.returned.pop().map(|Reverse((_, u))| u),
+        }
     }
 }
 
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+impl Ready {
+    fn push(&mut self, priority: i32, seq: u64, uuid: Uuid) {
+        let queue = self.by_priority.entry(priority).or_default();
+        if queue.fresh.back().is_none_or(|(newest, _)| *newest < seq) {
+            queue.fresh.push_back((seq, uuid));
+        } else {
+            queue.returned.push(Reverse((seq, uuid)));
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<Uuid> {
+        let mut first = self.by_priority.first_entry()?;
+        let uuid = first.get_mut().pop();
+        if first.get().len() == 0 {
+            first.remove();
+        }
+        if uuid.is_some() {
+            self.len -= 1;
+        }
+        uuid
     }
 }
 
@@ -102,7 +140,7 @@ impl MemoryBackend {
 
     /// How many tasks wait in the ready queue (not delayed, not running).
     pub fn queued(&self) -> usize {
-        self.queue.lock().ready.len()
+        self.queue.lock().ready.len
     }
 
     fn shard(&self, uuid: &Uuid) -> &Mutex<FxHashMap<Uuid, Slot>> {
@@ -155,16 +193,12 @@ impl MemoryBackend {
                         .get(&uuid)
                         .map(|s| s.task.priority)
                         .unwrap_or(0);
-                    q.ready.push(Entry {
-                        priority,
-                        seq,
-                        uuid,
-                    });
+                    q.ready.push(priority, seq, uuid);
                 }
             }
             while popped.len() < max {
                 match q.ready.pop() {
-                    Some(e) => popped.push(e.uuid),
+                    Some(uuid) => popped.push(uuid),
                     None => break,
                 }
             }
@@ -227,11 +261,7 @@ impl Broker for MemoryBackend {
                     Some(delay) if !delay.is_zero() => {
                         q.delayed.push(Reverse((now + delay, seq, t.uuid)))
                     }
-                    _ => q.ready.push(Entry {
-                        priority: t.priority,
-                        seq,
-                        uuid: t.uuid,
-                    }),
+                    _ => q.ready.push(t.priority, seq, t.uuid),
                 }
             }
             drop(q);
@@ -348,14 +378,14 @@ impl Broker for MemoryBackend {
                 slot.task.attempts = slot.task.attempts.saturating_sub(1);
                 slot.task.updated_at = SystemTime::now();
                 slot.token += 1;
-                entries.push(Entry {
-                    priority: slot.task.priority,
-                    seq: slot.seq,
-                    uuid: lease.uuid,
-                });
+                entries.push((slot.task.priority, slot.seq, lease.uuid));
             }
             if !entries.is_empty() {
-                self.queue.lock().ready.extend(entries);
+                let mut q = self.queue.lock();
+                for (priority, seq, uuid) in entries {
+                    q.ready.push(priority, seq, uuid);
+                }
+                drop(q);
                 self.wake.notify_waiters();
             }
             Ok(())
@@ -402,8 +432,10 @@ impl Broker for MemoryBackend {
             };
             {
                 let q = self.queue.lock();
-                for e in q.ready.iter() {
-                    *stats.ready_by_priority.entry(e.priority).or_default() += 1;
+                for (priority, queue) in &q.ready.by_priority {
+                    stats
+                        .ready_by_priority
+                        .insert(*priority, queue.len() as u64);
                 }
                 stats.scheduled = q.delayed.len() as u64;
             }
