@@ -514,12 +514,21 @@ async fn lane(
     done: mpsc::Sender<Completion>,
 ) {
     loop {
-        let job = tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => return,
-            job = jobs.recv() => match job {
-                Ok(job) => job,
-                Err(_) => return,
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        // A busy worker has a job waiting: taking it at once spares registering on the
+        // shutdown token (a lock shared by every lane) for each job.
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(async_channel::TryRecvError::Closed) => return,
+            Err(async_channel::TryRecvError::Empty) => tokio::select! {
+                biased;
+                _ = shared.shutdown.cancelled() => return,
+                job = jobs.recv() => match job {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
             },
         };
         let outcome = crate::hooks::execute(&shared.app, &shared, &job.delivery, job.cancel).await;
