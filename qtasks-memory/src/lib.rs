@@ -30,7 +30,7 @@ const SHARDS: usize = 64;
 /// Every app built without a `broker_url` gets its own, so apps in one process (tests) never
 /// see each other's tasks. Use [`MemoryBackend::backend`] to share one between apps.
 pub struct MemoryBackend {
-    shards: Box<[Mutex<FxHashMap<Uuid, Slot>>]>,
+    shards: Box<[Mutex<FxHashMap<Uuid, Box<Slot>>>]>,
     queue: Mutex<Queue>,
     wake: Notify,
     kv: Mutex<BTreeMap<String, String>>,
@@ -40,6 +40,8 @@ pub struct MemoryBackend {
     result_ttl: Duration,
 }
 
+/// A task's record and claim state. Boxed in the shard maps: a record is a few hundred bytes,
+/// and a map of a million inline records spent its time moving them when it grew.
 struct Slot {
     task: Task,
     seq: u64,
@@ -143,7 +145,7 @@ impl MemoryBackend {
         self.queue.lock().ready.len
     }
 
-    fn shard(&self, uuid: &Uuid) -> &Mutex<FxHashMap<Uuid, Slot>> {
+    fn shard(&self, uuid: &Uuid) -> &Mutex<FxHashMap<Uuid, Box<Slot>>> {
         // The uuid is random already: its low bits pick the shard.
         &self.shards[(uuid.as_u128() as usize) % SHARDS]
     }
@@ -250,12 +252,12 @@ impl Broker for MemoryBackend {
                 task.updated_at = now_wall;
                 self.shard(&t.uuid).lock().insert(
                     t.uuid,
-                    Slot {
+                    Box::new(Slot {
                         task,
                         seq,
                         token: 0,
                         waiters: Vec::new(),
-                    },
+                    }),
                 );
                 match t.not_before.and_then(|at| at.duration_since(now_wall).ok()) {
                     Some(delay) if !delay.is_zero() => {
