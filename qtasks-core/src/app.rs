@@ -267,7 +267,7 @@ impl App {
                 let (args, priority) = call.into_parts();
                 batch.push(NewTask {
                     uuid: Uuid::new_v4(),
-                    task_name: spec.name.to_string(),
+                    task_name: spec.name.into(),
                     priority: priority.unwrap_or_else(|| self.default_priority(spec)),
                     args: Payload::encode(&args).map_err(|e| Error::Encode {
                         task: spec.name.to_string(),
@@ -328,7 +328,7 @@ impl App {
         let now = SystemTime::now();
         let mut new = NewTask {
             uuid,
-            task_name: spec.name.to_string(),
+            task_name: spec.name.into(),
             priority: priority.unwrap_or_else(|| self.default_priority(spec)),
             args,
             created_at: now,
@@ -376,7 +376,7 @@ impl App {
             None => {
                 let last = self.get(uuid).await?.ok_or(Error::NotFound(uuid))?;
                 Err(Error::Timeout {
-                    task: last.task_name,
+                    task: last.task_name.into_owned(),
                     uuid,
                     waited: timeout,
                     status: last.status,

@@ -4,6 +4,7 @@
 //! suite. A backend is found by the scheme of `broker_url` among the [`BACKENDS`] registered
 //! at link time (`memory` is the default).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,8 +21,9 @@ use crate::{Config, Payload, Result, Task};
 pub struct NewTask {
     /// The task's id.
     pub uuid: Uuid,
-    /// The registered task name.
-    pub task_name: String,
+    /// The registered task name. Borrowed from the task's registry entry when the task is
+    /// enqueued in this process, so passing it along allocates nothing.
+    pub task_name: Cow<'static, str>,
     /// Lower runs first; FIFO within one priority.
     pub priority: i32,
     /// The encoded arguments.
@@ -37,8 +39,9 @@ pub struct NewTask {
 pub struct Delivery {
     /// The task's id.
     pub uuid: Uuid,
-    /// The registered task name.
-    pub task_name: String,
+    /// The registered task name. Borrowed from the task's registry entry when the task is
+    /// enqueued in this process, so passing it along allocates nothing.
+    pub task_name: Cow<'static, str>,
     /// The priority it was enqueued with.
     pub priority: i32,
     /// The encoded arguments.

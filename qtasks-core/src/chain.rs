@@ -146,7 +146,7 @@ impl<Out: DeserializeOwned + Send + 'static> Chain<Out> {
             // The next step takes the result as its one (positional) argument.
             let result: serde_json::Value = match &done.returning {
                 Some(p) => p.decode().map_err(|e| Error::Decode {
-                    task: done.task_name.clone(),
+                    task: done.task_name.to_string(),
                     uuid: done.uuid,
                     what: "result",
                     expected: "a self-describing value",
@@ -167,7 +167,7 @@ impl<Out: DeserializeOwned + Send + 'static> Chain<Out> {
 fn step_error(step: usize, done: &Task) -> Error {
     Error::ChainStep {
         step: step + 1,
-        task: done.task_name.clone(),
+        task: done.task_name.to_string(),
         uuid: done.uuid,
         status: done.status,
         error: done

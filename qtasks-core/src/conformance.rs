@@ -78,7 +78,7 @@ macro_rules! conformance_tests {
 fn new_task(name: &str, priority: i32) -> NewTask {
     NewTask {
         uuid: Uuid::new_v4(),
-        task_name: name.to_string(),
+        task_name: name.to_string().into(),
         priority,
         args: Payload::encode(&(name, priority)).expect("encodable"),
         created_at: SystemTime::now(),

@@ -6,9 +6,9 @@
 //! (`guarded`): the task's app as the current app, `max_time`, cancellation, and panics
 //! caught. The result is an [`Outcome`] for the broker.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::future::Future;
 use std::task::Poll;
 
 use futures::FutureExt;

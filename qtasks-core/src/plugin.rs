@@ -364,17 +364,17 @@ fn report_failure(plugin: &str, trigger: &Trigger<'_>, message: &str) {
         | Trigger::Decode { ctx, .. }
         | Trigger::PluginError { ctx, .. }
         | Trigger::TaskClose { ctx } => (Some(ctx.task_name()), Some(ctx.task_uuid)),
-        Trigger::WorkerAdd { delivery } => (Some(delivery.task_name.as_str()), Some(delivery.uuid)),
+        Trigger::WorkerAdd { delivery } => (Some(delivery.task_name.as_ref()), Some(delivery.uuid)),
         Trigger::WorkerExecuteBefore { delivery }
         | Trigger::WorkerExecuteAfter { delivery, .. }
         | Trigger::Retry { delivery, .. } => {
-            (Some(delivery.task_name.as_str()), Some(delivery.uuid))
+            (Some(delivery.task_name.as_ref()), Some(delivery.uuid))
         }
         Trigger::AddTaskBefore { task } | Trigger::BrokerAddBefore { task } => {
-            (Some(task.task_name.as_str()), Some(task.uuid))
+            (Some(task.task_name.as_ref()), Some(task.uuid))
         }
-        Trigger::BrokerAddAfter { task } => (Some(task.task_name.as_str()), Some(task.uuid)),
-        Trigger::AddTaskAfter { task } => (Some(task.task_name.as_str()), Some(task.uuid)),
+        Trigger::BrokerAddAfter { task } => (Some(task.task_name.as_ref()), Some(task.uuid)),
+        Trigger::AddTaskAfter { task } => (Some(task.task_name.as_ref()), Some(task.uuid)),
         Trigger::Get { .. } | Trigger::Start(_) | Trigger::Stop(_) => (None, None),
     };
     tracing::error!(

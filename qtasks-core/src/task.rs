@@ -1,5 +1,6 @@
 //! [`Task`]: the record of one task (the seeds' `Task` schema), typed by its result.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -18,8 +19,9 @@ use crate::{App, Error, Payload, Result, TaskStatus};
 pub struct Task<R = Payload> {
     /// The task's id.
     pub uuid: Uuid,
-    /// The registered task name.
-    pub task_name: String,
+    /// The registered task name. Borrowed from the task's registry entry when the task is
+    /// enqueued in this process, so passing it along allocates nothing.
+    pub task_name: Cow<'static, str>,
     /// The status.
     pub status: TaskStatus,
     /// The priority: lower runs first.
@@ -78,7 +80,7 @@ impl Task<Payload> {
     /// A fresh record with status `new`.
     pub fn new(
         uuid: Uuid,
-        task_name: impl Into<String>,
+        task_name: impl Into<Cow<'static, str>>,
         priority: i32,
         args: Payload,
         now: SystemTime,
@@ -104,7 +106,7 @@ impl Task<Payload> {
     pub fn decode<R: DeserializeOwned>(self) -> Result<Task<R>> {
         let returning = match &self.returning {
             Some(p) => Some(p.decode::<R>().map_err(|e| Error::Decode {
-                task: self.task_name.clone(),
+                task: self.task_name.to_string(),
                 uuid: self.uuid,
                 what: "result",
                 expected: std::any::type_name::<R>(),

@@ -97,7 +97,7 @@ impl Broker for RecordingBroker {
             .lock()
             .extend(tasks.iter().map(|t| Enqueued {
                 uuid: t.uuid,
-                task_name: t.task_name.clone(),
+                task_name: t.task_name.to_string(),
                 priority: t.priority,
                 args: t.args.clone(),
             }));
@@ -221,7 +221,7 @@ impl TestKit {
         let created = SystemTime::now();
         let mut delivery = Delivery {
             uuid: Uuid::new_v4(),
-            task_name: spec.name.to_string(),
+            task_name: spec.name.into(),
             priority: priority.unwrap_or_else(|| self.app.default_priority(spec)),
             args,
             attempt: 1,

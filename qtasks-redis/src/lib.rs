@@ -350,7 +350,7 @@ impl Broker for RedisBackend {
                         .map(millis)
                         .unwrap_or(0);
                     args.push(t.uuid.hyphenated().to_string().into_bytes());
-                    args.push(t.task_name.clone().into_bytes());
+                    args.push(t.task_name.as_bytes().to_vec());
                     args.push(t.priority.to_string().into_bytes());
                     args.push(t.args.as_bytes().to_vec());
                     args.push(epoch_ms(t.created_at).to_string().into_bytes());
@@ -721,7 +721,7 @@ fn parse_claim(reply: Value) -> std::result::Result<(Vec<Delivery>, Option<u64>)
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         deliveries.push(Delivery {
             uuid: Uuid::try_parse_ascii(id).map_err(|_| bad())?,
-            task_name: text(name),
+            task_name: text(name).into(),
             priority: text(prio).parse().map_err(|_| bad())?,
             args: Payload::from_bytes(args),
             attempt: u32::try_from(*attempt).unwrap_or(u32::MAX),

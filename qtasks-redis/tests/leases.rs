@@ -27,7 +27,7 @@ fn open(options: RedisOptions) -> Option<Arc<RedisBackend>> {
 fn new_task(name: &str) -> NewTask {
     NewTask {
         uuid: Uuid::new_v4(),
-        task_name: name.into(),
+        task_name: name.to_string().into(),
         priority: 0,
         args: Payload::encode(&[name]).unwrap(),
         created_at: SystemTime::now(),
