@@ -76,7 +76,10 @@ async fn guarded(
 ) -> Result<Outcome, TaskError> {
     let max_time = run.spec().options.max_time;
     let executor = run.spec().options.executor;
-    let attempt = async move {
+    // Boxed: the pipeline's future is large (the state of every trigger point), and each
+    // future wrapped around it (cancellation, `max_time`, the app scope, the span) would
+    // otherwise copy it whole on every move: one allocation is cheaper than those copies.
+    let attempt = Box::pin(async move {
         let outcome = match executor {
             None => {
                 AssertUnwindSafe(DefaultExecutor::run(run))
@@ -90,7 +93,7 @@ async fn guarded(
             }
         };
         outcome.map_err(|panic| TaskError::new(TaskErrorKind::Panicked(panic_message(panic))))
-    };
+    });
     let stoppable = stop_on_cancel(cancel, attempt);
     match max_time {
         None => app.scope(stoppable).await,
