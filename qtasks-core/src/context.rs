@@ -218,6 +218,11 @@ impl TaskContext {
         self.inner.cancel.is_cancelled()
     }
 
+    /// The token that stops this execution.
+    pub(crate) fn cancellation_token(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
     /// A future that resolves when the task is asked to stop.
     pub async fn cancelled(&self) {
         self.inner.cancel.cancelled().await

@@ -38,7 +38,7 @@ pub(crate) async fn execute(
         delivery.uuid,
         delivery.priority,
         delivery.attempt,
-        cancel.clone(),
+        cancel,
         Some(worker.clone()),
     );
     // Task-scoped dependencies are torn down when the last hold goes: this one, or that of
@@ -47,7 +47,7 @@ pub(crate) async fn execute(
     let span = tracing::info_span!("task", task_name = spec.name, task_uuid = %delivery.uuid, attempt = delivery.attempt);
     let mut run = TaskRun::new(ctx, delivery.args.clone());
     let stopped =
-        tracing::Instrument::instrument(guarded(app, &mut run, &cancel), span.clone()).await;
+        tracing::Instrument::instrument(guarded(app, &mut run), span.clone()).await;
     crate::hooks::task_close(run.ctx()).await;
     tracing::Instrument::instrument(task_scope.release(), span).await;
     match stopped {
@@ -72,8 +72,11 @@ pub(crate) async fn execute(
 async fn guarded(
     app: &App,
     run: &mut TaskRun,
-    cancel: &CancellationToken,
 ) -> Result<Outcome, TaskError> {
+    // The context's token, through a clone of the context (an `Arc`): cloning the token itself
+    // takes a lock.
+    let ctx = run.ctx().clone();
+    let cancel = ctx.cancellation_token();
     let max_time = run.spec().options.max_time;
     let executor = run.spec().options.executor;
     // Boxed: the pipeline's future is large (the state of every trigger point), and each
