@@ -3,17 +3,18 @@
 //!
 //! Shape: one fetcher claims as many tasks as there are free slots (running + prefetched,
 //! bounded) and blocks on the broker's wake-up when the queue is empty; `max_tasks_process`
-//! lanes take tasks from a bounded channel and run them through the executor (no spawn per
+//! lanes take tasks from the claimed-job queue and run them through the executor (no spawn per
 //! task); one flusher acknowledges finished tasks in batches (whatever has finished since its
 //! last call, so an idle worker acknowledges at once and a busy one in large batches).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -324,7 +325,7 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
     let config = app.config().clone();
     let lanes_n = config.max_tasks_process;
     let capacity = lanes_n + config.prefetch();
-    let (job_tx, job_rx) = async_channel::bounded::<Job>(capacity);
+    let jobs = Arc::new(JobQueue::default());
     let slots = Arc::new(Semaphore::new(capacity));
     let (done_tx, done_rx) = mpsc::channel::<Completion>(capacity + 64);
     let stopped = CancellationToken::new();
@@ -333,12 +334,12 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
     beat(&shared).await;
     lifecycle(&shared, true).await;
 
-    let fetcher = tokio::spawn(fetch_loop(shared.clone(), slots.clone(), job_tx));
+    let fetcher = tokio::spawn(fetch_loop(shared.clone(), slots.clone(), jobs.clone()));
     let mut lanes = JoinSet::new();
     for _ in 0..lanes_n {
         lanes.spawn(lane(
             shared.clone(),
-            job_rx.clone(),
+            jobs.clone(),
             slots.clone(),
             done_tx.clone(),
         ));
@@ -362,10 +363,7 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
     let _ = fetcher.await;
 
     // Prefetched tasks go back to the queue at once.
-    let mut returned = Vec::new();
-    while let Ok(job) = job_rx.try_recv() {
-        returned.push(job.delivery.lease());
-    }
+    let returned: Vec<Lease> = jobs.take_all().map(|job| job.delivery.lease()).collect();
     requeue(&shared, returned).await;
 
     // Running tasks get the grace period.
@@ -450,7 +448,7 @@ async fn requeue(shared: &WorkerShared, leases: Vec<Lease>) {
 async fn fetch_loop(
     shared: Arc<WorkerShared>,
     slots: Arc<Semaphore>,
-    jobs: async_channel::Sender<Job>,
+    jobs: Arc<JobQueue>,
 ) {
     let broker = shared.app.backend().broker.clone();
     let mut backoff = Backoff::new();
@@ -498,10 +496,56 @@ async fn fetch_loop(
             }
         };
         slots.add_permits(wanted.saturating_sub(deliveries.len()));
-        for job in shared.register(deliveries) {
-            // The channel holds as many jobs as there are slots, so this never waits long.
-            if jobs.send(job).await.is_err() {
-                return;
+        jobs.push(shared.register(deliveries));
+    }
+}
+
+/// The claimed jobs waiting for a lane (as many as there are slots at most). The fetcher adds
+/// a claimed batch under one lock; a lane takes one job at a time. (A channel woke a sender and
+/// a receiver for every job.)
+#[derive(Default)]
+struct JobQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    added: Notify,
+}
+
+impl JobQueue {
+    fn push(&self, jobs: Vec<Job>) {
+        let n = jobs.len();
+        self.jobs.lock().extend(jobs);
+        // One wake-up per job (cheap when no lane waits: busy lanes take the next job without
+        // waiting).
+        for _ in 0..n {
+            self.added.notify_one();
+        }
+    }
+
+    fn take_all(&self) -> impl Iterator<Item = Job> {
+        std::mem::take(&mut *self.jobs.lock()).into_iter()
+    }
+
+    /// The next job, waiting for one; `None` once the worker stops.
+    async fn next(&self, shutdown: &CancellationToken) -> Option<Job> {
+        loop {
+            if shutdown.is_cancelled() {
+                return None;
+            }
+            // A busy worker has a job waiting: taking it at once spares registering on the
+            // shutdown token (a lock shared by every lane) for each job.
+            if let Some(job) = self.jobs.lock().pop_front() {
+                return Some(job);
+            }
+            let added = self.added.notified();
+            tokio::pin!(added);
+            // Registered before looking again, so a job added in between wakes this lane.
+            added.as_mut().enable();
+            if let Some(job) = self.jobs.lock().pop_front() {
+                return Some(job);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return None,
+                _ = added => {}
             }
         }
     }
@@ -509,28 +553,11 @@ async fn fetch_loop(
 
 async fn lane(
     shared: Arc<WorkerShared>,
-    jobs: async_channel::Receiver<Job>,
+    jobs: Arc<JobQueue>,
     slots: Arc<Semaphore>,
     done: mpsc::Sender<Completion>,
 ) {
-    loop {
-        if shared.shutdown.is_cancelled() {
-            return;
-        }
-        // A busy worker has a job waiting: taking it at once spares registering on the
-        // shutdown token (a lock shared by every lane) for each job.
-        let job = match jobs.try_recv() {
-            Ok(job) => job,
-            Err(async_channel::TryRecvError::Closed) => return,
-            Err(async_channel::TryRecvError::Empty) => tokio::select! {
-                biased;
-                _ = shared.shutdown.cancelled() => return,
-                job = jobs.recv() => match job {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-            },
-        };
+    while let Some(job) = jobs.next(&shared.shutdown).await {
         let outcome = crate::hooks::execute(&shared.app, &shared, &job.delivery, job.cancel).await;
         slots.add_permits(1);
         let completion = Completion {
