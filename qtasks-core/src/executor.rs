@@ -46,8 +46,7 @@ pub(crate) async fn execute(
     let task_scope = TaskScopeHold::new(&ctx);
     let span = tracing::info_span!("task", task_name = spec.name, task_uuid = %delivery.uuid, attempt = delivery.attempt);
     let mut run = TaskRun::new(ctx, delivery.args.clone());
-    let stopped =
-        tracing::Instrument::instrument(guarded(app, &mut run), span.clone()).await;
+    let stopped = tracing::Instrument::instrument(guarded(app, &mut run), span.clone()).await;
     crate::hooks::task_close(run.ctx()).await;
     tracing::Instrument::instrument(task_scope.release(), span).await;
     match stopped {
@@ -69,10 +68,7 @@ pub(crate) async fn execute(
 /// Runs the task's executor with the task's app as the current app, under `max_time` and
 /// cancellation, with panics caught. `Ok` is the executor's outcome; `Err` says why the
 /// attempt was stopped before the executor finished (cancelled, timed out, panicked).
-async fn guarded(
-    app: &App,
-    run: &mut TaskRun,
-) -> Result<Outcome, TaskError> {
+async fn guarded(app: &App, run: &mut TaskRun) -> Result<Outcome, TaskError> {
     // The context's token, through a clone of the context (an `Arc`): cloning the token itself
     // takes a lock.
     let ctx = run.ctx().clone();

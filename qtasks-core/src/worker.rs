@@ -445,11 +445,7 @@ async fn requeue(shared: &WorkerShared, leases: Vec<Lease>) {
     }
 }
 
-async fn fetch_loop(
-    shared: Arc<WorkerShared>,
-    slots: Arc<Semaphore>,
-    jobs: Arc<JobQueue>,
-) {
+async fn fetch_loop(shared: Arc<WorkerShared>, slots: Arc<Semaphore>, jobs: Arc<JobQueue>) {
     let broker = shared.app.backend().broker.clone();
     let mut backoff = Backoff::new();
     loop {

@@ -30,7 +30,7 @@ const SHARDS: usize = 64;
 /// Every app built without a `broker_url` gets its own, so apps in one process (tests) never
 /// see each other's tasks. Use [`MemoryBackend::backend`] to share one between apps.
 pub struct MemoryBackend {
-    shards: Box<[Mutex<FxHashMap<Uuid, Box<Slot>>>]>,
+    shards: Box<[Mutex<Shard>]>,
     queue: Mutex<Queue>,
     wake: Notify,
     kv: Mutex<BTreeMap<String, String>>,
@@ -39,6 +39,9 @@ pub struct MemoryBackend {
     dead_letter: Mutex<u64>,
     result_ttl: Duration,
 }
+
+/// One shard of the task records.
+type Shard = FxHashMap<Uuid, Box<Slot>>;
 
 /// A task's record and claim state. Boxed in the shard maps: a record is a few hundred bytes,
 /// and a map of a million inline records spent its time moving them when it grew.
@@ -145,7 +148,7 @@ impl MemoryBackend {
         self.queue.lock().ready.len
     }
 
-    fn shard(&self, uuid: &Uuid) -> &Mutex<FxHashMap<Uuid, Box<Slot>>> {
+    fn shard(&self, uuid: &Uuid) -> &Mutex<Shard> {
         // The uuid is random already: its low bits pick the shard.
         &self.shards[(uuid.as_u128() as usize) % SHARDS]
     }
