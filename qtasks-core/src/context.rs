@@ -33,8 +33,6 @@ struct ContextInner {
     priority: i32,
     attempt: u32,
     cancel: CancellationToken,
-    /// The worker's dependency scope (`None` outside a worker).
-    worker_scope: Option<ScopeCache>,
     /// This execution's dependency scope.
     task_scope: TaskScope,
     worker: Option<Arc<WorkerShared>>,
@@ -103,7 +101,6 @@ impl TaskContext {
                 priority,
                 attempt,
                 cancel,
-                worker_scope: worker.as_ref().map(|w| w.dependencies().clone()),
                 task_scope: TaskScope::default(),
                 worker,
                 metadata: std::sync::OnceLock::new(),
@@ -112,7 +109,8 @@ impl TaskContext {
     }
 
     pub(crate) fn worker_scope(&self) -> Option<&ScopeCache> {
-        self.inner.worker_scope.as_ref()
+        // From the worker rather than a copy of its own: one reference count less per task.
+        self.inner.worker.as_ref().map(|w| w.dependencies())
     }
 
     pub(crate) fn task_scope(&self) -> &TaskScope {
