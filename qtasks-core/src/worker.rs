@@ -1,11 +1,12 @@
 //! The worker: claims tasks in batches, runs up to `max_tasks_process` at once, acknowledges
 //! them in batches, and shuts down gracefully.
 //!
-//! Shape: one fetcher claims as many tasks as there are free slots (running + prefetched,
-//! bounded) and blocks on the broker's wake-up when the queue is empty; `max_tasks_process`
-//! lanes take tasks from the claimed-job queue and run them through the executor (no spawn per
-//! task); one flusher acknowledges finished tasks in batches (whatever has finished since its
-//! last call, so an idle worker acknowledges at once and a busy one in large batches).
+//! Shape: one fetcher claims as many tasks as there are free slots (a slot is held by a task
+//! from its claim until its acknowledgement: prefetched, running or finished; bounded) and
+//! blocks on the broker's wake-up when the queue is empty; `max_tasks_process` lanes take tasks
+//! from the claimed-job queue and run them through the executor (no spawn per task); one
+//! flusher acknowledges finished tasks in batches (whatever has finished since its last call,
+//! so an idle worker acknowledges at once and a busy one in large batches).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -327,7 +328,7 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
     let capacity = lanes_n + config.prefetch();
     let jobs = Arc::new(JobQueue::default());
     let slots = Arc::new(Semaphore::new(capacity));
-    let (done_tx, done_rx) = mpsc::channel::<Completion>(capacity + 64);
+    let done = Arc::new(DoneQueue::default());
     let stopped = CancellationToken::new();
     tracing::info!(worker = %shared.id, concurrency = lanes_n, prefetch = config.prefetch(), "worker started");
     // Listed as live before it says it runs (`worker_running`), not a tick later.
@@ -337,15 +338,9 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
     let fetcher = tokio::spawn(fetch_loop(shared.clone(), slots.clone(), jobs.clone()));
     let mut lanes = JoinSet::new();
     for _ in 0..lanes_n {
-        lanes.spawn(lane(
-            shared.clone(),
-            jobs.clone(),
-            slots.clone(),
-            done_tx.clone(),
-        ));
+        lanes.spawn(lane(shared.clone(), jobs.clone(), done.clone()));
     }
-    drop(done_tx);
-    let flusher = tokio::spawn(flush_loop(shared.clone(), done_rx));
+    let flusher = tokio::spawn(flush_loop(shared.clone(), done.clone(), slots.clone()));
     let renewer = app
         .backend()
         .broker
@@ -375,6 +370,7 @@ async fn run(shared: Arc<WorkerShared>) -> Result<()> {
         lanes.abort_all();
         while lanes.join_next().await.is_some() {}
     }
+    done.close();
     let _ = flusher.await;
     // Worker-scoped dependencies go after the task-scoped ones of every execution.
     shared.dependencies.close_after_children(grace).await;
@@ -547,30 +543,66 @@ impl JobQueue {
     }
 }
 
-async fn lane(
-    shared: Arc<WorkerShared>,
-    jobs: Arc<JobQueue>,
-    slots: Arc<Semaphore>,
-    done: mpsc::Sender<Completion>,
-) {
+async fn lane(shared: Arc<WorkerShared>, jobs: Arc<JobQueue>, done: Arc<DoneQueue>) {
     while let Some(job) = jobs.next(&shared.shutdown).await {
         let outcome = crate::hooks::execute(&shared.app, &shared, &job.delivery, job.cancel).await;
-        slots.add_permits(1);
-        let completion = Completion {
+        done.push(Completion {
             lease: job.delivery.lease(),
             outcome,
-        };
-        if done.send(completion).await.is_err() {
-            return;
+        });
+    }
+}
+
+/// Finished executions waiting for the flusher. Each keeps its slot until it is acknowledged,
+/// so there are never more of them than slots. A lane adds one under a lock; the flusher takes
+/// them all at once. (A channel cost a semaphore permit and a wake-up per task.)
+#[derive(Default)]
+struct DoneQueue {
+    done: Mutex<Vec<Completion>>,
+    added: Notify,
+    /// Set once every lane has ended: the flusher acknowledges what is left, then stops.
+    closed: AtomicBool,
+}
+
+impl DoneQueue {
+    fn push(&self, completion: Completion) {
+        self.done.lock().push(completion);
+        // Stores a wake-up when the flusher is busy, so none is lost.
+        self.added.notify_one();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.added.notify_one();
+    }
+
+    /// Moves up to [`MAX_ACK_BATCH`] finished executions into `batch`, waiting for one;
+    /// `false` once the queue is closed and empty.
+    async fn take(&self, batch: &mut Vec<Completion>) -> bool {
+        loop {
+            // Read before looking at the queue: once closed, no lane adds anything.
+            let closed = self.closed.load(Ordering::Acquire);
+            {
+                let mut done = self.done.lock();
+                if !done.is_empty() {
+                    let n = done.len().min(MAX_ACK_BATCH);
+                    batch.extend(done.drain(..n));
+                    return true;
+                }
+            }
+            if closed {
+                return false;
+            }
+            self.added.notified().await;
         }
     }
 }
 
-async fn flush_loop(shared: Arc<WorkerShared>, mut done: mpsc::Receiver<Completion>) {
+async fn flush_loop(shared: Arc<WorkerShared>, done: Arc<DoneQueue>, slots: Arc<Semaphore>) {
     let broker = shared.app.backend().broker.clone();
     let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
     let mut backoff = Backoff::new();
-    while done.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
+    while done.take(&mut batch).await {
         let mut failures = 0;
         loop {
             match broker.complete(&batch).await {
@@ -599,6 +631,8 @@ async fn flush_loop(shared: Arc<WorkerShared>, mut done: mpsc::Receiver<Completi
                 inflight.remove(&c.lease.uuid);
             }
         }
+        // The tasks' slots are free once they are acknowledged.
+        slots.add_permits(batch.len());
         batch.clear();
     }
 }
