@@ -261,46 +261,74 @@ impl App {
         let mut out = Vec::new();
         let mut batch = Vec::with_capacity(Self::BULK_CHUNK);
         let mut calls = calls.into_iter().peekable();
-        let plugged = !self.hooks().plugins.is_empty();
         while calls.peek().is_some() {
             for call in calls.by_ref().take(Self::BULK_CHUNK) {
                 let (args, priority) = call.into_parts();
-                batch.push(NewTask {
-                    uuid: Uuid::new_v4(),
-                    task_name: spec.name.into(),
-                    priority: priority.unwrap_or_else(|| self.default_priority(spec)),
-                    args: Payload::encode(&args).map_err(|e| Error::Encode {
-                        task: spec.name.to_string(),
-                        source: Box::new(e),
-                    })?,
-                    created_at: now,
-                    not_before: None,
-                });
+                let args = Payload::encode(&args).map_err(|e| Error::Encode {
+                    task: spec.name.to_string(),
+                    source: Box::new(e),
+                })?;
+                batch.push(self.new_task(Uuid::new_v4(), spec, priority, args, now));
             }
-            if plugged {
-                for new in &mut batch {
-                    crate::hooks::before_enqueue(self, new).await;
-                }
-            }
-            self.inner.backend.broker.enqueue(&batch).await?;
-            for new in batch.drain(..) {
-                let task = if plugged {
-                    let mut task = Task::new(
-                        new.uuid,
-                        new.task_name.clone(),
-                        new.priority,
-                        new.args.clone(),
-                        now,
-                    );
-                    crate::hooks::after_enqueue(self, &new, &mut task).await;
-                    task
-                } else {
-                    Task::new(new.uuid, new.task_name, new.priority, new.args, now)
-                };
-                out.push(task.with_app(self).decode()?);
-            }
+            self.write_batch(&mut batch, |task| {
+                out.push(task.decode()?);
+                Ok(())
+            })
+            .await?;
+            batch.clear();
         }
         Ok(out)
+    }
+
+    /// A task to enqueue, with the call's priority or the task's default.
+    fn new_task(
+        &self,
+        uuid: Uuid,
+        spec: &'static TaskSpec,
+        priority: Option<i32>,
+        args: Payload,
+        now: SystemTime,
+    ) -> NewTask {
+        NewTask {
+            uuid,
+            task_name: spec.name.into(),
+            priority: priority.unwrap_or_else(|| self.default_priority(spec)),
+            args,
+            created_at: now,
+            not_before: None,
+        }
+    }
+
+    /// Writes a batch to the broker in one call, with the enqueue plugins around it, and hands
+    /// each task's `new` record to `each`, in order. The one path of `add_task`, typed calls and
+    /// `add_tasks`.
+    async fn write_batch(
+        &self,
+        batch: &mut [NewTask],
+        mut each: impl FnMut(Task) -> Result<()>,
+    ) -> Result<()> {
+        let plugged = !self.hooks().plugins.is_empty();
+        if plugged {
+            for new in batch.iter_mut() {
+                crate::hooks::before_enqueue(self, new).await;
+            }
+        }
+        self.inner.backend.broker.enqueue(batch).await?;
+        for new in batch.iter() {
+            tracing::debug!(task_name = %new.task_name, task_uuid = %new.uuid, "task enqueued");
+            let mut task = Task::new(
+                new.uuid,
+                new.task_name.clone(),
+                new.priority,
+                new.args.clone(),
+                new.created_at,
+            );
+            if plugged {
+                crate::hooks::after_enqueue(self, new, &mut task).await;
+            }
+            each(task.with_app(self))?;
+        }
+        Ok(())
     }
 
     /// Refuses a task attached to a router this app did not include (the worker would not
@@ -325,37 +353,14 @@ impl App {
         args: Payload,
     ) -> Result<Task> {
         self.check_serves(spec)?;
-        let now = SystemTime::now();
-        let mut new = NewTask {
-            uuid,
-            task_name: spec.name.into(),
-            priority: priority.unwrap_or_else(|| self.default_priority(spec)),
-            args,
-            created_at: now,
-            not_before: None,
-        };
-        let plugged = !self.hooks().plugins.is_empty();
-        if plugged {
-            crate::hooks::before_enqueue(self, &mut new).await;
-        }
-        self.inner
-            .backend
-            .broker
-            .enqueue(std::slice::from_ref(&new))
-            .await?;
-        tracing::debug!(task_name = %new.task_name, task_uuid = %new.uuid, "task enqueued");
-        if plugged {
-            let mut task = Task::new(
-                new.uuid,
-                new.task_name.clone(),
-                new.priority,
-                new.args.clone(),
-                now,
-            );
-            crate::hooks::after_enqueue(self, &new, &mut task).await;
-            return Ok(task.with_app(self));
-        }
-        Ok(Task::new(new.uuid, new.task_name, new.priority, new.args, now).with_app(self))
+        let mut new = self.new_task(uuid, spec, priority, args, SystemTime::now());
+        let mut written = None;
+        self.write_batch(std::slice::from_mut(&mut new), |task| {
+            written = Some(task);
+            Ok(())
+        })
+        .await?;
+        written.ok_or_else(|| Error::backend("broker", "the enqueued task was not returned"))
     }
 
     /// Reads a task's record; `None` when it does not exist or has expired.
