@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use qtasks::events::Events;
 use qtasks::prelude::*;
+use qtasks::Uuid;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 #[qtasks::task]
 async fn long_async(ctx: TaskContext) -> String {
@@ -29,17 +32,23 @@ async fn too_slow() {
     tokio::time::sleep(Duration::from_secs(10)).await;
 }
 
-async fn wait_until_running(app: &App, uuid: uuid::Uuid) -> qtasks::Result<()> {
-    // The status is not final yet, so nothing notifies: read it until the worker has it.
-    while app.get(uuid).await?.map(|t| t.status) != Some(TaskStatus::Process) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// Waits until the `task_running` event has reported `uuid`.
+async fn wait_until_running(running: &mut UnboundedReceiver<Uuid>, uuid: Uuid) {
+    while let Some(started) = running.recv().await {
+        if started == uuid {
+            return;
+        }
     }
-    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
-    let app = App::builder().name("cancel").build()?;
+    // The `task_running` event tells when a task has started, so we can cancel it mid-run.
+    let (started, mut running) = unbounded_channel();
+    let events = Events::new().on_task_running(move |e| {
+        let _ = started.send(e.task_uuid);
+    });
+    let app = App::builder().name("cancel").events(events).build()?;
     let wait = Duration::from_secs(5);
 
     // Queued: no worker yet, so it never runs.
@@ -56,9 +65,9 @@ async fn main() -> qtasks::Result<()> {
         ("async", long_async.add_task().await?.uuid),
         ("sync", long_sync.add_task().await?.uuid),
     ] {
-        tokio::time::timeout(wait, wait_until_running(&app, task))
+        tokio::time::timeout(wait, wait_until_running(&mut running, task))
             .await
-            .map_err(|_| qtasks::Error::Worker("task did not start".into()))??;
+            .map_err(|_| qtasks::Error::Worker("task did not start".into()))?;
         println!(
             "running {label}: {:?}",
             app.cancel(task, "user pressed stop").await?
