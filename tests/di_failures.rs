@@ -99,10 +99,8 @@ async fn teardown_runs_after_each_failed_attempt() {
     let done = fails
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Error);
@@ -141,10 +139,8 @@ async fn teardown_runs_when_the_task_panics() {
     let done = panics
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Error);
@@ -155,10 +151,8 @@ async fn teardown_runs_when_the_task_panics() {
     let done = panics_sync
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Error);
@@ -233,10 +227,8 @@ async fn teardown_runs_when_the_task_times_out() {
     let done = too_slow
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Error);
@@ -253,10 +245,8 @@ async fn a_timed_out_sync_body_keeps_its_dependencies_until_it_returns() {
     let done = too_slow_sync
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Error);

@@ -176,10 +176,8 @@ async fn worker_scope_is_per_worker_and_component_scope_per_app() {
             let done = which_instances
                 .call()
                 .on(&app)
+                .timeout(DEADLINE)
                 .add_task()
-                .await
-                .unwrap()
-                .wait(DEADLINE)
                 .await
                 .unwrap();
             let (cache, client) = done.returning.unwrap();
@@ -285,10 +283,8 @@ async fn dependencies_depend_on_dependencies_and_close_in_reverse_order() {
     let done = layered
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning, Some(true), "{:?}", done.traceback);
@@ -358,10 +354,8 @@ async fn cycles_and_scope_inversions_fail_the_task_with_an_explanation() {
     let done = cyclic
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Error);
@@ -421,10 +415,8 @@ async fn a_task_can_resolve_dependencies_from_its_context() {
     let done = resolve_by_hand
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning, Some(7), "{:?}", done.traceback);

@@ -53,20 +53,16 @@ async fn tasks_read_typed_state_and_optional_state() {
     let done = greet
         .call("ann".into())
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning.as_deref(), Some("hello, ann"));
     let done = maybe_state
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning, Some((true, false)));
@@ -263,10 +259,8 @@ async fn custom_extractors_and_optional_ones() {
     let done = who
         .call(3)
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning.as_deref(), Some("ada for who #3 (false)"));
@@ -339,19 +333,15 @@ async fn sync_and_async_tasks_take_the_same_extractors_with_echo() {
     let a = async_everything
         .call("a".into())
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     let s = sync_everything
         .call("s".into())
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     let (a_text, a_shared, a_own) = a.returning.unwrap();

@@ -64,10 +64,8 @@ async fn a_task_cancels_itself() {
     let done = gives_up
         .call(0)
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Cancel);
@@ -75,20 +73,16 @@ async fn a_task_cancels_itself() {
     let ok = gives_up
         .call(4)
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(ok.returning, Some(4));
     let sync = gives_up_sync
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(sync.status, TaskStatus::Cancel);

@@ -196,10 +196,8 @@ async fn echo_exposes_every_field_of_the_seed_table() {
     let done = all_fields
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Success, "{:?}", done.traceback);
@@ -298,10 +296,8 @@ async fn decode_is_applied_before_the_result_is_stored() {
     let done = answer
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning, Some(json!("answer: 42")));

@@ -56,10 +56,8 @@ async fn replies_come_back_from_a_sync_handler_and_the_return_is_the_result() {
     let done = steps
         .call(2)
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Success, "{:?}", done.traceback);
@@ -74,10 +72,8 @@ async fn replies_come_back_from_an_async_handler() {
     let done = doubled
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning, Some(12));
@@ -91,10 +87,8 @@ async fn a_sync_generator_task_sends_blocking() {
     let done = sync_steps
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning.as_deref(), Some("ONE+TWO"));

@@ -178,10 +178,8 @@ async fn middlewares_run_in_list_order_around_the_body() {
     let done = ordered
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Success);
@@ -199,20 +197,16 @@ async fn middlewares_change_arguments_and_results() {
     let done = changed
         .call(5)
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning, Some(11), "5 doubled before, plus one after");
     let done = recovered
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Success);
@@ -224,10 +218,8 @@ async fn middlewares_change_arguments_and_results() {
     let done = refused
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Error);
@@ -242,10 +234,8 @@ async fn a_custom_executor_controls_retry_and_stages() {
     let done = fails_once
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Error);
@@ -259,10 +249,8 @@ async fn a_custom_executor_controls_retry_and_stages() {
     let done = direct
         .call(1)
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Success, "{:?}", done.traceback);

@@ -81,10 +81,8 @@ async fn retry_n_means_n_more_attempts_and_the_waiter_gets_the_last_outcome() {
     let done = fails_twice
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.status, TaskStatus::Success);
@@ -94,10 +92,8 @@ async fn retry_n_means_n_more_attempts_and_the_waiter_gets_the_last_outcome() {
     let failed = always_fails
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(failed.status, TaskStatus::Error);
@@ -149,10 +145,8 @@ async fn fixed_backoff_waits_between_attempts() {
     let done = fixed_backoff
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     let elapsed = started.elapsed();

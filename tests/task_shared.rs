@@ -71,10 +71,8 @@ async fn shared_tasks_are_registered_in_every_app() {
     let done = add_sync
         .call(1, 1)
         .on(&one)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning, Some(2));
@@ -97,10 +95,8 @@ async fn router_tasks_exist_only_in_apps_that_include_the_router() {
     let done = charge
         .call(99)
         .on(&with)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning, Some(100));

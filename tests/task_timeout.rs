@@ -80,10 +80,8 @@ async fn a_task_within_max_time_succeeds() {
     let done = fast_enough
         .call()
         .on(&app)
+        .timeout(DEADLINE)
         .add_task()
-        .await
-        .unwrap()
-        .wait(DEADLINE)
         .await
         .unwrap();
     assert_eq!(done.returning, Some(7));
