@@ -1,0 +1,9 @@
+-- live_workers.lua: the workers whose heartbeat has not expired.
+--
+-- KEYS[1]: {app}:prios
+-- ARGV:    prefix
+-- Reply:   the worker ids
+--
+-- Runs after prelude.lua (see its header).
+
+return redis.call('ZRANGEBYSCORE', P .. 'workers', '(' .. fmt(now_ms()), '+inf')

@@ -1,0 +1,25 @@
+-- renew.lua: extends the leases still held with these tokens, then reaps expired ones.
+--
+-- KEYS[1]: {app}:prios
+-- ARGV:    prefix, lease ms, max deliveries, dead-letter cap, then uuid and token pairs
+-- Reply:   how many leases were renewed
+--
+-- Runs after prelude.lua (see its header).
+
+local now = now_ms()
+local NOW = fmt(now)
+local deadline = fmt(now + tonumber(ARGV[2]))
+local members = {}
+for i = 5, #ARGV, 2 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
+local current = lease_scores(members)
+local renew = {}
+for k = 1, #members do
+  if current[k] then
+    renew[#renew + 1] = deadline
+    renew[#renew + 1] = members[k]
+  end
+end
+if #renew > 0 then chunked('ZADD', P .. 'lease', renew) end
+local renewed = #renew / 2
+notify_done(reap(now, tonumber(ARGV[3]), tonumber(ARGV[4])))
+return renewed
