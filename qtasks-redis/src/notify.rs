@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
-use crate::conn::Connections;
+use crate::client::Connections;
 
 pub(crate) struct Notifier {
     state: Arc<State>,

@@ -1,6 +1,8 @@
-//! Connections: one shared multiplexed connection for every command (requests from all tasks
-//! are pipelined on it), and dedicated connections for blocking commands (`BLPOP`), which
-//! would otherwise stall everyone else's requests.
+//! The connection handling: one shared multiplexed connection for every command (requests
+//! from all tasks are pipelined on it), and dedicated connections for blocking commands
+//! (`BLPOP`), which would otherwise stall everyone else's requests; and how the backend runs a
+//! command or a script on the shared connection ([`RedisBackend::query`],
+//! [`RedisBackend::eval`]).
 //!
 //! A connection that fails is dropped and the next call opens a new one, so workers recover
 //! from a Redis restart by retrying (with backoff, in the worker), and producers get the error
@@ -13,9 +15,13 @@
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::{MultiplexedConnection, PubSub};
-use deadpool_redis::redis::{AsyncConnectionConfig, Client, RedisError};
+use deadpool_redis::redis::{
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, RedisError, Script,
+};
 use parking_lot::Mutex;
 use qtasks_core::Error;
+
+use crate::RedisBackend;
 
 /// How long a command may take before the connection is considered broken.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,4 +117,48 @@ impl Connections {
 /// Whether the error means the connection is unusable (rather than a script or data error).
 pub(crate) fn is_connection_error(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+impl RedisBackend {
+    /// Runs a script on the shared connection (EVALSHA, loading the script when Redis lacks it).
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        component: &'static str,
+        what: &str,
+        script: &Script,
+        args: Vec<Vec<u8>>,
+    ) -> qtasks_core::Result<T> {
+        let mut invocation = script.key(self.key("prios"));
+        invocation.arg(self.prefix.as_str());
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self
+            .conns
+            .shared()
+            .await
+            .map_err(|e| self.conns.error(component, what, &e))?;
+        invocation.invoke_async(&mut conn).await.map_err(|e| {
+            self.conns.discard_shared(&e);
+            self.conns.error(component, what, &e)
+        })
+    }
+
+    /// Runs one command on the shared connection.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        component: &'static str,
+        what: &str,
+        cmd: &Cmd,
+    ) -> qtasks_core::Result<T> {
+        let mut conn = self
+            .conns
+            .shared()
+            .await
+            .map_err(|e| self.conns.error(component, what, &e))?;
+        cmd.query_async(&mut conn).await.map_err(|e| {
+            self.conns.discard_shared(&e);
+            self.conns.error(component, what, &e)
+        })
+    }
 }
