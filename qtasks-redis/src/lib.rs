@@ -18,8 +18,8 @@
 //! The source, by concern: `options` (settings and URL parsing), `client` (connections),
 //! `scripts` (the Lua scripts of `lua/`, and the key layout), `wire` (arguments and replies
 //! of the scripts, records, keys), `broker`, `storage` and `global_config` (the component
-//! traits), `notify` (pub/sub notifications); `server` starts a private
-//! `redis-server` for tests.
+//! traits), `notify` (pub/sub notifications), and `server` (feature `testing` only), which
+//! starts a private `redis-server` for tests and examples.
 #![warn(missing_docs)]
 
 mod broker;
@@ -28,6 +28,7 @@ mod global_config;
 mod notify;
 mod options;
 mod scripts;
+#[cfg(feature = "testing")]
 pub mod server;
 mod storage;
 mod wire;

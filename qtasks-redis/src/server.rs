@@ -1,6 +1,8 @@
 //! A private `redis-server` for tests and examples: started on a free loopback port with an
 //! append-only file in a fresh directory, stopped and restarted on demand (to test recovery),
 //! and killed when the handle is dropped or the process that started it dies.
+//!
+//! Only with the feature `testing` (off by default, so production builds do not carry it).
 
 use std::io::{self, Write};
 use std::net::TcpListener;
