@@ -1,0 +1,300 @@
+//! The broker: enqueue, claim (blocking on a [`Notify`](tokio::sync::Notify) wake-up, and for
+//! delayed tasks a timer until the earliest is due), acknowledge, requeue, cancel and stats.
+
+use std::cmp::Reverse;
+use std::time::{Instant, SystemTime};
+
+use futures::future::BoxFuture;
+use qtasks_core::backend::{
+    Broker, CancelOutcome, Completion, Delivery, Lease, NewTask, Outcome, QueueStats,
+};
+use qtasks_core::{Result, Task, TaskStatus};
+use uuid::Uuid;
+
+use crate::records::Slot;
+use crate::waiters::Waiters;
+use crate::MemoryBackend;
+
+impl MemoryBackend {
+    /// Moves the due delayed tasks to the ready queue and claims up to `max` ready tasks;
+    /// returns them with when the next delayed task is due.
+    fn claim_ready(&self, max: usize) -> (Vec<Delivery>, Option<Instant>) {
+        let now = Instant::now();
+        let mut popped = Vec::new();
+        let next_due;
+        {
+            let mut q = self.queue.lock();
+            while let Some(Reverse((at, _, _))) = q.delayed.peek() {
+                if *at > now {
+                    break;
+                }
+                if let Some(Reverse((_, seq, uuid))) = q.delayed.pop() {
+                    // A retried task keeps its priority; it queues behind older work.
+                    let priority = self
+                        .records
+                        .shard(&uuid)
+                        .lock()
+                        .get(&uuid)
+                        .map(|s| s.task.priority)
+                        .unwrap_or(0);
+                    q.ready.push(priority, seq, uuid);
+                }
+            }
+            while popped.len() < max {
+                match q.ready.pop() {
+                    Some(uuid) => popped.push(uuid),
+                    None => break,
+                }
+            }
+            next_due = q.delayed.peek().map(|Reverse((at, _, _))| *at);
+        }
+        let now_wall = SystemTime::now();
+        let mut out = Vec::with_capacity(popped.len());
+        for uuid in popped {
+            let mut shard = self.records.shard(&uuid).lock();
+            let Some(slot) = shard.get_mut(&uuid) else {
+                continue;
+            };
+            if !matches!(slot.task.status, TaskStatus::New | TaskStatus::Retry) {
+                continue; // cancelled while queued
+            }
+            slot.task.status = TaskStatus::Process;
+            slot.task.attempts += 1;
+            slot.task.updated_at = now_wall;
+            slot.token += 1;
+            out.push(Delivery {
+                uuid,
+                task_name: slot.task.task_name.clone(),
+                priority: slot.task.priority,
+                args: slot.task.args.clone(),
+                attempt: slot.task.attempts,
+                token: slot.token,
+            });
+        }
+        (out, next_due)
+    }
+}
+
+impl Broker for MemoryBackend {
+    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let now_wall = SystemTime::now();
+            let mut q = self.queue.lock();
+            for t in tasks {
+                let seq = q.next_seq;
+                q.next_seq += 1;
+                let mut task = Task::new(
+                    t.uuid,
+                    t.task_name.clone(),
+                    t.priority,
+                    t.args.clone(),
+                    t.created_at,
+                );
+                task.updated_at = now_wall;
+                self.records.shard(&t.uuid).lock().insert(
+                    t.uuid,
+                    Box::new(Slot {
+                        task,
+                        seq,
+                        token: 0,
+                        waiters: Waiters::default(),
+                    }),
+                );
+                match t.not_before.and_then(|at| at.duration_since(now_wall).ok()) {
+                    Some(delay) if !delay.is_zero() => {
+                        q.delayed.push(Reverse((now + delay, seq, t.uuid)))
+                    }
+                    _ => q.ready.push(t.priority, seq, t.uuid),
+                }
+            }
+            drop(q);
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn claim(&self, max: usize) -> BoxFuture<'_, Result<Vec<Delivery>>> {
+        Box::pin(async move {
+            loop {
+                let notified = self.wake.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let (claimed, next_due) = self.claim_ready(max.max(1));
+                if !claimed.is_empty() {
+                    return Ok(claimed);
+                }
+                match next_due {
+                    Some(at) => {
+                        tokio::select! {
+                            _ = notified => {}
+                            _ = tokio::time::sleep_until(at.into()) => {}
+                        }
+                    }
+                    None => notified.await,
+                }
+            }
+        })
+    }
+
+    fn complete<'a>(&'a self, done: &'a [Completion]) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let now_wall = SystemTime::now();
+            let mut rejected = Vec::new();
+            let mut expiring = Vec::new();
+            let mut retries = Vec::new();
+            let mut dead = 0;
+            for c in done {
+                let mut shard = self.records.shard(&c.lease.uuid).lock();
+                let Some(slot) = shard.get_mut(&c.lease.uuid) else {
+                    rejected.push(c.lease);
+                    continue;
+                };
+                if slot.token != c.lease.token || slot.task.status != TaskStatus::Process {
+                    rejected.push(c.lease);
+                    continue;
+                }
+                let task = &mut slot.task;
+                task.updated_at = now_wall;
+                match &c.outcome {
+                    Outcome::Success(payload) => {
+                        task.status = TaskStatus::Success;
+                        task.returning = Some(payload.clone());
+                    }
+                    Outcome::Failed { traceback } => {
+                        task.status = TaskStatus::Error;
+                        task.traceback = Some(traceback.clone());
+                    }
+                    Outcome::DeadLetter { reason, traceback } => {
+                        task.status = TaskStatus::Error;
+                        task.traceback = Some(traceback.clone());
+                        task.extra
+                            .insert("dead_letter".into(), reason.as_str().into());
+                        dead += 1;
+                    }
+                    Outcome::Cancelled { reason } => {
+                        task.status = TaskStatus::Cancel;
+                        task.cancel_reason = Some(reason.clone());
+                    }
+                    Outcome::Retry { traceback, delay } => {
+                        task.status = TaskStatus::Retry;
+                        task.traceback = Some(traceback.clone());
+                        retries.push((now + *delay, slot.seq, c.lease.uuid));
+                        continue;
+                    }
+                }
+                slot.waiters.wake_all();
+                expiring.push((now + self.result_ttl, c.lease.uuid));
+            }
+            if !expiring.is_empty() || !retries.is_empty() {
+                let mut q = self.queue.lock();
+                q.expiry.extend(expiring);
+                let woke = !retries.is_empty();
+                for r in retries {
+                    q.delayed.push(Reverse(r));
+                }
+                drop(q);
+                if woke {
+                    self.wake.notify_waiters();
+                }
+            }
+            if dead > 0 {
+                *self.dead_letter.lock() += dead;
+            }
+            self.expire(now);
+            Ok(rejected)
+        })
+    }
+
+    fn requeue<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut entries = Vec::new();
+            for lease in leases {
+                let mut shard = self.records.shard(&lease.uuid).lock();
+                let Some(slot) = shard.get_mut(&lease.uuid) else {
+                    continue;
+                };
+                if slot.token != lease.token || slot.task.status != TaskStatus::Process {
+                    continue;
+                }
+                slot.task.status = TaskStatus::New;
+                slot.task.attempts = slot.task.attempts.saturating_sub(1);
+                slot.task.updated_at = SystemTime::now();
+                slot.token += 1;
+                entries.push((slot.task.priority, slot.seq, lease.uuid));
+            }
+            if !entries.is_empty() {
+                let mut q = self.queue.lock();
+                for (priority, seq, uuid) in entries {
+                    q.ready.push(priority, seq, uuid);
+                }
+                drop(q);
+                self.wake.notify_waiters();
+            }
+            Ok(())
+        })
+    }
+
+    fn cancel(&self, uuid: Uuid, reason: &str) -> BoxFuture<'_, Result<CancelOutcome>> {
+        let reason = reason.to_string();
+        Box::pin(async move {
+            let outcome = {
+                let mut shard = self.records.shard(&uuid).lock();
+                let Some(slot) = shard.get_mut(&uuid) else {
+                    return Ok(CancelOutcome::NotFound);
+                };
+                match slot.task.status {
+                    TaskStatus::New | TaskStatus::Retry => {
+                        slot.task.status = TaskStatus::Cancel;
+                        slot.task.cancel_reason = Some(reason);
+                        slot.task.updated_at = SystemTime::now();
+                        slot.waiters.wake_all();
+                        CancelOutcome::Cancelled
+                    }
+                    TaskStatus::Process => CancelOutcome::Running,
+                    _ => CancelOutcome::Finished,
+                }
+            };
+            if outcome == CancelOutcome::Cancelled {
+                let now = Instant::now();
+                self.queue
+                    .lock()
+                    .expiry
+                    .push_back((now + self.result_ttl, uuid));
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats>> {
+        Box::pin(async move {
+            self.expire(Instant::now());
+            let mut stats = QueueStats {
+                dead_letter: *self.dead_letter.lock(),
+                ..QueueStats::default()
+            };
+            {
+                let q = self.queue.lock();
+                for (priority, queue) in &q.ready.by_priority {
+                    stats
+                        .ready_by_priority
+                        .insert(*priority, queue.len() as u64);
+                }
+                stats.scheduled = q.delayed.len() as u64;
+            }
+            for shard in self.records.shards() {
+                for slot in shard.lock().values() {
+                    *stats
+                        .by_status
+                        .entry(slot.task.status.to_string())
+                        .or_default() += 1;
+                    if slot.task.status == TaskStatus::Process {
+                        stats.running += 1;
+                    }
+                }
+            }
+            Ok(stats)
+        })
+    }
+}

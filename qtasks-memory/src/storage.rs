@@ -1,0 +1,43 @@
+//! The storage: reading a task's record, and waiting until it is final.
+
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use qtasks_core::backend::Storage;
+use qtasks_core::{Error, Result, Task};
+use uuid::Uuid;
+
+use crate::MemoryBackend;
+
+impl Storage for MemoryBackend {
+    fn get(&self, uuid: Uuid) -> BoxFuture<'_, Result<Option<Task>>> {
+        Box::pin(async move {
+            self.expire(Instant::now());
+            Ok(self
+                .records
+                .shard(&uuid)
+                .lock()
+                .get(&uuid)
+                .map(|s| s.task.clone()))
+        })
+    }
+
+    fn wait(&self, uuid: Uuid, timeout: Duration) -> BoxFuture<'_, Result<Option<Task>>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let rx = {
+                    let mut shard = self.records.shard(&uuid).lock();
+                    let slot = shard.get_mut(&uuid).ok_or(Error::NotFound(uuid))?;
+                    if slot.task.status.is_final() {
+                        return Ok(Some(slot.task.clone()));
+                    }
+                    slot.waiters.register()
+                };
+                if tokio::time::timeout_at(deadline, rx).await.is_err() {
+                    return Ok(None);
+                }
+            }
+        })
+    }
+}
