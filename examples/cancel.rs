@@ -10,7 +10,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 #[qtasks::task]
 async fn long_async(ctx: TaskContext) -> String {
-    ctx.logger().info("started; waiting to be cancelled");
+    ctx.get_logger("cancel")
+        .info("started; waiting to be cancelled");
     std::future::pending::<()>().await;
     "never".to_string()
 }

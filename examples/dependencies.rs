@@ -46,10 +46,12 @@ impl Dependency for Pool {
     }
 
     /// `App::build()` fails, naming the task, when the app lacks the state the pool needs.
-    fn check(app: &App) -> Vec<String> {
+    fn check(app: &App) -> Vec<Missing> {
         match app.state::<DbConfig>() {
             Some(_) => Vec::new(),
-            None => vec!["the `Pool` dependency needs `.state(DbConfig { .. })`".into()],
+            None => vec![Missing::other(
+                "the `Pool` dependency needs `.state(DbConfig { .. })`",
+            )],
         }
     }
 }

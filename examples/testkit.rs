@@ -2,7 +2,7 @@
 //! `cargo run --example testkit` (the same calls work in `#[test]` and `#[tokio::test]`).
 
 use qtasks::prelude::*;
-use qtasks::testkit::TestKit;
+use qtasks::testing::TestKit;
 
 #[qtasks::task]
 async fn send_email(to: String) -> String {

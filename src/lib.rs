@@ -26,7 +26,29 @@
 //! each. Backends are picked by cargo feature: `memory` (default, in-process) and `redis`.
 #![warn(missing_docs)]
 
-pub use qtasks_core::*;
+// The user-facing items, by name (plumbing for generated code is in `__private`).
+/// What [`App::cancel`] found.
+pub use qtasks_core::backend::CancelOutcome;
+pub use qtasks_core::{
+    scope, App, AppBuilder, AsyncTask, Backoff, BackoffSteps, BoxError, BuildProblem, Component,
+    Config, DefaultExecutor, Dependency, DependencyContext, DependencyError, Depends, Error,
+    FromTaskContext, KvState, Missing, Payload, Result, Router, ScopeKind, State, SyncTask, Task,
+    TaskCall, TaskContext, TaskDef, TaskError, TaskErrorKind, TaskExecutor, TaskLogger,
+    TaskMiddleware, TaskName, TaskRun, TaskStatus, Uuid, WorkerHandle, WorkerRef, Yield,
+    YieldStream,
+};
+// The concept modules.
+pub use qtasks_core::{backend, chain, component, events, plugin, registry, timer};
+
+/// Test helpers (feature `testing`): [`TestKit`](testing::TestKit) runs tasks inline through
+/// the full execution pipeline and records what they enqueue.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use qtasks_core::testing::testkit::{Enqueued, TestKit};
+}
+
+#[doc(hidden)]
+pub use qtasks_core::__private;
 
 #[cfg(feature = "macros")]
 pub use qtasks_macros::{shared_task, task};
@@ -78,9 +100,10 @@ pub mod guide {
 
 /// The names most programs need: `use qtasks::prelude::*;`.
 pub mod prelude {
+    pub use qtasks_core::backend::CancelOutcome;
     pub use qtasks_core::{
-        scope, App, AsyncTask, BoxError, CancelOutcome, Dependency, DependencyContext, Depends,
-        FromTaskContext, KvState, Router, State, SyncTask, Task, TaskCall, TaskContext, TaskError,
+        scope, App, AsyncTask, BoxError, Dependency, DependencyContext, Depends, FromTaskContext,
+        KvState, Missing, Router, State, SyncTask, Task, TaskCall, TaskContext, TaskError,
         TaskStatus, Yield,
     };
 }

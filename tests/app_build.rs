@@ -3,7 +3,7 @@
 mod common;
 
 use common::builder;
-use qtasks::{Error, Router};
+use qtasks::{BuildProblem, Error, Router};
 
 mod broken {
     /// Two tasks with one name: only apps that include this router see the clash.
@@ -40,8 +40,31 @@ fn duplicate_task_names_fail_the_build_naming_both_definitions() {
     assert!(msg.contains("duplicate task name \"dup2\""), "{msg}");
     // Both definitions' file and line.
     let file = "tests/app_build.rs";
-    assert!(problems[0].matches(file).count() == 2, "{}", problems[0]);
-    assert!(problems[1].matches(file).count() == 2, "{}", problems[1]);
+    assert!(
+        problems[0].to_string().matches(file).count() == 2,
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[1].to_string().matches(file).count() == 2,
+        "{}",
+        problems[1]
+    );
+    // The same, read from the typed problems.
+    let mut names = Vec::new();
+    for problem in problems {
+        let BuildProblem::DuplicateTask {
+            name,
+            first,
+            second,
+        } = problem
+        else {
+            panic!("expected a duplicate task, got {problem:?}")
+        };
+        assert!(first.starts_with(file) && second.starts_with(file) && first != second);
+        names.push(name.as_str());
+    }
+    assert_eq!(names, ["dup", "dup2"]);
 }
 
 #[test]
@@ -71,6 +94,6 @@ fn task_specs_carry_their_location_and_signature() {
     let spec = app.task("everywhere").unwrap();
     assert_eq!(spec.file, "tests/app_build.rs");
     assert!(spec.line > 0);
-    assert_eq!(spec.kind, qtasks::TaskKind::Async);
+    assert_eq!(spec.kind, qtasks::registry::TaskKind::Async);
     assert!(spec.module_path.ends_with("app_build"));
 }

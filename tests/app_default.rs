@@ -52,7 +52,7 @@ async fn handles_use_the_first_app_built_and_running_tasks_use_their_own_app() {
     // `make_default` moves the default.
     let third = builder("third").make_default().build().unwrap();
     assert_eq!(App::current().unwrap().name(), "third");
-    assert_eq!(<add as TaskDef>::spec().name, "add");
+    assert_eq!(<add as TaskDef>::entry().name, "add");
     drop(third);
     w1.shutdown().await.unwrap();
     w2.shutdown().await.unwrap();

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use common::{builder, DEADLINE};
 use qtasks::prelude::*;
-use qtasks::{Error, TaskStatus};
+use qtasks::{BuildProblem, Error, TaskStatus};
 use tokio::sync::Barrier;
 
 /// Tasks that need `State<Greeting>`: behind a router, since every router-less task of this
@@ -103,10 +103,18 @@ fn build_fails_listing_every_missing_state() {
         assert!(
             problems
                 .iter()
+                .map(ToString::to_string)
                 .any(|p| p.contains(&format!("task {task:?}"))
                     && p.contains(&format!("`State<{ty}>`"))
                     && p.contains(".state(")),
             "no problem names task {task} and State<{ty}>:\n{text}"
+        );
+        assert!(
+            problems.iter().any(|p| matches!(
+                p,
+                BuildProblem::MissingState { task: t, state, .. } if t == task && *state == ty
+            )),
+            "no MissingState problem for task {task} and {ty}:\n{text}"
         );
     }
     assert!(!text.contains("Greeting"), "{text}");
@@ -202,10 +210,12 @@ impl FromTaskContext for Operator {
         Ok(Operator(format!("{} for {}", ops.on_duty, ctx.task_name())))
     }
 
-    fn check(app: &App) -> Vec<String> {
+    fn check(app: &App) -> Vec<Missing> {
         match app.state::<Operators>() {
             Some(_) => Vec::new(),
-            None => vec!["`Operator` needs `.state(Operators { .. })`".into()],
+            None => vec![Missing::other(
+                "`Operator` needs `.state(Operators { .. })`",
+            )],
         }
     }
 }
@@ -220,8 +230,8 @@ impl FromTaskContext for Unavailable {
         UNAVAILABLE_TRIES.fetch_add(1, Ordering::SeqCst);
         Err(TaskError::msg("not available"))
     }
-    fn check(_app: &App) -> Vec<String> {
-        vec!["never available".into()]
+    fn check(_app: &App) -> Vec<Missing> {
+        vec![Missing::other("never available")]
     }
 }
 
@@ -244,8 +254,14 @@ async fn custom_extractors_and_optional_ones() {
     // `Operator` is checked; `Option<Unavailable>` never fails the build.
     assert_eq!(problems.len(), 1, "{err}");
     assert!(
-        problems[0].contains("task \"who\"") && problems[0].contains("needs `.state(Operators"),
+        problems[0].to_string().contains("task \"who\"")
+            && problems[0].to_string().contains("needs `.state(Operators"),
         "{err}"
+    );
+    assert!(
+        matches!(&problems[0], BuildProblem::Unprovided { task, .. } if task == "who"),
+        "{:?}",
+        problems[0]
     );
 
     let app = builder("di-state-custom")

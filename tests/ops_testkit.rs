@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use qtasks::plugin::{self, Trigger};
 use qtasks::prelude::*;
-use qtasks::testkit::TestKit;
+use qtasks::testing::TestKit;
 use serde_json::json;
 
 #[qtasks::task]

@@ -45,7 +45,8 @@ fn shout(value: String) -> String {
 )]
 async fn all_fields(task: AsyncTask, y: Yield<String, String>) -> String {
     let _ = y.send("unused".into()).await;
-    let mw = |list: &[qtasks::MiddlewareRef]| list.iter().map(|m| m.name).collect::<Vec<_>>();
+    let mw =
+        |list: &[qtasks::registry::MiddlewareRef]| list.iter().map(|m| m.name).collect::<Vec<_>>();
     json!({
         "task_name": task.task_name,
         "priority": task.priority,

@@ -154,7 +154,7 @@ impl TaskExecutor for Direct {
     fn execute<'a>(&'a self, run: &'a mut TaskRun) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             *run.args_mut() = Payload::encode(&BTreeMap::from([("n", 100)])).unwrap();
-            let result = run.call().await.and_then(|p| run.decode(p));
+            let result = run.call().await.and_then(|p| run.transform(p));
             run.outcome(result)
         })
     }

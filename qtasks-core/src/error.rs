@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::task::payload::Payload;
+use crate::task::status::TaskStatus;
+
 /// A boxed error that can cross threads: what a failed task carries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -19,7 +22,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// `App::build()` found problems; all of them are listed.
     #[error("the app cannot be built:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Build(Vec<String>),
+    Build(Vec<BuildProblem>),
     /// A configuration value (from the builder or a `QTASKS_*` variable) is invalid.
     #[error("invalid configuration {key}={value:?}: {expected}")]
     Config {
@@ -74,7 +77,7 @@ pub enum Error {
         /// How long we waited.
         waited: Duration,
         /// The last status seen.
-        status: crate::TaskStatus,
+        status: TaskStatus,
     },
     /// No task with this uuid exists (never created, or its record expired).
     #[error("no task {0} in storage: it was never created, or its record expired (result TTL)")]
@@ -102,7 +105,7 @@ pub enum Error {
         /// The step's uuid.
         uuid: Uuid,
         /// How the step ended (`error` or `cancel`).
-        status: crate::TaskStatus,
+        status: TaskStatus,
         /// The step's error or cancel reason.
         error: String,
     },
@@ -150,7 +153,7 @@ pub enum TaskErrorKind {
     Extractor(String),
     /// The task returned `Err(ctx.plugin_error(data))`: the data for the plugins'
     /// [`Trigger::PluginError`](crate::plugin::Trigger::PluginError).
-    PluginError(crate::Payload),
+    PluginError(Payload),
 }
 
 impl TaskError {
@@ -215,7 +218,7 @@ impl TaskError {
             TaskErrorKind::BadArguments(msg) => format!("bad arguments: {msg}"),
             TaskErrorKind::UnknownTask(msg) => format!("unknown task: {msg}"),
             TaskErrorKind::Extractor(msg) => format!("extractor failed: {msg}"),
-            TaskErrorKind::PluginError(data) => crate::plugin::plugin_error_message(data),
+            TaskErrorKind::PluginError(data) => plugin_error_message(data),
         }
     }
 
@@ -245,5 +248,141 @@ impl fmt::Display for TaskError {
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
     fn from(err: E) -> Self {
         TaskError::new(TaskErrorKind::Failed(Box::new(err)))
+    }
+}
+
+/// One problem that keeps [`App::build`](crate::AppBuilder::build) from building the app.
+/// Its `Display` says what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildProblem {
+    /// Two tasks the app serves have the same name.
+    DuplicateTask {
+        /// The name.
+        name: String,
+        /// `file:line` of the first definition.
+        first: String,
+        /// `file:line` of the second definition.
+        second: String,
+    },
+    /// A task asks for a `State<T>` the app was not given.
+    MissingState {
+        /// The task.
+        task: String,
+        /// `file:line` of the task's definition.
+        location: String,
+        /// The type name of `T`.
+        state: &'static str,
+        /// The app.
+        app: String,
+    },
+    /// A task's extractor or dependency reports something the app lacks (its own check).
+    Unprovided {
+        /// The task.
+        task: String,
+        /// `file:line` of the task's definition.
+        location: String,
+        /// What is missing and what to do, in the extractor's words.
+        message: String,
+    },
+    /// Two timers have the same name.
+    DuplicateTimer {
+        /// The name.
+        timer: String,
+    },
+    /// A timer enqueues a task the app does not serve.
+    TimerTaskNotServed {
+        /// The timer.
+        timer: String,
+        /// The task it enqueues.
+        task: String,
+    },
+    /// A timer's arguments cannot be encoded.
+    TimerArguments {
+        /// The timer.
+        timer: String,
+        /// The task it enqueues.
+        task: String,
+        /// The encoder's message.
+        error: String,
+    },
+}
+
+impl fmt::Display for BuildProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildProblem::DuplicateTask { name, first, second } => write!(
+                f,
+                "duplicate task name {name:?}: defined at {first} and at {second}; give one of them another `name = \"..\"`"
+            ),
+            BuildProblem::MissingState { task, location, state, app } => write!(
+                f,
+                "task {task:?} ({location}): it asks for `State<{state}>`, but app {app:?} provides no `{state}`: add `.state(..)` with a `{state}` to the app builder"
+            ),
+            BuildProblem::Unprovided { task, location, message } => {
+                write!(f, "task {task:?} ({location}): {message}")
+            }
+            BuildProblem::DuplicateTimer { timer } => write!(
+                f,
+                "two timers are named {timer:?}: ticks are claimed by timer name, so give each timer its own"
+            ),
+            BuildProblem::TimerTaskNotServed { timer, task } => write!(
+                f,
+                "timer {timer:?} enqueues task {task:?}, which this app does not serve; include its router"
+            ),
+            BuildProblem::TimerArguments { timer, task, error } => write!(
+                f,
+                "timer {timer:?}: cannot encode the arguments of task {task:?}: {error}"
+            ),
+        }
+    }
+}
+
+/// What an extractor needs from the app and does not find: the answer of
+/// [`FromTaskContext::check`](crate::FromTaskContext::check) and
+/// [`Dependency::check`](crate::Dependency::check). `App::build()` turns each into a
+/// [`BuildProblem`] naming the task that asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Missing {
+    /// A `State<T>` the app was not given.
+    State {
+        /// The type name of `T`.
+        type_name: &'static str,
+    },
+    /// Anything else: say what is missing and what to add to the builder.
+    Other(String),
+}
+
+impl Missing {
+    /// A missing `State<T>`.
+    pub fn state<T: ?Sized>() -> Self {
+        Missing::State {
+            type_name: std::any::type_name::<T>(),
+        }
+    }
+
+    /// Something else the app lacks, with what to do about it.
+    pub fn other(message: impl Into<String>) -> Self {
+        Missing::Other(message.into())
+    }
+}
+
+/// The text of a caught panic's payload.
+pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// The traceback of a task that returned `Err(ctx.plugin_error(data))` and no plugin handled.
+fn plugin_error_message(data: &Payload) -> String {
+    match data.to_json() {
+        Some(v) => format!("the task raised a plugin error with {v}, and no plugin handled it"),
+        None => "the task raised a plugin error, and no plugin handled it".to_string(),
     }
 }

@@ -1,76 +1,145 @@
-//! Runtime of [qtasks](https://docs.rs/qtasks): the app, the task registry, the executor
+//! The runtime of [qtasks](https://docs.rs/qtasks): the app, the task registry, the execution
 //! pipeline, the worker and the component traits that backends implement.
 //!
-//! Users depend on the `qtasks` facade crate, which re-exports this crate; backends
-//! (`qtasks-memory`, `qtasks-redis`) depend only on this crate.
+//! Users depend on the `qtasks` facade crate, which re-exports the items below by name;
+//! backends (`qtasks-memory`, `qtasks-redis`) depend only on this crate and its
+//! [`backend`] module.
+//!
+//! # A tour, in the order a task meets the code
+//!
+//! 1. **A task is declared.** `#[qtasks::task]` turns a function into a zero-sized struct that
+//!    implements [`TaskDef`], and puts a [`TaskEntry`](registry::TaskEntry) (name, options,
+//!    handler) into the [`registry`] at link time. Its arguments travel as a [`Payload`], its
+//!    name as a [`TaskName`]. (`task/`)
+//! 2. **An app is built.** [`App::builder`] gathers the tasks of the included [`Router`]s, the
+//!    typed [`State`], plugins, events, timers and a backend, and [`AppBuilder::build`] fails
+//!    fast with every [`BuildProblem`] at once. (`app/`)
+//! 3. **A task is enqueued.** `add.add_task(2, 3)`, a [`TaskCall`] or `app.add_task(name,
+//!    args)` write a [`Task`] record with status `new` through the backend's
+//!    [`Broker`](backend::Broker), the enqueue [plugins](plugin) around it. (`app/enqueue.rs`)
+//! 4. **A worker claims it.** [`App::spawn_worker`] starts a [`WorkerHandle`]: it claims
+//!    batches, holds each task's lease and cancellation, and hands tasks to its lanes.
+//!    (`worker/`)
+//! 5. **The task runs.** The one execution pipeline builds the [`TaskContext`], resolves the
+//!    extractors ([`FromTaskContext`]: [`Depends`], [`State`], [`AsyncTask`], [`Yield`]) and
+//!    runs the task's [`TaskExecutor`] (the [`DefaultExecutor`] unless it names another) under
+//!    `max_time`, cancellation and panic catching; middlewares ([`TaskMiddleware`]), plugins
+//!    and [events] fire at their points. (`execute/`, `context/`, `di/`, `ext/`)
+//! 6. **Its end is recorded.** The outcome (success, error with its traceback, retry after a
+//!    [`Backoff`], cancel, dead-letter) is acknowledged to the broker in a batch, which wakes
+//!    whoever [waits](Task::wait) on the task. (`worker/run.rs`, `backend/`)
+//! 7. **Work made of several tasks** ([chains](chain), generator streams, [timers](timer))
+//!    builds on the same steps. (`flow/`)
+//!
+//! `docs/architecture.md` walks the same path with the file and function at each step.
 #![warn(missing_docs)]
 
 mod app;
 pub mod backend;
-mod call;
-pub mod chain;
-pub mod component;
-mod config;
-#[cfg(feature = "testing")]
-pub mod conformance;
 mod context;
-mod def;
-mod depends;
-mod echo;
+mod di;
 mod error;
-pub mod events;
-pub mod executor;
-mod extract;
-mod generator;
-mod hooks;
-mod middleware;
-mod payload;
-pub mod plugin;
-mod router;
-mod state;
-mod status;
+mod execute;
+mod ext;
+mod flow;
 mod task;
-mod task_executor;
-pub mod testkit;
-pub mod timer;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod worker;
 
-pub use app::{App, AppBuilder};
-pub use backend::{Backend, CancelOutcome, DeadLetterReason, QueueStats};
-pub use call::TaskCall;
-pub use config::Config;
-pub use context::{Component, TaskContext, TaskLogger};
-pub use def::{
-    Backoff, Check, Decode, ExecutorRef, Handler, MiddlewareRef, RetryOn, TaskDef, TaskKind,
-    TaskOptions, TaskSpec, TASKS,
-};
-pub use depends::{scope, Dependency, DependencyContext, DependencyError, Depends, ScopeKind};
-pub use echo::{AsyncTask, SyncTask};
-pub use error::{BoxError, Error, Result, TaskError, TaskErrorKind};
-pub use extract::FromTaskContext;
-pub use generator::{Yield, YieldStream};
-pub use middleware::TaskMiddleware;
-pub use payload::Payload;
-pub use router::Router;
-pub use state::{KvState, State};
-pub use status::TaskStatus;
-pub use task::Task;
-pub use task_executor::{DefaultExecutor, TaskExecutor, TaskRun};
+pub use crate::app::builder::AppBuilder;
+pub use crate::app::config::Config;
+pub use crate::app::handle::App;
+pub use crate::context::component::Component;
+pub use crate::context::echo::{AsyncTask, SyncTask};
+pub use crate::context::logger::TaskLogger;
+pub use crate::context::TaskContext;
+pub use crate::di::depends::{Dependency, DependencyContext, DependencyError, Depends};
+pub use crate::di::extract::FromTaskContext;
+pub use crate::di::scopes::{scope, ScopeKind};
+pub use crate::di::state::{KvState, State};
+pub use crate::error::{BoxError, BuildProblem, Error, Missing, Result, TaskError, TaskErrorKind};
+pub use crate::execute::executor::{DefaultExecutor, TaskExecutor, TaskRun};
+pub use crate::ext::middleware::TaskMiddleware;
+pub use crate::flow::generator::{Yield, YieldStream};
+pub use crate::task::backoff::{Backoff, BackoffSteps};
+pub use crate::task::call::TaskCall;
+pub use crate::task::def::TaskDef;
+pub use crate::task::name::TaskName;
+pub use crate::task::payload::Payload;
+pub use crate::task::record::Task;
+pub use crate::task::router::Router;
+pub use crate::task::status::TaskStatus;
+pub use crate::worker::handle::WorkerHandle;
+pub use crate::worker::scope::WorkerRef;
 /// Task ids.
 pub use uuid::Uuid;
-pub use worker::{WorkerHandle, WorkerRef};
+
+/// The task registry: the entries `#[qtasks::task]` registers at link time, for tools that
+/// list or inspect tasks (`app.tasks()`, `app.task(name)` return them).
+pub mod registry {
+    pub use crate::task::entry::{
+        AfterFn, BeforeFn, Check, ExecuteFn, ExecutorRef, Handler, MiddlewareRef, ResultTransform,
+        RetryOn, TaskEntry, TaskKind, TaskOptions, TASKS,
+    };
+}
+
+/// Plugins: code that runs at the trigger points of every component (QTasks' plugin
+/// triggers). See [`Plugin`](plugin::Plugin) and [`Trigger`](plugin::Trigger).
+pub mod plugin {
+    pub use crate::ext::plugin::{from_fn, ComponentKind, FnPlugin, Plugin, Plugins, Trigger};
+}
+
+/// Events: typed observers of the app's life and of every task's end (Python's
+/// `app.events.on.*`). See [`Events`](events::Events).
+pub mod events {
+    pub use crate::ext::events::{
+        AppEvent, Events, TaskCancel, TaskEvent, TaskFailure, TaskSuccess, WorkerEvent,
+    };
+}
+
+/// Chains: a pipeline of tasks where each step's result is the next step's argument. See
+/// [`Chain`](chain::Chain).
+pub mod chain {
+    pub use crate::flow::chain::{Chain, ChainHandle};
+}
+
+/// Timers: cron expressions and intervals that enqueue tasks, once per tick across every
+/// instance. See [`Timer`](timer::Timer).
+pub mod timer {
+    pub use crate::flow::timer::{Schedule, Tick, Timer, TimersHandle};
+}
+
+/// The app's lifecycle components: what runs its tasks ([`Worker`](component::Worker)) and
+/// what starts and stops it ([`Starter`](component::Starter)). With the backend's
+/// [`Broker`](crate::backend::Broker), [`Storage`](crate::backend::Storage) and
+/// [`GlobalConfig`](crate::backend::GlobalConfig), every component of an app is a trait, and
+/// the built-in ones are ordinary implementors that a program can wrap or replace on the
+/// builder ([`AppBuilder::worker`], [`AppBuilder::starter`], [`AppBuilder::map_backend`]).
+pub mod component {
+    pub use crate::app::component::{QueueWorker, SignalStarter, Starter, Worker};
+    pub use crate::worker::handle::WorkerRunner;
+    /// The token that stops one running task (see
+    /// [`WorkerRunner::execute`](crate::component::WorkerRunner::execute)).
+    pub use tokio_util::sync::CancellationToken;
+}
 
 /// Items used by code that `#[qtasks::task]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::executor::{
+    pub use crate::backend::Outcome;
+    pub use crate::execute::executor::run_executor;
+    pub use crate::execute::handler::{
         decode_args, decode_output, encode_output, run_blocking, IntoTaskResult,
     };
-    pub use crate::generator::reply;
+    pub use crate::flow::generator::reply;
+    pub use crate::registry::{
+        ExecutorRef, MiddlewareRef, ResultTransform, RetryOn, TaskEntry, TaskKind, TaskOptions,
+        TASKS,
+    };
     pub use crate::{
-        App, Backoff, Decode, ExecutorRef, FromTaskContext, MiddlewareRef, Payload, Result,
-        RetryOn, Task, TaskCall, TaskContext, TaskDef, TaskError, TaskExecutor, TaskKind,
-        TaskMiddleware, TaskOptions, TaskSpec, Yield, TASKS,
+        App, Backoff, FromTaskContext, Missing, Payload, Result, Task, TaskCall, TaskContext,
+        TaskDef, TaskError, TaskExecutor, TaskMiddleware, Yield,
     };
     pub use futures::future::BoxFuture;
     pub use linkme;

@@ -5,7 +5,7 @@
 //!   original body (callable directly in unit tests: `add.run(2, 3).await`), and whose `call`
 //!   and `add_task` methods build and enqueue typed calls;
 //! - `struct __QtasksArgs_add { a: i64, b: i64 }`, the payload (a named map on the wire);
-//! - `impl TaskDef for add` and a `TaskSpec` element of the `TASKS` distributed slice, whose
+//! - `impl TaskDef for add` and a `TaskEntry` element of the `TASKS` distributed slice, whose
 //!   handler decodes the arguments, builds the extractors, calls `run` (a sync function on the
 //!   blocking pool) and encodes the output.
 
@@ -39,7 +39,7 @@ pub fn expand(task: &TaskModel) -> TokenStream {
         None => ident.to_string(),
     };
     let args_ident = format_ident!("__QtasksArgs_{}", ident);
-    let spec_ident = format_ident!("__QTASKS_SPEC_{}", ident);
+    let entry_ident = format_ident!("__QTASKS_ENTRY_{}", ident);
     let docs: Vec<_> = func
         .attrs
         .iter()
@@ -283,8 +283,8 @@ pub fn expand(task: &TaskModel) -> TokenStream {
             type Args = #args_ident;
             type Output = #output_ty;
             type Yielded = #yielded;
-            fn spec() -> &'static #p::TaskSpec {
-                &#spec_ident
+            fn entry() -> &'static #p::TaskEntry {
+                &#entry_ident
             }
         }
 
@@ -297,7 +297,7 @@ pub fn expand(task: &TaskModel) -> TokenStream {
         #[#p::linkme::distributed_slice(#p::TASKS)]
         #[linkme(crate = ::qtasks::__private::linkme)]
         #[allow(non_upper_case_globals)]
-        static #spec_ident: #p::TaskSpec = #p::TaskSpec {
+        static #entry_ident: #p::TaskEntry = #p::TaskEntry {
             name: #name,
             module_path: ::core::module_path!(),
             file: ::core::file!(),
@@ -309,7 +309,7 @@ pub fn expand(task: &TaskModel) -> TokenStream {
             output: #output_str,
             options: #options,
             check: {
-                fn __check(__app: &#p::App) -> ::std::vec::Vec<::std::string::String> {
+                fn __check(__app: &#p::App) -> ::std::vec::Vec<#p::Missing> {
                     #[allow(unused_mut)]
                     let mut __problems = ::std::vec::Vec::new();
                     #(#checks)*
@@ -448,7 +448,7 @@ fn options(task: &TaskModel, fn_output_ty: &TokenStream, p: &TokenStream) -> Tok
             }
         };
         fields.push(quote! {
-            decode: ::core::option::Option::Some(#p::Decode {
+            transform: ::core::option::Option::Some(#p::ResultTransform {
                 name: #name,
                 apply: { #apply __decode },
             }),
@@ -462,7 +462,13 @@ fn options(task: &TaskModel, fn_output_ty: &TokenStream, p: &TokenStream) -> Tok
         let name = path_str(executor);
         let value = quote_spanned!(executor.span()=> #p::executor(&#executor));
         fields.push(quote! {
-            executor: ::core::option::Option::Some(#p::ExecutorRef { name: #name, executor: #value }),
+            executor: ::core::option::Option::Some({
+                const __EXECUTOR: &'static dyn #p::TaskExecutor = #value;
+                fn __execute(__ctx: #p::TaskContext, __args: #p::Payload) -> #p::BoxFuture<'static, #p::Outcome> {
+                    #p::run_executor(__EXECUTOR, __ctx, __args)
+                }
+                #p::ExecutorRef { name: #name, execute: __execute }
+            }),
         });
     }
     for (key, list) in [
@@ -475,7 +481,16 @@ fn options(task: &TaskModel, fn_output_ty: &TokenStream, p: &TokenStream) -> Tok
         let refs = list.iter().map(|m| {
             let name = path_str(m);
             let value = quote_spanned!(m.span()=> #p::middleware(&#m));
-            quote!(#p::MiddlewareRef { name: #name, middleware: #value })
+            quote!({
+                const __MIDDLEWARE: &'static dyn #p::TaskMiddleware = #value;
+                fn __before<'a>(__ctx: &'a #p::TaskContext, __args: &'a mut #p::Payload) -> #p::BoxFuture<'a, ::core::result::Result<(), #p::TaskError>> {
+                    __MIDDLEWARE.before(__ctx, __args)
+                }
+                fn __after<'a>(__ctx: &'a #p::TaskContext, __result: &'a mut ::core::result::Result<#p::Payload, #p::TaskError>) -> #p::BoxFuture<'a, ()> {
+                    __MIDDLEWARE.after(__ctx, __result)
+                }
+                #p::MiddlewareRef { name: #name, before: __before, after: __after }
+            })
         });
         fields.push(quote!(#key: &[#(#refs),*],));
     }

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use qtasks_core::{Backend, Config};
+use qtasks_core::backend::Backend;
+use qtasks_core::Config;
 use qtasks_memory::MemoryBackend;
 
 async fn open(config: Config) -> Backend {

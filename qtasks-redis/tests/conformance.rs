@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use qtasks_core::{Backend, Config};
+use qtasks_core::backend::Backend;
+use qtasks_core::Config;
 use qtasks_redis::{server, RedisBackend, RedisOptions};
 
 /// A fresh backend: its own app name, so its keys are its own.

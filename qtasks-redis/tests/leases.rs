@@ -183,7 +183,7 @@ async fn dead_letter_is_capped() {
             .complete(&[Completion {
                 lease: d.lease(),
                 outcome: Outcome::DeadLetter {
-                    reason: qtasks_core::DeadLetterReason::BadArguments,
+                    reason: qtasks_core::backend::DeadLetterReason::BadArguments,
                     traceback: "bad".into(),
                 },
             }])

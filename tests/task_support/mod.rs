@@ -69,7 +69,7 @@ pub struct WatchedBroker {
 
 impl WatchedBroker {
     /// Wraps a fresh memory backend's broker; returns the backend to build an app with.
-    pub fn memory() -> (qtasks::Backend, std::sync::Arc<WatchedBroker>) {
+    pub fn memory() -> (qtasks::backend::Backend, std::sync::Arc<WatchedBroker>) {
         let memory = std::sync::Arc::new(qtasks::memory::MemoryBackend::new(
             std::time::Duration::from_secs(60),
         ))
@@ -79,7 +79,7 @@ impl WatchedBroker {
             completions: broadcast::channel(1024).0,
         });
         (
-            qtasks::Backend {
+            qtasks::backend::Backend {
                 broker: watched.clone(),
                 ..memory
             },
@@ -138,7 +138,7 @@ impl qtasks::backend::Broker for WatchedBroker {
     ) -> futures::future::BoxFuture<'_, qtasks::Result<qtasks::CancelOutcome>> {
         self.inner.cancel(uuid, reason)
     }
-    fn stats(&self) -> futures::future::BoxFuture<'_, qtasks::Result<qtasks::QueueStats>> {
+    fn stats(&self) -> futures::future::BoxFuture<'_, qtasks::Result<qtasks::backend::QueueStats>> {
         self.inner.stats()
     }
 }

@@ -1,0 +1,218 @@
+//! Enqueueing and reading tasks: `add_task` (by name, typed, in bulk), `get`, `wait`, `cancel`,
+//! `ping`. Every enqueue goes through one path (`write_batch`), with the enqueue plugins
+//! around the broker call.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::app::handle::App;
+use crate::backend::{CancelOutcome, NewTask};
+use crate::error::{Error, Result};
+use crate::ext::hooks;
+use crate::ext::plugin::Trigger;
+use crate::task::call::TaskCall;
+use crate::task::def::TaskDef;
+use crate::task::entry::TaskEntry;
+use crate::task::payload::Payload;
+use crate::task::record::Task;
+
+impl App {
+    /// The error for a task name this app does not serve, listing the ones it does.
+    pub(crate) fn unknown_task(&self, name: &str) -> Error {
+        Error::UnknownTask {
+            name: name.to_string(),
+            app: self.inner().name.clone(),
+            known: self
+                .tasks()
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// Enqueues a task by name, for dynamic use (`app.add_task("add", json!([2, 3]))`).
+    ///
+    /// `args` is a named map (`{"a": 2, "b": 3}`) or a positional list (`[2, 3]`); whether it
+    /// fits the task's parameters is checked by the worker, which ends the task with status
+    /// `error` naming the expected types when it does not. Typed calls
+    /// (`add.call(2, 3).on(&app)`) are checked at compile time instead.
+    pub async fn add_task(&self, task_name: &str, args: impl Serialize) -> Result<Task> {
+        let entry = self
+            .task(task_name)
+            .ok_or_else(|| self.unknown_task(task_name))?;
+        let args = Payload::encode(&args).map_err(|e| Error::Encode {
+            task: task_name.to_string(),
+            source: Box::new(e),
+        })?;
+        self.enqueue(Uuid::new_v4(), entry, None, args).await
+    }
+
+    /// Enqueues many calls in as few broker round trips as possible (batches of
+    /// [`BULK_CHUNK`](Self::BULK_CHUNK)), each task written atomically with its queue entry.
+    /// Returns the tasks with status `new`, in order. Timeouts set on the calls are ignored:
+    /// wait on the returned tasks instead.
+    pub async fn add_tasks<T: TaskDef>(
+        &self,
+        calls: impl IntoIterator<Item = TaskCall<T>>,
+    ) -> Result<Vec<Task<T::Output>>> {
+        let entry = T::entry();
+        self.check_serves(entry)?;
+        let now = SystemTime::now();
+        let mut out = Vec::new();
+        let mut batch = Vec::with_capacity(Self::BULK_CHUNK);
+        let mut calls = calls.into_iter().peekable();
+        while calls.peek().is_some() {
+            for call in calls.by_ref().take(Self::BULK_CHUNK) {
+                let (args, priority) = call.into_parts();
+                let args = Payload::encode(&args).map_err(|e| Error::Encode {
+                    task: entry.name.to_string(),
+                    source: Box::new(e),
+                })?;
+                batch.push(self.new_task(Uuid::new_v4(), entry, priority, args, now));
+            }
+            self.write_batch(&mut batch, |task| {
+                out.push(task.decode()?);
+                Ok(())
+            })
+            .await?;
+            batch.clear();
+        }
+        Ok(out)
+    }
+
+    /// A task to enqueue, with the call's priority or the task's default.
+    fn new_task(
+        &self,
+        uuid: Uuid,
+        entry: &'static TaskEntry,
+        priority: Option<i32>,
+        args: Payload,
+        now: SystemTime,
+    ) -> NewTask {
+        NewTask {
+            uuid,
+            task_name: entry.name.into(),
+            priority: priority.unwrap_or_else(|| self.default_priority(entry)),
+            args,
+            created_at: now,
+            not_before: None,
+        }
+    }
+
+    /// Writes a batch to the broker in one call, with the enqueue plugins around it, and hands
+    /// each task's `new` record to `each`, in order. The one path of `add_task`, typed calls and
+    /// `add_tasks`.
+    async fn write_batch(
+        &self,
+        batch: &mut [NewTask],
+        mut each: impl FnMut(Task) -> Result<()>,
+    ) -> Result<()> {
+        let plugged = !self.hooks().plugins.is_empty();
+        if plugged {
+            for new in batch.iter_mut() {
+                hooks::before_enqueue(self, new).await;
+            }
+        }
+        self.inner().backend.broker.enqueue(batch).await?;
+        for new in batch.iter() {
+            tracing::debug!(task_name = %new.task_name, task_uuid = %new.uuid, "task enqueued");
+            let mut task = Task::new(
+                new.uuid,
+                new.task_name.clone(),
+                new.priority,
+                new.args.clone(),
+                new.created_at,
+            );
+            if plugged {
+                hooks::after_enqueue(self, new, &mut task).await;
+            }
+            each(task.with_app(self))?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a task attached to a router this app did not include (the worker would not
+    /// know it). Tasks without a router are in every app, so this costs them nothing.
+    fn check_serves(&self, entry: &'static TaskEntry) -> Result<()> {
+        match entry.router {
+            Some(router) if !self.inner().routers.iter().any(|r| r.is(router)) => {
+                Err(self.unknown_task(entry.name))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How many tasks [`add_tasks`](Self::add_tasks) sends to the broker in one call.
+    pub const BULK_CHUNK: usize = 1000;
+
+    pub(crate) async fn enqueue(
+        &self,
+        uuid: Uuid,
+        entry: &'static TaskEntry,
+        priority: Option<i32>,
+        args: Payload,
+    ) -> Result<Task> {
+        self.check_serves(entry)?;
+        let mut new = self.new_task(uuid, entry, priority, args, SystemTime::now());
+        let mut written = None;
+        self.write_batch(std::slice::from_mut(&mut new), |task| {
+            written = Some(task);
+            Ok(())
+        })
+        .await?;
+        written.ok_or_else(|| Error::backend("broker", "the enqueued task was not returned"))
+    }
+
+    /// Reads a task's record; `None` when it does not exist or has expired.
+    pub async fn get(&self, uuid: Uuid) -> Result<Option<Task>> {
+        let mut task = self.inner().backend.storage.get(uuid).await?;
+        if !self.hooks().plugins.is_empty() {
+            let trigger = &mut Trigger::Get { task: &mut task };
+            self.hooks().plugins.fire(trigger).await;
+        }
+        Ok(task.map(|t| t.with_app(self)))
+    }
+
+    /// Waits until the task is final (`success`, `error`, `cancel`), or fails with
+    /// [`Error::Timeout`] naming the task and its last status.
+    pub async fn wait(&self, uuid: Uuid, timeout: Duration) -> Result<Task> {
+        match self.inner().backend.storage.wait(uuid, timeout).await? {
+            Some(task) => Ok(task.with_app(self)),
+            None => {
+                let last = self.get(uuid).await?.ok_or(Error::NotFound(uuid))?;
+                Err(Error::Timeout {
+                    task: last.task_name.into_string(),
+                    uuid,
+                    waited: timeout,
+                    status: last.status,
+                })
+            }
+        }
+    }
+
+    /// Cancels a task: a queued one never runs; a running async task is stopped (its future is
+    /// dropped), a running sync task is told through its context. Returns what was found.
+    pub async fn cancel(&self, uuid: Uuid, reason: &str) -> Result<CancelOutcome> {
+        let outcome = self.inner().backend.broker.cancel(uuid, reason).await?;
+        if outcome == CancelOutcome::Running {
+            for worker in self.local_workers() {
+                worker.cancel_running(uuid, reason);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Whether at least one worker of this app is alive (in any process sharing the backend),
+    /// judged by the heartbeats workers send every few seconds.
+    pub async fn ping(&self) -> Result<bool> {
+        Ok(!self
+            .backend()
+            .global_config
+            .live_workers()
+            .await?
+            .is_empty())
+    }
+}

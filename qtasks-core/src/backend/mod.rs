@@ -1,0 +1,167 @@
+//! The component traits a backend implements ([`Broker`], [`Storage`], [`GlobalConfig`]) and
+//! the wire types they exchange with the app and the worker. For backend authors.
+//!
+//! The memory and Redis backends implement the same traits and pass the same conformance
+//! suite (`qtasks_core::testing::conformance`, feature `testing`). A backend is found by the
+//! scheme of `broker_url` among the [`BACKENDS`] registered at link time (`memory` is the
+//! default).
+//!
+//! ## Who owns what
+//!
+//! | component | owns | calls |
+//! |---|---|---|
+//! | [`Broker`] | the queue (ready entries per priority, delayed entries, leases, the dead-letter) **and every write to a task's record**: `new` at enqueue, `process` at claim, the final status with its result or error (and the result TTL), `retry`, `cancel` | `enqueue`, `claim`, `complete`, `requeue`, `renew`, `cancel`, `stats` |
+//! | [`Storage`] | nothing it writes: it reads records and results, and waits for a record to become final | `get`, `wait` |
+//! | [`GlobalConfig`] | the shared key-value store, timer tick claims, worker heartbeats | `set`, `get`, `delete`, `get_all`, `try_claim`, `heartbeat`, `live_workers` |
+//!
+//! Why the broker writes results: finishing a task moves it out of the queue (its lease is
+//! dropped, or a retry is scheduled) and records its final status and result, and the two must
+//! happen in one atomic step. If they were two calls on two components, a crash between them
+//! would leave a task finished but still leased (run again: a duplicate), or out of the queue
+//! with no result (lost). So the component that owns the queue owns the record's transitions,
+//! and `Storage` is the read side: wrapping it (`AppBuilder::map_backend`) sees every read
+//! and wait, wrapping the broker sees every write.
+
+mod wire;
+
+pub use wire::{
+    CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, NewTask, Outcome,
+    QueueStats,
+};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use linkme::distributed_slice;
+use uuid::Uuid;
+
+use crate::app::config::Config;
+use crate::error::Result;
+use crate::task::record::Task;
+
+/// The queue: enqueue, claim, acknowledge.
+pub trait Broker: Send + Sync + 'static {
+    /// Writes each task's record (status `new`) and queue entry, atomically per task.
+    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<()>>;
+
+    /// Claims up to `max` ready tasks, lowest priority number first and FIFO within one
+    /// priority, waiting (on a wake-up, never a poll) until at least one is ready. Claimed
+    /// tasks are `process` in storage. Dropping the future before it resolves loses nothing.
+    fn claim(&self, max: usize) -> BoxFuture<'_, Result<Vec<Delivery>>>;
+
+    /// Acknowledges finished executions: writes the final status and result (with the result
+    /// TTL), or schedules the retry, and wakes whoever waits. Returns the leases that were
+    /// rejected because their fencing token is stale.
+    fn complete<'a>(&'a self, done: &'a [Completion]) -> BoxFuture<'a, Result<Vec<Lease>>>;
+
+    /// Returns claimed tasks to the queue without counting the attempt (graceful shutdown).
+    fn requeue<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<()>>;
+
+    /// Cancels a queued task so it never runs.
+    fn cancel(&self, uuid: Uuid, reason: &str) -> BoxFuture<'_, Result<CancelOutcome>>;
+
+    /// Queue depth per priority, counts per status, running and dead-lettered tasks.
+    fn stats(&self) -> BoxFuture<'_, Result<QueueStats>>;
+
+    /// How long a claim lasts without renewal; `None` when leases never expire (in-process).
+    fn lease_duration(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Renews the leases of claimed tasks, in one call.
+    fn renew<'a>(&'a self, _leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Cancellations of running tasks asked by other processes, for the worker to apply.
+    /// `None` (the default) when [`App::cancel`](crate::App::cancel) reaches every worker
+    /// directly, as with an in-process backend.
+    fn cancel_requests(&self) -> Option<BoxStream<'static, CancelRequest>> {
+        None
+    }
+}
+
+/// Task records and results.
+pub trait Storage: Send + Sync + 'static {
+    /// Reads a task's record.
+    fn get(&self, uuid: Uuid) -> BoxFuture<'_, Result<Option<Task>>>;
+
+    /// Waits until the task is final and returns it; `Ok(None)` when `timeout` passes first.
+    /// Waiting is a notification, never a poll. An unknown uuid is [`Error::NotFound`](crate::Error::NotFound).
+    fn wait(&self, uuid: Uuid, timeout: Duration) -> BoxFuture<'_, Result<Option<Task>>>;
+}
+
+/// A key-value store shared by every process of the app, and worker liveness.
+pub trait GlobalConfig: Send + Sync + 'static {
+    /// Sets a key.
+    fn set<'a>(&'a self, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Reads a key.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
+    /// Deletes a key.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Every key and value.
+    fn get_all(&self) -> BoxFuture<'_, Result<BTreeMap<String, String>>>;
+    /// Sets `key` only if it is absent, expiring after `ttl`; returns whether this call set
+    /// it. Atomic across every process of the app: timers use it so that one tick fires once.
+    fn try_claim<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>>;
+    /// Records that `worker` is alive for `ttl`. A zero `ttl` marks it gone at once (a worker
+    /// that stopped gracefully).
+    fn heartbeat<'a>(&'a self, worker: &'a str, ttl: Duration) -> BoxFuture<'a, Result<()>>;
+    /// The workers whose heartbeat has not expired.
+    fn live_workers(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+}
+
+/// The three components of one backend.
+#[derive(Clone)]
+pub struct Backend {
+    /// The queue.
+    pub broker: Arc<dyn Broker>,
+    /// Records and results.
+    pub storage: Arc<dyn Storage>,
+    /// Shared key-value store and liveness.
+    pub global_config: Arc<dyn GlobalConfig>,
+}
+
+impl Backend {
+    /// A backend whose one value implements all three components.
+    pub fn from_shared<B: Broker + Storage + GlobalConfig>(backend: Arc<B>) -> Self {
+        Backend {
+            broker: backend.clone(),
+            storage: backend.clone(),
+            global_config: backend,
+        }
+    }
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Backend { .. }")
+    }
+}
+
+/// What a backend factory gets to open a backend.
+#[derive(Debug)]
+pub struct OpenRequest<'a> {
+    /// The app name (key prefix for shared backends).
+    pub app_name: &'a str,
+    /// The URL, when one was given.
+    pub url: Option<&'a str>,
+    /// The app's settings.
+    pub config: &'a Config,
+}
+
+/// A backend that can be picked by URL scheme.
+#[derive(Debug)]
+pub struct BackendFactory {
+    /// The URL scheme (`memory`, `redis`, `rediss`).
+    pub scheme: &'static str,
+    /// Opens the backend.
+    pub open: fn(&OpenRequest<'_>) -> Result<Backend>,
+}
+
+/// The backends compiled into this program (by the facade's cargo features).
+#[distributed_slice]
+pub static BACKENDS: [BackendFactory];

@@ -1,0 +1,179 @@
+//! The wire types: what the app, the worker and a backend pass each other
+//! ([`NewTask`], [`Delivery`], [`Lease`], [`Completion`], [`Outcome`], ...).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use crate::task::name::TaskName;
+use crate::task::payload::Payload;
+
+/// A task to enqueue: the record is written with status `new` together with its queue entry.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The task's id.
+    pub uuid: Uuid,
+    /// The registered task name.
+    pub task_name: TaskName,
+    /// Lower runs first; FIFO within one priority.
+    pub priority: i32,
+    /// The encoded arguments.
+    pub args: Payload,
+    /// Enqueue time.
+    pub created_at: SystemTime,
+    /// Not to run before this time (delayed tasks).
+    pub not_before: Option<SystemTime>,
+}
+
+/// A task claimed by a worker: it is `process` in storage and leased to this worker.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The task's id.
+    pub uuid: Uuid,
+    /// The registered task name.
+    pub task_name: TaskName,
+    /// The priority it was enqueued with.
+    pub priority: i32,
+    /// The encoded arguments.
+    pub args: Payload,
+    /// Which run this is (1 for the first).
+    pub attempt: u32,
+    /// The fencing token of this claim: completing with an older token is rejected.
+    pub token: u64,
+}
+
+impl Delivery {
+    /// The lease reference of this delivery.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            uuid: self.uuid,
+            token: self.token,
+        }
+    }
+}
+
+/// A claimed task, by uuid and fencing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The task's id.
+    pub uuid: Uuid,
+    /// The fencing token of the claim.
+    pub token: u64,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Status `success` with the encoded result.
+    Success(Payload),
+    /// Status `error` with the message and source chain.
+    Failed {
+        /// The error message with its source chain.
+        traceback: String,
+    },
+    /// Status `cancel` with the reason.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+    /// Status `retry`; the task runs again after `delay`.
+    Retry {
+        /// The error of this attempt.
+        traceback: String,
+        /// When to run again.
+        delay: Duration,
+    },
+    /// Status `error`, never retried: the task cannot run at all (bad input). Backends that
+    /// have a dead-letter structure keep the record there with its raw arguments.
+    DeadLetter {
+        /// Why the task cannot run.
+        reason: DeadLetterReason,
+        /// The error with what to do about it.
+        traceback: String,
+    },
+}
+
+/// Why a task ended in the dead-letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetterReason {
+    /// No worker of the app has a task of this name.
+    UnknownTask,
+    /// The arguments are not valid MessagePack or do not fit the task's parameters.
+    BadArguments,
+    /// The task's worker vanished (its lease expired) more often than the backend allows.
+    TooManyDeliveries,
+}
+
+impl DeadLetterReason {
+    /// The wire name (`unknown_task`, `bad_arguments`, `too_many_deliveries`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::UnknownTask => "unknown_task",
+            DeadLetterReason::BadArguments => "bad_arguments",
+            DeadLetterReason::TooManyDeliveries => "too_many_deliveries",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "unknown_task" => DeadLetterReason::UnknownTask,
+            "bad_arguments" => DeadLetterReason::BadArguments,
+            "too_many_deliveries" => DeadLetterReason::TooManyDeliveries,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request to stop a task that a worker of this app runs, possibly in another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    /// The running task.
+    pub uuid: Uuid,
+    /// Why it is cancelled.
+    pub reason: String,
+}
+
+/// The end of one execution, acknowledged to the broker.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Which claim ends.
+    pub lease: Lease,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// What `cancel` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task was queued (or waiting for a retry) and is now `cancel`; it will never run.
+    Cancelled,
+    /// The task is running; the worker running it must stop it.
+    Running,
+    /// The task had already finished.
+    Finished,
+    /// No such task.
+    NotFound,
+}
+
+/// Runtime figures of a backend, for `stats` and inspection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueStats {
+    /// Tasks ready to run, per priority.
+    pub ready_by_priority: BTreeMap<i32, u64>,
+    /// Tasks waiting for a later time (delayed, or retry backoff).
+    pub scheduled: u64,
+    /// Tasks claimed by workers and not yet acknowledged.
+    pub running: u64,
+    /// Known task records per status (`new`, `process`, `success`, ...).
+    pub by_status: BTreeMap<String, u64>,
+    /// Entries in the dead-letter structure (backends that have one).
+    pub dead_letter: u64,
+}

@@ -1,0 +1,241 @@
+//! [`TaskContext`]: what a running task knows about itself and its app (Python's `self.ctx`).
+//!
+//! Every method works inside a running task (in Python QTasks four of them crash there):
+//! `task_uuid`, [`get_logger`](TaskContext::get_logger), [`get_config`](TaskContext::get_config),
+//! [`get_metadata`](TaskContext::get_metadata), [`get_task`](TaskContext::get_task),
+//! [`sleep`](TaskContext::sleep) (and [`sleep_blocking`](TaskContext::sleep_blocking) for sync
+//! tasks), [`cancel`](TaskContext::cancel), [`get_component`](TaskContext::get_component).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub(crate) mod component;
+pub(crate) mod echo;
+pub(crate) mod logger;
+
+use crate::app::config::Config;
+use crate::app::handle::App;
+use crate::context::component::Component;
+use crate::context::logger::TaskLogger;
+use crate::di::scopes::{ScopeCache, TaskScope};
+use crate::error::{Error, Result, TaskError, TaskErrorKind};
+use crate::task::entry::TaskEntry;
+use crate::task::payload::Payload;
+use crate::task::record::Task;
+use crate::worker::scope::{WorkerRef, WorkerScope};
+
+/// The context of one running task: its uuid, its app, and the means to log, sleep and cancel.
+///
+/// Cloning is cheap. Every extractor is built from it.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// The running task's uuid.
+    pub task_uuid: Uuid,
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    app: App,
+    entry: &'static TaskEntry,
+    priority: i32,
+    attempt: u32,
+    cancel: CancellationToken,
+    /// This execution's dependency scope.
+    task_scope: TaskScope,
+    worker: Option<Arc<WorkerScope>>,
+    /// `get_metadata(true)`'s cache; boxed so contexts of tasks that never ask stay small.
+    metadata: std::sync::OnceLock<Box<Task>>,
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        app: App,
+        entry: &'static TaskEntry,
+        uuid: Uuid,
+        priority: i32,
+        attempt: u32,
+        cancel: CancellationToken,
+        worker: Option<Arc<WorkerScope>>,
+    ) -> Self {
+        TaskContext {
+            task_uuid: uuid,
+            inner: Arc::new(ContextInner {
+                app,
+                entry,
+                priority,
+                attempt,
+                cancel,
+                task_scope: TaskScope::default(),
+                worker,
+                metadata: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn worker_scope(&self) -> Option<&ScopeCache> {
+        // From the worker rather than a copy of its own: one reference count less per task.
+        self.inner.worker.as_ref().map(|w| w.dependencies())
+    }
+
+    pub(crate) fn task_scope(&self) -> &TaskScope {
+        &self.inner.task_scope
+    }
+
+    /// The task's registered name.
+    pub fn task_name(&self) -> &'static str {
+        self.inner.entry.name
+    }
+
+    /// The task's registry entry (options, location).
+    pub fn entry(&self) -> &'static TaskEntry {
+        self.inner.entry
+    }
+
+    /// The priority this execution was enqueued with.
+    pub fn priority(&self) -> i32 {
+        self.inner.priority
+    }
+
+    /// Which attempt this is (1 for the first run).
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// The app running the task.
+    pub fn app(&self) -> &App {
+        &self.inner.app
+    }
+
+    /// The app's configuration.
+    pub fn get_config(&self) -> &Config {
+        self.inner.app.config()
+    }
+
+    /// A logger named `name` whose events carry the task's `task_name` and `task_uuid`
+    /// (through `tracing`, target `qtasks::task`).
+    pub fn get_logger(&self, name: &str) -> TaskLogger {
+        TaskLogger {
+            name: name.to_string(),
+            task_name: self.task_name(),
+            task_uuid: self.task_uuid,
+        }
+    }
+
+    /// The task's own record, as `app.get(uuid)` returns it (status `process` while it runs).
+    /// With `cache`, the first read is kept and returned by later cached calls.
+    pub async fn get_metadata(&self, cache: bool) -> Result<Task> {
+        if cache {
+            if let Some(task) = self.inner.metadata.get() {
+                return Ok(Task::clone(task));
+            }
+        }
+        let task = self
+            .app()
+            .get(self.task_uuid)
+            .await?
+            .ok_or(Error::NotFound(self.task_uuid))?;
+        if cache {
+            // Two racing first reads both succeed; the first stored one is kept.
+            return Ok(Task::clone(
+                self.inner.metadata.get_or_init(|| Box::new(task)),
+            ));
+        }
+        Ok(task)
+    }
+
+    /// Another task's record; `None` when it does not exist or has expired.
+    pub async fn get_task(&self, uuid: Uuid) -> Result<Option<Task>> {
+        self.app().get(uuid).await
+    }
+
+    /// A component of the app by name: `"broker"`, `"storage"`, `"global_config"`,
+    /// `"worker"` (the worker running this task), `"config"` or `"app"`. `None` for another
+    /// name (see [`Component::NAMES`]), or for `"worker"` when no worker runs the task.
+    pub fn get_component(&self, name: &str) -> Option<Component> {
+        let backend = self.app().backend();
+        Some(match name {
+            "broker" => Component::Broker(backend.broker.clone()),
+            "storage" => Component::Storage(backend.storage.clone()),
+            "global_config" => Component::GlobalConfig(backend.global_config.clone()),
+            "worker" => Component::Worker(self.worker()?),
+            "config" => Component::Config(self.get_config().clone()),
+            "app" => Component::App(self.app().clone()),
+            _ => return None,
+        })
+    }
+
+    /// The worker running this task (`None` when it runs without one).
+    pub fn worker(&self) -> Option<WorkerRef> {
+        self.inner.worker.clone().map(WorkerRef::new)
+    }
+
+    /// Whether the task was asked to stop (cancelled from outside, or past its `max_time`).
+    /// Long sync tasks should check it between steps.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// The token that stops this execution.
+    pub(crate) fn cancellation_token(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    /// A future that resolves when the task is asked to stop.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
+    }
+
+    /// Ends the task with status `cancel` and this reason: `return Err(ctx.cancel("why"))`.
+    pub fn cancel(&self, reason: impl Into<String>) -> TaskError {
+        TaskError::cancelled(reason)
+    }
+
+    /// Ends the task by handing `data` to the plugins' error trigger
+    /// ([`Trigger::PluginError`](crate::plugin::Trigger::PluginError)):
+    /// `return Err(ctx.plugin_error(data))`. A plugin may turn it into a success with a result
+    /// of its own; when none does, the task ends with status `error`.
+    pub fn plugin_error(&self, data: impl serde::Serialize) -> TaskError {
+        match Payload::encode(&data) {
+            Ok(data) => TaskError::new(TaskErrorKind::PluginError(data)),
+            Err(e) => TaskError::msg(format!(
+                "task {:?} ({}) raised a plugin error whose data cannot be encoded: {e}",
+                self.task_name(),
+                self.task_uuid
+            )),
+        }
+    }
+
+    /// Sleeps for `duration`, returning early when the task is asked to stop. Returns whether
+    /// the full duration elapsed.
+    pub async fn sleep(&self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => true,
+            _ = self.inner.cancel.cancelled() => false,
+        }
+    }
+
+    /// [`sleep`](Self::sleep) for sync tasks: blocks this thread, returning early when the
+    /// task is asked to stop.
+    pub fn sleep_blocking(&self, duration: Duration) -> bool {
+        self.block_on(self.sleep(duration))
+    }
+
+    /// Runs an async method (`get_metadata`, `get_task`, ...) from a sync task's body,
+    /// blocking the thread until it is done. See [`App::block_on`].
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        self.app().block_on(fut)
+    }
+}
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("task_uuid", &self.task_uuid)
+            .field("task_name", &self.task_name())
+            .field("attempt", &self.attempt())
+            .finish()
+    }
+}

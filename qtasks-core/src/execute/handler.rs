@@ -1,0 +1,85 @@
+//! What the code `#[qtasks::task]` generates calls at run time (through `__private`):
+//! arguments decoded, outputs encoded, a sync body run on the blocking pool.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::context::TaskContext;
+use crate::di::depends::TaskScopeHold;
+use crate::error::{panic_message, TaskError, TaskErrorKind};
+use crate::task::payload::Payload;
+
+/// Runs a sync task body on tokio's blocking pool, with the task's app as the current app, so
+/// it never blocks other tasks. A panic becomes a [`TaskError`].
+pub async fn run_blocking<R: Send + 'static>(
+    ctx: &TaskContext,
+    body: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, TaskError> {
+    let app = ctx.app().clone();
+    let task_scope = TaskScopeHold::new(ctx);
+    let body = move || {
+        let _task_scope = task_scope;
+        app.scope_blocking(body)
+    };
+    match tokio::task::spawn_blocking(body).await {
+        Ok(out) => Ok(out),
+        Err(e) if e.is_panic() => Err(TaskError::new(TaskErrorKind::Panicked(panic_message(
+            e.into_panic(),
+        )))),
+        Err(e) => Err(TaskError::msg(format!(
+            "the blocking pool dropped the task: {e}"
+        ))),
+    }
+}
+
+/// Decodes a task's arguments, naming the task and its parameters when they do not fit.
+pub fn decode_args<A: DeserializeOwned>(ctx: &TaskContext, args: &Payload) -> Result<A, TaskError> {
+    args.decode::<A>().map_err(|e| {
+        let entry = ctx.entry();
+        TaskError::new(TaskErrorKind::BadArguments(format!(
+            "task {:?} expects arguments ({}) but got {:?}: {e}",
+            entry.name, entry.signature, args
+        )))
+    })
+}
+
+/// Encodes a task's output.
+pub fn encode_output<T: Serialize>(ctx: &TaskContext, output: &T) -> Result<Payload, TaskError> {
+    Payload::encode(output).map_err(|e| {
+        TaskError::msg(format!(
+            "cannot encode the result of task {:?} (type `{}`): {e}",
+            ctx.task_name(),
+            ctx.entry().output
+        ))
+    })
+}
+
+/// Decodes a task's encoded output back into its type (for `decode = path`).
+pub fn decode_output<T: DeserializeOwned>(
+    ctx: &TaskContext,
+    output: &Payload,
+) -> Result<T, TaskError> {
+    output.decode::<T>().map_err(|e| {
+        TaskError::msg(format!(
+            "cannot read back the result of task {:?} as `{}` for its result transform (`decode = ..`) (a middleware after may have replaced it with another type): {e}",
+            ctx.task_name(),
+            ctx.entry().output
+        ))
+    })
+}
+
+/// Turns what a task function returns into `Result<Output, TaskError>`; implemented for
+/// `Result<T, E>` with `E: Into<TaskError>`. Plain `T` returns are wrapped by the macro.
+pub trait IntoTaskResult {
+    /// The success type.
+    type Output;
+    /// The conversion.
+    fn into_task_result(self) -> Result<Self::Output, TaskError>;
+}
+
+impl<T, E: Into<TaskError>> IntoTaskResult for Result<T, E> {
+    type Output = T;
+    fn into_task_result(self) -> Result<T, TaskError> {
+        self.map_err(Into::into)
+    }
+}

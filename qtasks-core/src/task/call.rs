@@ -1,0 +1,129 @@
+//! [`TaskCall`]: a pre-built call of a task (Python's `task_func(*args)`).
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::app::handle::App;
+use crate::error::{Error, Result};
+use crate::task::def::TaskDef;
+use crate::task::payload::Payload;
+use crate::task::record::Task;
+
+/// A task with its arguments, ready to enqueue: `add.call(2, 3).priority(1).add_task().await?`.
+///
+/// Built by the `call` method the macro generates. It can be kept, changed and sent later.
+pub struct TaskCall<T: TaskDef> {
+    args: T::Args,
+    priority: Option<i32>,
+    timeout: Option<Duration>,
+    app: Option<App>,
+    _task: PhantomData<T>,
+}
+
+impl<T: TaskDef> TaskCall<T> {
+    /// A call with these arguments (used by generated code).
+    pub fn new(args: T::Args) -> Self {
+        TaskCall {
+            args,
+            priority: None,
+            timeout: None,
+            app: None,
+            _task: PhantomData,
+        }
+    }
+
+    /// Overrides the task's priority for this call (lower runs first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Waits up to `timeout` for the final state: `add_task` then returns the finished task,
+    /// or [`Error::Timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends the call to this app instead of the current one.
+    pub fn on(mut self, app: &App) -> Self {
+        self.app = Some(app.clone());
+        self
+    }
+
+    /// The arguments.
+    pub fn args(&self) -> &T::Args {
+        &self.args
+    }
+
+    pub(crate) fn into_parts(self) -> (T::Args, Option<i32>) {
+        (self.args, self.priority)
+    }
+
+    /// Enqueues the task. Returns it with status `new`, or, when a timeout was set, waits and
+    /// returns it in its final state with its typed `returning`.
+    pub async fn add_task(self) -> Result<Task<T::Output>> {
+        let app = self.app()?;
+        self.send(&app, Uuid::new_v4()).await
+    }
+
+    /// [`add_task`](Self::add_task) from sync code, blocking the thread (see
+    /// [`App::block_on`]): for sync tasks, threads and `main` without a runtime.
+    pub fn add_task_blocking(self) -> Result<Task<T::Output>> {
+        let app = self.app()?;
+        app.block_on(self.send(&app, Uuid::new_v4()))
+    }
+
+    /// The app the call goes to: the one given with [`on`](Self::on), else the current one.
+    pub(crate) fn app(&self) -> Result<App> {
+        match &self.app {
+            Some(app) => Ok(app.clone()),
+            None => App::current(),
+        }
+    }
+
+    /// Enqueues the call on `app` as task `uuid` (waiting when a timeout was set).
+    pub(crate) async fn send(self, app: &App, uuid: Uuid) -> Result<Task<T::Output>> {
+        let entry = T::entry();
+        let args = Payload::encode(&self.args).map_err(|e| Error::Encode {
+            task: entry.name.to_string(),
+            source: Box::new(e),
+        })?;
+        let task = app.enqueue(uuid, entry, self.priority, args).await?;
+        match self.timeout {
+            Some(timeout) => app.wait(task.uuid, timeout).await?.decode(),
+            None => task.decode(),
+        }
+    }
+}
+
+impl<T: TaskDef> Clone for TaskCall<T>
+where
+    T::Args: Clone,
+{
+    fn clone(&self) -> Self {
+        TaskCall {
+            args: self.args.clone(),
+            priority: self.priority,
+            timeout: self.timeout,
+            app: self.app.clone(),
+            _task: PhantomData,
+        }
+    }
+}
+
+impl<T: TaskDef> std::fmt::Debug for TaskCall<T>
+where
+    T::Args: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskCall")
+            .field("task", &T::entry().name)
+            .field("args", &self.args)
+            .field("priority", &self.priority)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}

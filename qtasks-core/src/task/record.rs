@@ -1,0 +1,157 @@
+//! [`Task`]: the record of one task (the seeds' `Task` schema), typed by its result.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::app::handle::App;
+use crate::error::{Error, Result};
+use crate::task::name::TaskName;
+use crate::task::payload::Payload;
+use crate::task::status::TaskStatus;
+
+/// One task: what was asked, where it is, and how it ended.
+///
+/// `R` is the type of `returning`: the task's output type for typed handles
+/// (`add.add_task(2, 3)` gives a `Task<i64>`), and [`Payload`] for untyped access
+/// (`app.get(uuid)`).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Task<R = Payload> {
+    /// The task's id.
+    pub uuid: Uuid,
+    /// The registered task name.
+    pub task_name: TaskName,
+    /// The status.
+    pub status: TaskStatus,
+    /// The priority: lower runs first.
+    pub priority: i32,
+    /// The encoded arguments.
+    pub args: Payload,
+    /// When the task was enqueued.
+    pub created_at: SystemTime,
+    /// When the record last changed.
+    pub updated_at: SystemTime,
+    /// The result, once the status is `success`.
+    pub returning: Option<R>,
+    /// The error with its source chain, once the status is `error` (or `retry`).
+    pub traceback: Option<String>,
+    /// Why the task was cancelled, once the status is `cancel`.
+    pub cancel_reason: Option<String>,
+    /// How many times a worker started this task.
+    pub attempts: u32,
+    /// Extra fields (plugins, custom data).
+    pub extra: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub(crate) app: Option<App>,
+}
+
+impl<R> Task<R> {
+    /// The app this task was read from or sent to, when known.
+    pub fn app(&self) -> Option<&App> {
+        self.app.as_ref()
+    }
+
+    pub(crate) fn with_app(mut self, app: &App) -> Self {
+        self.app = Some(app.clone());
+        self
+    }
+
+    fn map_returning<S>(self, returning: Option<S>) -> Task<S> {
+        Task {
+            uuid: self.uuid,
+            task_name: self.task_name,
+            status: self.status,
+            priority: self.priority,
+            args: self.args,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            returning,
+            traceback: self.traceback,
+            cancel_reason: self.cancel_reason,
+            attempts: self.attempts,
+            extra: self.extra,
+            app: self.app,
+        }
+    }
+}
+
+impl Task<Payload> {
+    /// A fresh record with status `new`.
+    pub fn new(
+        uuid: Uuid,
+        task_name: impl Into<TaskName>,
+        priority: i32,
+        args: Payload,
+        now: SystemTime,
+    ) -> Self {
+        Task {
+            uuid,
+            task_name: task_name.into(),
+            status: TaskStatus::New,
+            priority,
+            args,
+            created_at: now,
+            updated_at: now,
+            returning: None,
+            traceback: None,
+            cancel_reason: None,
+            attempts: 0,
+            extra: BTreeMap::new(),
+            app: None,
+        }
+    }
+
+    /// Decodes `returning` into `R`, naming the task and the type when it does not fit.
+    pub fn decode<R: DeserializeOwned>(self) -> Result<Task<R>> {
+        let returning = match &self.returning {
+            Some(p) => Some(p.decode::<R>().map_err(|e| Error::Decode {
+                task: self.task_name.to_string(),
+                uuid: self.uuid,
+                what: "result",
+                expected: std::any::type_name::<R>(),
+                source: Box::new(e),
+            })?),
+            None => None,
+        };
+        Ok(self.map_returning(returning))
+    }
+}
+
+impl<R: DeserializeOwned> Task<R> {
+    /// Waits until the task reaches a final status (`success`, `error`, `cancel`) and returns
+    /// it, or [`Error::Timeout`]. Waiting is a notification from storage, never a poll.
+    pub async fn wait(&self, timeout: Duration) -> Result<Task<R>> {
+        let app = self.app.clone().ok_or(Error::NoApp)?;
+        app.wait(self.uuid, timeout).await?.decode::<R>()
+    }
+
+    /// [`wait`](Self::wait) from sync code, blocking the thread (see [`App::block_on`]).
+    pub fn wait_blocking(&self, timeout: Duration) -> Result<Task<R>> {
+        let app = self.app.clone().ok_or(Error::NoApp)?;
+        app.block_on(self.wait(timeout))
+    }
+}
+
+impl<R: fmt::Debug> fmt::Debug for Task<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Task");
+        d.field("status", &self.status)
+            .field("uuid", &self.uuid)
+            .field("task_name", &self.task_name)
+            .field("priority", &self.priority)
+            .field("args", &self.args)
+            .field("returning", &self.returning)
+            .field("traceback", &self.traceback);
+        if let Some(reason) = &self.cancel_reason {
+            d.field("cancel_reason", reason);
+        }
+        d.field("attempts", &self.attempts);
+        if !self.extra.is_empty() {
+            d.field("extra", &self.extra);
+        }
+        d.finish()
+    }
+}

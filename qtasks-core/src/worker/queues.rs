@@ -1,0 +1,117 @@
+//! The worker's two queues: claimed jobs waiting for a lane ([`JobQueue`]) and finished
+//! executions waiting for the flusher ([`DoneQueue`]). Both are bounded by the worker's slots:
+//! a task holds its slot from its claim to its acknowledgement.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Completion, Delivery};
+
+/// Most completions acknowledged in one broker call.
+pub(crate) const MAX_ACK_BATCH: usize = 1024;
+
+/// A claimed task on its way to a lane, with the token that cancels it.
+pub(crate) struct Job {
+    pub(crate) delivery: Delivery,
+    pub(crate) cancel: CancellationToken,
+}
+
+/// The claimed jobs waiting for a lane (as many as there are slots at most). The fetcher adds
+/// a claimed batch under one lock; a lane takes one job at a time. (A channel woke a sender and
+/// a receiver for every job.)
+#[derive(Default)]
+pub(crate) struct JobQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    added: Notify,
+}
+
+impl JobQueue {
+    pub(crate) fn push(&self, jobs: Vec<Job>) {
+        let n = jobs.len();
+        self.jobs.lock().extend(jobs);
+        // One wake-up per job (cheap when no lane waits: busy lanes take the next job without
+        // waiting).
+        for _ in 0..n {
+            self.added.notify_one();
+        }
+    }
+
+    pub(crate) fn take_all(&self) -> impl Iterator<Item = Job> {
+        std::mem::take(&mut *self.jobs.lock()).into_iter()
+    }
+
+    /// The next job, waiting for one; `None` once the worker stops.
+    pub(crate) async fn next(&self, shutdown: &CancellationToken) -> Option<Job> {
+        loop {
+            if shutdown.is_cancelled() {
+                return None;
+            }
+            // A busy worker has a job waiting: taking it at once spares registering on the
+            // shutdown token (a lock shared by every lane) for each job.
+            if let Some(job) = self.jobs.lock().pop_front() {
+                return Some(job);
+            }
+            let added = self.added.notified();
+            tokio::pin!(added);
+            // Registered before looking again, so a job added in between wakes this lane.
+            added.as_mut().enable();
+            if let Some(job) = self.jobs.lock().pop_front() {
+                return Some(job);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return None,
+                _ = added => {}
+            }
+        }
+    }
+}
+
+/// Finished executions waiting for the flusher. Each keeps its slot until it is acknowledged,
+/// so there are never more of them than slots. A lane adds one under a lock; the flusher takes
+/// them all at once. (A channel cost a semaphore permit and a wake-up per task.)
+#[derive(Default)]
+pub(crate) struct DoneQueue {
+    done: Mutex<Vec<Completion>>,
+    added: Notify,
+    /// Set once every lane has ended: the flusher acknowledges what is left, then stops.
+    closed: AtomicBool,
+}
+
+impl DoneQueue {
+    pub(crate) fn push(&self, completion: Completion) {
+        self.done.lock().push(completion);
+        // Stores a wake-up when the flusher is busy, so none is lost.
+        self.added.notify_one();
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.added.notify_one();
+    }
+
+    /// Moves up to [`MAX_ACK_BATCH`] finished executions into `batch`, waiting for one;
+    /// `false` once the queue is closed and empty.
+    pub(crate) async fn take(&self, batch: &mut Vec<Completion>) -> bool {
+        loop {
+            // Read before looking at the queue: once closed, no lane adds anything.
+            let closed = self.closed.load(Ordering::Acquire);
+            {
+                let mut done = self.done.lock();
+                if !done.is_empty() {
+                    let n = done.len().min(MAX_ACK_BATCH);
+                    batch.extend(done.drain(..n));
+                    return true;
+                }
+            }
+            if closed {
+                return false;
+            }
+            self.added.notified().await;
+        }
+    }
+}

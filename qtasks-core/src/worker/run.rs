@@ -1,0 +1,337 @@
+//! The worker: claims tasks in batches, runs up to `max_tasks_process` at once, acknowledges
+//! them in batches, and shuts down gracefully.
+//!
+//! Shape: one fetcher claims as many tasks as there are free slots (a slot is held by a task
+//! from its claim until its acknowledgement: prefetched, running or finished; bounded) and
+//! blocks on the broker's wake-up when the queue is empty; `max_tasks_process` lanes take tasks
+//! from the claimed-job queue and run them through the executor (no spawn per task); one
+//! flusher acknowledges finished tasks in batches (whatever has finished since its last call,
+//! so an idle worker acknowledges at once and a busy one in large batches).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::handle::App;
+use crate::backend::{CancelRequest, Completion, Lease};
+use crate::error::Result;
+use crate::execute::execute;
+use crate::ext::events::WorkerEvent;
+use crate::ext::plugin::{ComponentKind, Trigger};
+use crate::task::backoff::Backoff;
+use crate::worker::queues::{DoneQueue, Job, JobQueue, MAX_ACK_BATCH};
+use crate::worker::scope::WorkerScope;
+
+/// Most tasks claimed in one broker call.
+const MAX_CLAIM_BATCH: usize = 1024;
+/// How often a worker records that it is alive (`App::ping`, `live_workers`).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long one heartbeat counts: a worker missing three in a row is considered gone.
+const HEARTBEAT_TTL: Duration = Duration::from_secs(6);
+
+/// Runs the built-in worker until it is asked to stop, then shuts it down gracefully.
+pub(crate) async fn run(app: App, worker: Arc<WorkerScope>) -> Result<()> {
+    let config = app.config().clone();
+    let lanes_n = config.max_tasks_process;
+    let capacity = lanes_n + config.prefetch();
+    let jobs = Arc::new(JobQueue::default());
+    let slots = Arc::new(Semaphore::new(capacity));
+    let done = Arc::new(DoneQueue::default());
+    let stopped = CancellationToken::new();
+    tracing::info!(worker = %worker.id(), concurrency = lanes_n, prefetch = config.prefetch(), "worker started");
+    // Listed as live before it says it runs (`worker_running`), not a tick later.
+    beat(&app, &worker).await;
+    lifecycle(&app, &worker, true).await;
+
+    let fetcher = tokio::spawn(fetch_loop(
+        app.clone(),
+        worker.clone(),
+        slots.clone(),
+        jobs.clone(),
+    ));
+    let mut lanes = JoinSet::new();
+    for _ in 0..lanes_n {
+        lanes.spawn(lane(
+            app.clone(),
+            worker.clone(),
+            jobs.clone(),
+            done.clone(),
+        ));
+    }
+    let flusher = tokio::spawn(flush_loop(
+        app.clone(),
+        worker.clone(),
+        done.clone(),
+        slots.clone(),
+    ));
+    let renewer = app.backend().broker.lease_duration().map(|lease| {
+        tokio::spawn(renew_loop(
+            app.clone(),
+            worker.clone(),
+            lease,
+            stopped.clone(),
+        ))
+    });
+    let heartbeat = tokio::spawn(heartbeat_loop(app.clone(), worker.clone(), stopped.clone()));
+    let cancels = app
+        .backend()
+        .broker
+        .cancel_requests()
+        .map(|requests| tokio::spawn(cancel_loop(worker.clone(), requests, stopped.clone())));
+
+    worker.shutdown().cancelled().await;
+    tracing::info!(worker = %worker.id(), "worker stopping");
+    let _ = fetcher.await;
+
+    // Prefetched tasks go back to the queue at once.
+    let returned: Vec<Lease> = jobs.take_all().map(|job| job.delivery.lease()).collect();
+    requeue(&app, &worker, returned).await;
+
+    // Running tasks get the grace period.
+    let grace = config.grace_period;
+    let finished =
+        tokio::time::timeout(grace, async { while lanes.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tracing::warn!(worker = %worker.id(), ?grace, "grace period over; stopping the tasks still running and returning them to the queue");
+        lanes.abort_all();
+        while lanes.join_next().await.is_some() {}
+    }
+    done.close();
+    let _ = flusher.await;
+    // Worker-scoped dependencies go after the task-scoped ones of every execution.
+    worker.dependencies().close_after_children(grace).await;
+    stopped.cancel();
+    if let Some(renewer) = renewer {
+        let _ = renewer.await;
+    }
+    let _ = heartbeat.await;
+    if let Some(cancels) = cancels {
+        let _ = cancels.await;
+    }
+    // Whatever is still held was not acknowledged: back to the queue, attempt not counted.
+    let left = worker.leases();
+    requeue(&app, &worker, left).await;
+    lifecycle(&app, &worker, false).await;
+    tracing::info!(worker = %worker.id(), "worker stopped");
+    Ok(())
+}
+
+/// The worker's start/stop plugin triggers and `worker_running`/`worker_stopping` events.
+async fn lifecycle(app: &App, worker: &WorkerScope, start: bool) {
+    let hooks = app.hooks();
+    if hooks.is_empty() {
+        return;
+    }
+    let component = ComponentKind::Worker;
+    let event = WorkerEvent {
+        app,
+        worker_id: worker.id(),
+    };
+    if start {
+        hooks.plugins.fire(&mut Trigger::Start(component)).await;
+        hooks.events.fire_worker_running(&event);
+    } else {
+        hooks.plugins.fire(&mut Trigger::Stop(component)).await;
+        hooks.events.fire_worker_stopping(&event);
+    }
+}
+
+async fn beat(app: &App, worker: &WorkerScope) {
+    let global = &app.backend().global_config;
+    if let Err(e) = global.heartbeat(worker.id(), HEARTBEAT_TTL).await {
+        tracing::warn!(worker = %worker.id(), error = %e, "cannot record the worker's heartbeat");
+    }
+}
+
+async fn requeue(app: &App, worker: &WorkerScope, leases: Vec<Lease>) {
+    if leases.is_empty() {
+        return;
+    }
+    match app.backend().broker.requeue(&leases).await {
+        Ok(()) => {
+            tracing::info!(worker = %worker.id(), count = leases.len(), "returned tasks to the queue")
+        }
+        Err(e) => {
+            tracing::error!(worker = %worker.id(), count = leases.len(), error = %e, "cannot return tasks to the queue; they run again when their lease expires")
+        }
+    }
+    worker.release(leases.iter().map(|l| l.uuid));
+}
+
+async fn fetch_loop(
+    app: App,
+    worker: Arc<WorkerScope>,
+    slots: Arc<Semaphore>,
+    jobs: Arc<JobQueue>,
+) {
+    let broker = app.backend().broker.clone();
+    let mut backoff = Backoff::RECONNECT.steps();
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = worker.shutdown().cancelled() => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        first.forget();
+        let mut wanted = 1;
+        while wanted < MAX_CLAIM_BATCH {
+            match slots.try_acquire() {
+                Ok(p) => {
+                    p.forget();
+                    wanted += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let claimed = tokio::select! {
+            biased;
+            _ = worker.shutdown().cancelled() => {
+                slots.add_permits(wanted);
+                return;
+            }
+            claimed = broker.claim(wanted) => claimed,
+        };
+        let deliveries = match claimed {
+            Ok(d) => {
+                backoff.reset();
+                d
+            }
+            Err(e) => {
+                slots.add_permits(wanted);
+                let delay = backoff.next_delay();
+                tracing::warn!(worker = %worker.id(), error = %e, ?delay, "cannot claim tasks; trying again");
+                tokio::select! {
+                    _ = worker.shutdown().cancelled() => return,
+                    _ = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        slots.add_permits(wanted.saturating_sub(deliveries.len()));
+        jobs.push(
+            worker
+                .hold(deliveries)
+                .into_iter()
+                .map(|(delivery, cancel)| Job { delivery, cancel })
+                .collect(),
+        );
+    }
+}
+
+/// One lane: runs claimed jobs one after the other through the execution pipeline.
+async fn lane(app: App, worker: Arc<WorkerScope>, jobs: Arc<JobQueue>, done: Arc<DoneQueue>) {
+    while let Some(job) = jobs.next(worker.shutdown()).await {
+        let outcome = execute(&app, &worker, &job.delivery, job.cancel).await;
+        done.push(Completion {
+            lease: job.delivery.lease(),
+            outcome,
+        });
+    }
+}
+
+/// Acknowledges finished executions in batches, then frees their slots.
+async fn flush_loop(
+    app: App,
+    worker: Arc<WorkerScope>,
+    done: Arc<DoneQueue>,
+    slots: Arc<Semaphore>,
+) {
+    let broker = app.backend().broker.clone();
+    let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
+    let mut backoff = Backoff::RECONNECT.steps();
+    while done.take(&mut batch).await {
+        let mut failures = 0;
+        loop {
+            match broker.complete(&batch).await {
+                Ok(rejected) => {
+                    backoff.reset();
+                    for lease in &rejected {
+                        tracing::warn!(worker = %worker.id(), task_uuid = %lease.uuid, "completion rejected: the task's lease had expired and another worker owns it now");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    failures += 1;
+                    tracing::warn!(worker = %worker.id(), error = %e, count = batch.len(), ?delay, "cannot acknowledge finished tasks; trying again");
+                    if worker.shutdown().is_cancelled() && failures >= 5 {
+                        tracing::error!(worker = %worker.id(), count = batch.len(), "giving up acknowledging after shutdown; the tasks run again when their lease expires");
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        worker.release(batch.iter().map(|c| c.lease.uuid));
+        // The tasks' slots are free once they are acknowledged.
+        slots.add_permits(batch.len());
+        batch.clear();
+    }
+}
+
+/// Renews the leases of every held task, three times per lease duration.
+async fn renew_loop(
+    app: App,
+    worker: Arc<WorkerScope>,
+    lease: Duration,
+    stopped: CancellationToken,
+) {
+    let broker = app.backend().broker.clone();
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let leases = worker.leases();
+        if leases.is_empty() {
+            continue;
+        }
+        if let Err(e) = broker.renew(&leases).await {
+            tracing::warn!(worker = %worker.id(), error = %e, count = leases.len(), "cannot renew leases");
+        }
+    }
+}
+
+/// Records that the worker is alive, every [`HEARTBEAT_INTERVAL`]; marks it gone at the end.
+async fn heartbeat_loop(app: App, worker: Arc<WorkerScope>, stopped: CancellationToken) {
+    let config = app.backend().global_config.clone();
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = config.heartbeat(worker.id(), HEARTBEAT_TTL).await {
+            tracing::warn!(worker = %worker.id(), error = %e, "cannot record the worker's heartbeat");
+        }
+    }
+    // A heartbeat that expires at once: the worker is no longer listed as live.
+    let _ = config.heartbeat(worker.id(), Duration::ZERO).await;
+}
+
+/// Applies cancels of running tasks asked by other processes.
+async fn cancel_loop(
+    worker: Arc<WorkerScope>,
+    mut requests: futures::stream::BoxStream<'static, CancelRequest>,
+    stopped: CancellationToken,
+) {
+    use futures::StreamExt;
+    loop {
+        let request = tokio::select! {
+            _ = stopped.cancelled() => return,
+            request = requests.next() => match request {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        worker.cancel_running(request.uuid, &request.reason);
+    }
+}

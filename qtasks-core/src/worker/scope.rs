@@ -1,0 +1,215 @@
+//! [`WorkerScope`]: a worker as the tasks it runs and the app see it: its id, its shutdown
+//! signal, its dependency scope, and the tasks it holds with their cancellation (the cancel
+//! bookkeeping). [`WorkerRef`] is its public face inside a task.
+//!
+//! It sits below the executor: the executor and the task context read it, and the worker's
+//! run loop (`run.rs`) fills it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::backend::{Delivery, Lease};
+use crate::di::scopes::{ScopeCache, ScopeKind};
+
+/// How long an unmatched cancel waits for its task's claim to arrive (the task may run on
+/// another worker, which got its own copy).
+const EARLY_CANCEL_TTL: Duration = Duration::from_secs(60);
+/// Most unmatched cancels kept.
+const EARLY_CANCEL_MAX: usize = 1024;
+
+/// One worker's identity, dependency scope and held tasks.
+pub(crate) struct WorkerScope {
+    id: String,
+    shutdown: CancellationToken,
+    dependencies: ScopeCache,
+    held: Mutex<FxHashMap<Uuid, Held>>,
+    /// Cancels of tasks the broker already marked running but this worker had not yet
+    /// registered (the claim was still on its way): applied when the claim arrives.
+    early_cancels: Mutex<Vec<EarlyCancel>>,
+    has_early_cancels: AtomicBool,
+}
+
+/// A task the worker holds, from its claim to its acknowledgement.
+struct Held {
+    token: u64,
+    cancel: CancellationToken,
+    reason: Option<String>,
+}
+
+struct EarlyCancel {
+    uuid: Uuid,
+    reason: String,
+    at: Instant,
+}
+
+impl WorkerScope {
+    /// The scope of a new worker (the built-in one, a worker of one's own, the testing kit's
+    /// inline worker).
+    pub(crate) fn new(id: String) -> Self {
+        WorkerScope {
+            id,
+            shutdown: CancellationToken::new(),
+            dependencies: ScopeCache::new(ScopeKind::Worker),
+            held: Mutex::new(FxHashMap::default()),
+            early_cancels: Mutex::new(Vec::new()),
+            has_early_cancels: AtomicBool::new(false),
+        }
+    }
+
+    /// The worker's id (`app-pid-n`).
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How many tasks the worker holds (running, prefetched, or finished and not yet
+    /// acknowledged).
+    pub(crate) fn inflight(&self) -> usize {
+        self.held.lock().len()
+    }
+
+    /// Asks the worker to stop.
+    pub(crate) fn signal_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// The token cancelled when the worker is asked to stop.
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// The worker's dependency scope.
+    pub(crate) fn dependencies(&self) -> &ScopeCache {
+        &self.dependencies
+    }
+
+    /// Stops a task this worker holds, with a reason; remembered for a while when the claim
+    /// has not arrived yet.
+    pub(crate) fn cancel_running(&self, uuid: Uuid, reason: &str) {
+        let mut held = self.held.lock();
+        if let Some(entry) = held.get_mut(&uuid) {
+            entry.reason = Some(reason.to_string());
+            entry.cancel.cancel();
+            return;
+        }
+        // Not registered yet: the claim may still be on its way to this worker. Lock order
+        // is held, then early_cancels (as in `hold`).
+        let mut early = self.early_cancels.lock();
+        let now = Instant::now();
+        early.retain(|e| now.duration_since(e.at) < EARLY_CANCEL_TTL);
+        if early.len() >= EARLY_CANCEL_MAX {
+            early.remove(0);
+        }
+        early.push(EarlyCancel {
+            uuid,
+            reason: reason.to_string(),
+            at: now,
+        });
+        self.has_early_cancels.store(true, Ordering::Release);
+    }
+
+    /// Takes claimed deliveries into the worker's hold, each with the token that cancels it,
+    /// applying cancels that arrived before them.
+    pub(crate) fn hold(&self, deliveries: Vec<Delivery>) -> Vec<(Delivery, CancellationToken)> {
+        let mut jobs = Vec::with_capacity(deliveries.len());
+        let mut held = self.held.lock();
+        for delivery in deliveries {
+            let cancel = CancellationToken::new();
+            held.insert(
+                delivery.uuid,
+                Held {
+                    token: delivery.token,
+                    cancel: cancel.clone(),
+                    reason: None,
+                },
+            );
+            jobs.push((delivery, cancel));
+        }
+        if self.has_early_cancels.load(Ordering::Acquire) {
+            let mut early = self.early_cancels.lock();
+            early.retain(|e| match held.get_mut(&e.uuid) {
+                Some(entry) => {
+                    entry.reason = Some(e.reason.clone());
+                    entry.cancel.cancel();
+                    false
+                }
+                None => true,
+            });
+            self.has_early_cancels
+                .store(!early.is_empty(), Ordering::Release);
+        }
+        jobs
+    }
+
+    /// Lets go of tasks (acknowledged, or returned to the queue).
+    pub(crate) fn release(&self, uuids: impl IntoIterator<Item = Uuid>) {
+        let mut held = self.held.lock();
+        for uuid in uuids {
+            held.remove(&uuid);
+        }
+    }
+
+    /// The reason a held task was cancelled with.
+    pub(crate) fn cancel_reason(&self, uuid: Uuid) -> Option<String> {
+        self.held.lock().get(&uuid).and_then(|e| e.reason.clone())
+    }
+
+    /// The leases of every held task.
+    pub(crate) fn leases(&self) -> Vec<Lease> {
+        self.held
+            .lock()
+            .iter()
+            .map(|(uuid, e)| Lease {
+                uuid: *uuid,
+                token: e.token,
+            })
+            .collect()
+    }
+}
+
+/// The worker running a task, as its context sees it
+/// ([`TaskContext::worker`](crate::TaskContext::worker)).
+#[derive(Clone)]
+pub struct WorkerRef(Arc<WorkerScope>);
+
+impl WorkerRef {
+    pub(crate) fn new(scope: Arc<WorkerScope>) -> Self {
+        WorkerRef(scope)
+    }
+
+    /// The worker's id (`app-pid-n`).
+    pub fn id(&self) -> &str {
+        self.0.id()
+    }
+
+    /// How many tasks the worker holds right now (running and prefetched).
+    pub fn inflight(&self) -> usize {
+        self.0.inflight()
+    }
+
+    /// Asks the worker to stop gracefully (as
+    /// [`WorkerHandle::signal_shutdown`](crate::WorkerHandle::signal_shutdown)).
+    pub fn signal_shutdown(&self) {
+        self.0.signal_shutdown();
+    }
+}
+
+impl std::fmt::Debug for WorkerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WorkerRef").field(&self.0.id).finish()
+    }
+}
+
+impl std::fmt::Debug for WorkerScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerScope")
+            .field("id", &self.id)
+            .field("inflight", &self.inflight())
+            .finish()
+    }
+}
