@@ -7,6 +7,7 @@ use qtasks_core::backend::Storage;
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
 
+use crate::waiters::Waiter;
 use crate::MemoryBackend;
 
 impl Storage for MemoryBackend {
@@ -25,16 +26,19 @@ impl Storage for MemoryBackend {
     fn wait(&self, uuid: Uuid, timeout: Duration) -> BoxFuture<'_, Result<Option<Task>>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + timeout;
+            let shard = self.records.shard(&uuid);
             loop {
-                let rx = {
-                    let mut shard = self.records.shard(&uuid).lock();
-                    let slot = shard.get_mut(&uuid).ok_or(Error::NotFound(uuid))?;
+                // Removes itself from the record when dropped before it fired (timed out, or
+                // this future dropped).
+                let mut waiter = {
+                    let mut records = shard.lock();
+                    let slot = records.get_mut(&uuid).ok_or(Error::NotFound(uuid))?;
                     if slot.task.status.is_final() {
                         return Ok(Some(slot.task.clone()));
                     }
-                    slot.waiters.register()
+                    Waiter::register(shard, uuid, &mut slot.waiters)
                 };
-                if tokio::time::timeout_at(deadline, rx).await.is_err() {
+                if !waiter.woken_before(deadline).await {
                     return Ok(None);
                 }
             }
