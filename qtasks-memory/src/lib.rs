@@ -43,6 +43,8 @@ pub struct MemoryBackend {
     heartbeats: Mutex<HashMap<String, Instant>>,
     dead_letter: Mutex<u64>,
     result_ttl: Duration,
+    /// Waits parked right now ([`Storage::parked_waits`](qtasks_core::backend::Storage::parked_waits)).
+    parked_waits: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryBackend {
@@ -57,6 +59,7 @@ impl MemoryBackend {
             heartbeats: Mutex::new(HashMap::new()),
             dead_letter: Mutex::new(0),
             result_ttl,
+            parked_waits: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

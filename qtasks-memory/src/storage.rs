@@ -36,12 +36,16 @@ impl Storage for MemoryBackend {
                     if slot.task.status.is_final() {
                         return Ok(Some(slot.task.clone()));
                     }
-                    Waiter::register(shard, uuid, &mut slot.waiters)
+                    Waiter::register(shard, &self.parked_waits, uuid, &mut slot.waiters)
                 };
                 if !waiter.woken_before(deadline).await {
                     return Ok(None);
                 }
             }
         })
+    }
+
+    fn parked_waits(&self) -> Option<usize> {
+        Some(self.parked_waits.load(std::sync::atomic::Ordering::Relaxed))
     }
 }

@@ -70,6 +70,11 @@ impl Notifier {
         rx
     }
 
+    /// How many waits are registered now.
+    pub(crate) fn parked(&self) -> usize {
+        self.state.waiters.lock().values().map(Vec::len).sum()
+    }
+
     /// Forgets waiters of `uuid` that gave up.
     pub(crate) fn prune(&self, uuid: Uuid) {
         let mut waiters = self.state.waiters.lock();

@@ -62,31 +62,43 @@ impl Storage for RedisBackend {
     fn wait(&self, uuid: Uuid, timeout: Duration) -> BoxFuture<'_, Result<Option<Task>>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + timeout;
+            // However the wait ends (also when its future is dropped), its registrations go.
+            let _prune = PruneOnDrop {
+                notifier: &self.notifier,
+                uuid,
+            };
             loop {
                 // Registered before reading, so a completion in between is not missed.
                 let notified = self.notifier.register(uuid);
                 let task = Storage::get(self, uuid).await;
                 let task = match task {
                     Ok(Some(task)) => task,
-                    Ok(None) => {
-                        self.notifier.prune(uuid);
-                        return Err(Error::NotFound(uuid));
-                    }
-                    Err(e) => {
-                        self.notifier.prune(uuid);
-                        return Err(e);
-                    }
+                    Ok(None) => return Err(Error::NotFound(uuid)),
+                    Err(e) => return Err(e),
                 };
                 if task.status.is_final() {
-                    drop(notified);
-                    self.notifier.prune(uuid);
                     return Ok(Some(task));
                 }
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                    self.notifier.prune(uuid);
                     return Ok(None);
                 }
             }
         })
+    }
+
+    fn parked_waits(&self) -> Option<usize> {
+        Some(self.notifier.parked())
+    }
+}
+
+/// Forgets the waits of one `wait` call that gave up, when the call ends.
+struct PruneOnDrop<'a> {
+    notifier: &'a crate::notify::Notifier,
+    uuid: Uuid,
+}
+
+impl Drop for PruneOnDrop<'_> {
+    fn drop(&mut self) {
+        self.notifier.prune(self.uuid);
     }
 }

@@ -91,7 +91,14 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Waits until the task is final and returns it; `Ok(None)` when `timeout` passes first.
     /// Waiting is a notification, never a poll. An unknown uuid is [`Error::NotFound`](crate::Error::NotFound).
+    /// A wait that times out or is dropped leaves nothing behind.
     fn wait(&self, uuid: Uuid, timeout: Duration) -> BoxFuture<'_, Result<Option<Task>>>;
+
+    /// How many waits this process has parked right now, for diagnostics and the conformance
+    /// suite; `None` (the default) when the component does not count them.
+    fn parked_waits(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A key-value store shared by every process of the app, and worker liveness.

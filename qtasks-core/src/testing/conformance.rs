@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::app::config::Config;
 use crate::backend::{
     Backend, CancelOutcome, Completion, DeadLetterReason, Delivery, Lease, NewTask, Outcome,
+    Storage,
 };
 use crate::error::Error;
 use crate::task::payload::Payload;
@@ -50,7 +51,8 @@ macro_rules! conformance_tests {
             stale_token_is_rejected, duplicates_in_one_batch_count_once,
             requeue_does_not_count_the_attempt, cancel_queued_task,
             cancel_running_finished_and_unknown, cancel_task_waiting_for_retry,
-            wait_is_notified, wait_times_out_and_unknown_fails, result_ttl_expires_records,
+            wait_is_notified, wait_times_out_and_unknown_fails, timed_out_waits_leave_nothing_behind,
+            result_ttl_expires_records,
             dead_letter_outcome, bulk_enqueue_claims_each_once, stats_report_queue_state,
             global_config_kv, global_config_try_claim, global_config_heartbeats);
     };
@@ -694,6 +696,115 @@ where
         Err(Error::NotFound(u)) => assert_eq!(u, unknown),
         other => panic!("expected NotFound, got {other:?}"),
     }
+}
+
+/// Waits that time out leave nothing behind: after 100,000 timed-out waits, in concurrent
+/// batches, half on one task and half spread over 100 others, every wait has ended with
+/// `None`, the tasks are unchanged, and waiting works as before: a fresh waiter is woken
+/// promptly by the completion and a final task is returned at once.
+///
+/// The backend's own count of parked waits ([`Storage::parked_waits`]) is back to zero after
+/// them, and each batch ends within [`DEADLINE`] and all of them within six, so bookkeeping that
+/// grew with every timed-out wait would fail it either way.
+pub async fn timed_out_waits_leave_nothing_behind<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    const WAITS: usize = 100_000;
+    const BATCH: usize = 1_000;
+    let backend = open(config()).await;
+    // `often` gets half of the waits; it is claimed first (priority 0) at the end.
+    let often = new_task("waited-often", 0);
+    let spread: Vec<_> = (0..100)
+        .map(|i| new_task(&format!("waited-{i}"), 1))
+        .collect();
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&often))
+        .await
+        .unwrap();
+    backend.broker.enqueue(&spread).await.unwrap();
+    let started = Instant::now();
+    for batch in 0..WAITS / BATCH {
+        let batch_started = Instant::now();
+        let waits = (0..BATCH).map(|i| {
+            let uuid = if i % 2 == 0 {
+                often.uuid
+            } else {
+                spread[(batch * BATCH + i) / 2 % spread.len()].uuid
+            };
+            let backend = &backend;
+            async move {
+                let got = backend.storage.wait(uuid, Duration::from_millis(1)).await;
+                (uuid, got)
+            }
+        });
+        for (uuid, got) in futures::future::join_all(waits).await {
+            match got {
+                Ok(None) => {}
+                other => panic!("a wait on the pending task {uuid} should time out: {other:?}"),
+            }
+        }
+        assert!(
+            batch_started.elapsed() < DEADLINE,
+            "batch {batch} of {BATCH} timed-out waits took {:?}",
+            batch_started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < 6 * DEADLINE,
+        "{WAITS} timed-out waits took {:?}",
+        started.elapsed()
+    );
+    if let Some(parked) = backend.storage.parked_waits() {
+        assert_eq!(
+            parked, 0,
+            "{WAITS} timed-out waits left {parked} waiters behind"
+        );
+    }
+    assert_eq!(status(&backend, often.uuid).await, TaskStatus::New);
+    for t in &spread {
+        assert_eq!(status(&backend, t.uuid).await, TaskStatus::New);
+    }
+
+    // A fresh waiter parks, and the completion wakes it promptly.
+    let mut waiter = {
+        let backend = backend.clone();
+        tokio::spawn(async move { backend.storage.wait(often.uuid, DEADLINE).await })
+    };
+    let early = tokio::time::timeout(Duration::from_millis(100), &mut waiter).await;
+    assert!(
+        early.is_err(),
+        "the wait returned for a pending task: {early:?}"
+    );
+    let d = claim(&backend, 1).await.remove(0);
+    assert_eq!(d.uuid, often.uuid);
+    let result = Payload::encode(&"after the timeouts").unwrap();
+    let completed_at = Instant::now();
+    assert!(complete(&backend, &d, Outcome::Success(result.clone()))
+        .await
+        .is_empty());
+    let done = waiter
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("finished before the deadline");
+    assert!(
+        completed_at.elapsed() < Duration::from_secs(2),
+        "the waiter woke {:?} after completion",
+        completed_at.elapsed()
+    );
+    assert_eq!(done.status, TaskStatus::Success);
+    assert_eq!(done.returning, Some(result));
+    // A final task is returned at once, even with no time to wait.
+    let again = backend
+        .storage
+        .wait(often.uuid, Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("a final task is returned at once");
+    assert_eq!(again.status, TaskStatus::Success);
 }
 
 /// Finished records disappear after the result TTL.
