@@ -204,7 +204,10 @@ impl Broker for CountingBroker {
     fn lease_duration(&self) -> Option<Duration> {
         self.inner.lease_duration()
     }
-    fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, qtasks::Result<()>> {
+    fn started<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, qtasks::Result<Vec<Lease>>> {
+        self.inner.started(leases)
+    }
+    fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, qtasks::Result<Vec<Lease>>> {
         self.inner.renew(leases)
     }
     fn cancel_requests(

@@ -82,6 +82,11 @@ impl Broker for MemoryBackend {
             let now_wall = SystemTime::now();
             let mut q = self.queue.lock();
             for t in tasks {
+                // A uuid that exists is left alone: a producer may send a call again after a
+                // timeout (the same id or idempotency key) without making a duplicate.
+                if self.records.shard(&t.uuid).lock().contains_key(&t.uuid) {
+                    continue;
+                }
                 let seq = q.next_seq;
                 q.next_seq += 1;
                 let mut task = Task::new(
@@ -236,6 +241,16 @@ impl Broker for MemoryBackend {
         })
     }
 
+    fn started<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        // In-process leases never expire: only a lease that is not current (a wrong token, a
+        // finished or unknown task) is reported.
+        Box::pin(async move { Ok(self.not_current(leases)) })
+    }
+
+    fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        Box::pin(async move { Ok(self.not_current(leases)) })
+    }
+
     fn cancel(&self, uuid: Uuid, reason: &str) -> BoxFuture<'_, Result<CancelOutcome>> {
         let reason = reason.to_string();
         Box::pin(async move {
@@ -296,5 +311,21 @@ impl Broker for MemoryBackend {
             }
             Ok(stats)
         })
+    }
+}
+
+impl MemoryBackend {
+    /// The leases among `leases` that are not current claims.
+    fn not_current(&self, leases: &[Lease]) -> Vec<Lease> {
+        leases
+            .iter()
+            .filter(|lease| {
+                let shard = self.records.shard(&lease.uuid).lock();
+                !shard.get(&lease.uuid).is_some_and(|slot| {
+                    slot.token == lease.token && slot.task.status == TaskStatus::Process
+                })
+            })
+            .copied()
+            .collect()
     }
 }

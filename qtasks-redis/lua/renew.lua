@@ -2,7 +2,7 @@
 --
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, lease ms, max deliveries, dead-letter cap, then uuid and token pairs
--- Reply:   how many leases were renewed
+-- Reply:   the positions (1-based) of the given leases that are no longer current
 --
 -- Runs after prelude.lua (see its header).
 
@@ -13,13 +13,15 @@ local members = {}
 for i = 5, #ARGV, 2 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
 local current = lease_scores(members)
 local renew = {}
+local lost = {}
 for k = 1, #members do
   if current[k] then
     renew[#renew + 1] = deadline
     renew[#renew + 1] = members[k]
+  else
+    lost[#lost + 1] = k
   end
 end
 if #renew > 0 then chunked('ZADD', P .. 'lease', renew) end
-local renewed = #renew / 2
 notify_done(reap(now, tonumber(ARGV[3]), tonumber(ARGV[4])))
-return renewed
+return lost

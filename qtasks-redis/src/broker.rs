@@ -253,7 +253,7 @@ impl Broker for RedisBackend {
         Some(self.options.lease)
     }
 
-    fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
+    fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
         Box::pin(async move {
             let mut args = vec![
                 millis(self.options.lease).to_string().into_bytes(),
@@ -261,17 +261,19 @@ impl Broker for RedisBackend {
                 self.options.dead_letter_max.to_string().into_bytes(),
             ];
             args.extend(lease_args(leases));
-            let renewed: i64 = self
+            let lost: Vec<i64> = self
                 .eval("broker", "renewing leases", &scripts::RENEW, args)
                 .await?;
-            let lost = leases.len().saturating_sub(renewed.max(0) as usize);
-            if lost > 0 {
-                tracing::warn!(
-                    lost,
-                    "some leases could not be renewed: they expired and the tasks were given to another worker; their results will be rejected"
-                );
-            }
-            Ok(())
+            // Positions are 1-based; one outside the batch would be a script bug, skipped.
+            Ok(lost
+                .into_iter()
+                .filter_map(|k| {
+                    usize::try_from(k - 1)
+                        .ok()
+                        .and_then(|i| leases.get(i))
+                        .copied()
+                })
+                .collect())
         })
     }
 

@@ -66,12 +66,13 @@ impl App {
         let mut calls = calls.into_iter().peekable();
         while calls.peek().is_some() {
             for call in calls.by_ref().take(Self::BULK_CHUNK) {
+                let uuid = call.uuid(self);
                 let (args, priority) = call.into_parts();
                 let args = Payload::encode(&args).map_err(|e| Error::Encode {
                     task: entry.name.to_string(),
                     source: Box::new(e),
                 })?;
-                batch.push(self.new_task(Uuid::new_v4(), entry, priority, args, now));
+                batch.push(self.new_task(uuid, entry, priority, args, now));
             }
             self.write_batch(&mut batch, |task| {
                 out.push(task.decode()?);

@@ -71,9 +71,21 @@ pub trait Broker: Send + Sync + 'static {
         None
     }
 
-    /// Renews the leases of claimed tasks, in one call.
-    fn renew<'a>(&'a self, _leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async { Ok(()) })
+    /// Marks claimed tasks as started, in one call, before the worker runs them: from now on
+    /// a lost lease of theirs counts as a delivery (`max_deliveries`, then the dead-letter
+    /// with [`DeadLetterReason::CrashedWorker`]); a task claimed but never started (prefetched
+    /// by a worker that died) goes back without a delivery counted. Returns the leases that
+    /// are no longer this worker's (expired and taken back): the worker must not start those.
+    /// The default does nothing: in-process backends never lose a lease.
+    fn started<'a>(&'a self, _leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Renews the leases of claimed tasks, in one call. Returns the leases that are no longer
+    /// this worker's (they expired and were taken back, or their task was acknowledged since):
+    /// the worker stops what it holds under them.
+    fn renew<'a>(&'a self, _leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     /// Cancellations of running tasks asked by other processes, for the worker to apply.

@@ -101,26 +101,39 @@ pub enum DeadLetterReason {
     UnknownTask,
     /// The arguments are not valid MessagePack or do not fit the task's parameters.
     BadArguments,
-    /// The task's worker vanished (its lease expired) more often than the backend allows.
-    TooManyDeliveries,
+    /// Executions of the task began and their worker vanished (the lease expired) more often
+    /// than the backend allows: the task most likely crashes its worker. Only executions that
+    /// started count ([`Broker::started`](crate::backend::Broker::started)).
+    CrashedWorker,
+    /// The backend found the task's stored record incomplete or unreadable (a field missing,
+    /// a priority that is not a number); the raw record is kept with the dead-letter entry.
+    MalformedRecord,
+    /// The backend found something other than a task record under the task's key (a key of
+    /// another type, written by something else in the app's key space).
+    WrongType,
 }
 
 impl DeadLetterReason {
-    /// The wire name (`unknown_task`, `bad_arguments`, `too_many_deliveries`).
+    /// The wire name (`unknown_task`, `bad_arguments`, `crashed_worker`, `malformed_record`,
+    /// `wrong_type`).
     pub fn as_str(self) -> &'static str {
         match self {
             DeadLetterReason::UnknownTask => "unknown_task",
             DeadLetterReason::BadArguments => "bad_arguments",
-            DeadLetterReason::TooManyDeliveries => "too_many_deliveries",
+            DeadLetterReason::CrashedWorker => "crashed_worker",
+            DeadLetterReason::MalformedRecord => "malformed_record",
+            DeadLetterReason::WrongType => "wrong_type",
         }
     }
 
-    /// Parses a wire name.
+    /// Parses a wire name (`too_many_deliveries`, the name before `crashed_worker`, too).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "unknown_task" => DeadLetterReason::UnknownTask,
             "bad_arguments" => DeadLetterReason::BadArguments,
-            "too_many_deliveries" => DeadLetterReason::TooManyDeliveries,
+            "crashed_worker" | "too_many_deliveries" => DeadLetterReason::CrashedWorker,
+            "malformed_record" => DeadLetterReason::MalformedRecord,
+            "wrong_type" => DeadLetterReason::WrongType,
             _ => return None,
         })
     }

@@ -106,7 +106,7 @@ impl<T: TaskDef> TaskCall<T> {
     /// task's attempt ends. Streaming works within the process running the worker.
     pub async fn stream(self) -> Result<(Task<T::Output>, YieldStream<T::Yielded>)> {
         let app = self.app()?;
-        let uuid = Uuid::new_v4();
+        let uuid = self.uuid(&app);
         // Observe before enqueueing, so no item is missed; dropping the stream (also on
         // error) removes the observer.
         let stream = YieldStream::new(app.observe_yields(uuid), app.clone(), uuid, T::entry().name);

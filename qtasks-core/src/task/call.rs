@@ -19,8 +19,21 @@ pub struct TaskCall<T: TaskDef> {
     priority: Option<i32>,
     timeout: Option<Duration>,
     app: Option<App>,
+    identity: Option<Identity>,
     _task: PhantomData<T>,
 }
+
+/// The uuid a call asks for.
+#[derive(Debug, Clone)]
+enum Identity {
+    /// This uuid.
+    Id(Uuid),
+    /// The uuid derived from this key (with the app's and the task's names).
+    Key(String),
+}
+
+/// The namespace of uuids derived from idempotency keys (a UUID v5 namespace of qtasks' own).
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a57_93d4_4b8e_a0c1_5e77_d2b9_0a13);
 
 impl<T: TaskDef> TaskCall<T> {
     /// A call with these arguments (used by generated code).
@@ -30,8 +43,27 @@ impl<T: TaskDef> TaskCall<T> {
             priority: None,
             timeout: None,
             app: None,
+            identity: None,
             _task: PhantomData,
         }
+    }
+
+    /// Enqueues the task under this uuid instead of a fresh one. Enqueueing a uuid that
+    /// already exists changes nothing (the existing task is kept and returned as enqueued),
+    /// so a producer that timed out may send the same call again without making a duplicate.
+    pub fn id(mut self, uuid: Uuid) -> Self {
+        self.identity = Some(Identity::Id(uuid));
+        self
+    }
+
+    /// Enqueues the task under the uuid derived from `key` (a UUID v5 of the app's name, the
+    /// task's name and the key), so sending the same call with the same key again, after a
+    /// timeout or a crash, never makes a second task while the first one's record exists
+    /// (queued, running, or finished within the result TTL). `"order-42"` for the call that
+    /// handles order 42.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.identity = Some(Identity::Key(key.into()));
+        self
     }
 
     /// Overrides the task's priority for this call (lower runs first).
@@ -66,14 +98,28 @@ impl<T: TaskDef> TaskCall<T> {
     /// returns it in its final state with its typed `returning`.
     pub async fn add_task(self) -> Result<Task<T::Output>> {
         let app = self.app()?;
-        self.send(&app, Uuid::new_v4()).await
+        let uuid = self.uuid(&app);
+        self.send(&app, uuid).await
     }
 
     /// [`add_task`](Self::add_task) from sync code, blocking the thread (see
     /// [`App::block_on`]): for sync tasks, threads and `main` without a runtime.
     pub fn add_task_blocking(self) -> Result<Task<T::Output>> {
         let app = self.app()?;
-        app.block_on(self.send(&app, Uuid::new_v4()))
+        let uuid = self.uuid(&app);
+        app.block_on(self.send(&app, uuid))
+    }
+
+    /// The uuid the task gets on `app`: the one asked for, or a fresh one.
+    pub(crate) fn uuid(&self, app: &App) -> Uuid {
+        match &self.identity {
+            None => Uuid::new_v4(),
+            Some(Identity::Id(uuid)) => *uuid,
+            Some(Identity::Key(key)) => {
+                let name = format!("{}\0{}\0{key}", app.name(), T::entry().name);
+                Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, name.as_bytes())
+            }
+        }
     }
 
     /// The app the call goes to: the one given with [`on`](Self::on), else the current one.
@@ -109,6 +155,7 @@ where
             priority: self.priority,
             timeout: self.timeout,
             app: self.app.clone(),
+            identity: self.identity.clone(),
             _task: PhantomData,
         }
     }
@@ -124,6 +171,7 @@ where
             .field("args", &self.args)
             .field("priority", &self.priority)
             .field("timeout", &self.timeout)
+            .field("identity", &self.identity)
             .finish()
     }
 }

@@ -24,7 +24,6 @@ use uuid::Uuid;
 use crate::app::config::Config;
 use crate::backend::{
     Backend, CancelOutcome, Completion, DeadLetterReason, Delivery, Lease, NewTask, Outcome,
-    Storage,
 };
 use crate::error::Error;
 use crate::task::payload::Payload;
@@ -53,7 +52,8 @@ macro_rules! conformance_tests {
             cancel_running_finished_and_unknown, cancel_task_waiting_for_retry,
             wait_is_notified, wait_times_out_and_unknown_fails, timed_out_waits_leave_nothing_behind,
             result_ttl_expires_records,
-            dead_letter_outcome, bulk_enqueue_claims_each_once, stats_report_queue_state,
+            dead_letter_outcome, enqueue_of_an_existing_uuid_changes_nothing,
+            bad_leases_in_a_batch_harm_no_other, bulk_enqueue_claims_each_once, stats_report_queue_state,
             global_config_kv, global_config_try_claim, global_config_heartbeats);
     };
     (@cases $open:path, $available:expr; $($case:ident),* $(,)?) => {
@@ -703,7 +703,7 @@ where
 /// `None`, the tasks are unchanged, and waiting works as before: a fresh waiter is woken
 /// promptly by the completion and a final task is returned at once.
 ///
-/// The backend's own count of parked waits ([`Storage::parked_waits`]) is back to zero after
+/// The backend's own count of parked waits ([`Storage::parked_waits`](crate::backend::Storage::parked_waits)) is back to zero after
 /// them, and each batch ends within [`DEADLINE`] and all of them within six, so bookkeeping that
 /// grew with every timed-out wait would fail it either way.
 pub async fn timed_out_waits_leave_nothing_behind<F, Fut>(open: F)
@@ -1021,4 +1021,98 @@ where
         kv.live_workers().await.unwrap() == vec!["w-long"]
     })
     .await;
+}
+
+/// Enqueueing a uuid that exists changes nothing: the record keeps its arguments, and the task
+/// is claimed once (producers retry with the same id after a timeout).
+pub async fn enqueue_of_an_existing_uuid_changes_nothing<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let first = new_task("once", 0);
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let mut again = first.clone();
+    again.args = Payload::encode(&("changed", 1)).unwrap();
+    // Twice more: alone, and twice within one batch.
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&again))
+        .await
+        .unwrap();
+    backend
+        .broker
+        .enqueue(&[again.clone(), again.clone()])
+        .await
+        .unwrap();
+    let stored = backend.storage.get(first.uuid).await.unwrap().unwrap();
+    assert_eq!(
+        stored.args, first.args,
+        "the first enqueue's arguments are kept"
+    );
+    assert_eq!(stored.status, TaskStatus::New);
+    let claimed = claim(&backend, 10).await;
+    assert_eq!(claimed.len(), 1, "one queue entry: {claimed:?}");
+    assert_eq!(claimed[0].uuid, first.uuid);
+    let stats = backend.broker.stats().await.unwrap();
+    assert_eq!(stats.ready_by_priority.values().sum::<u64>(), 0);
+}
+
+/// One bad lease in a batch (an unknown task, a stale token) is reported on its own and harms
+/// no other lease of the same call: `complete` finishes the good ones and rejects exactly the
+/// bad ones, `renew` and `started` report exactly the bad ones, `requeue` returns the good one.
+pub async fn bad_leases_in_a_batch_harm_no_other<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let tasks: Vec<_> = (0..3).map(|i| new_task(&format!("good-{i}"), 0)).collect();
+    backend.broker.enqueue(&tasks).await.unwrap();
+    let claimed = claim(&backend, 3).await;
+    assert_eq!(claimed.len(), 3);
+    let unknown = Lease {
+        uuid: Uuid::new_v4(),
+        token: 1,
+    };
+    let stale = Lease {
+        uuid: claimed[2].uuid,
+        token: claimed[2].token.wrapping_add(1000),
+    };
+    let mut mixed = vec![claimed[0].lease(), unknown, claimed[1].lease(), stale];
+    let lost = backend.broker.renew(&mixed).await.unwrap();
+    assert_eq!(lost.len(), 2, "renew reports the two bad leases: {lost:?}");
+    assert!(lost.contains(&unknown) && lost.contains(&stale));
+    let lost = backend.broker.started(&mixed).await.unwrap();
+    assert!(
+        !lost.contains(&claimed[0].lease()) && !lost.contains(&claimed[1].lease()),
+        "started reports no good lease: {lost:?}"
+    );
+    let done: Vec<_> = mixed
+        .drain(..)
+        .map(|lease| Completion {
+            lease,
+            outcome: Outcome::Success(Payload::encode(&"ok").unwrap()),
+        })
+        .collect();
+    let rejected = backend.broker.complete(&done).await.unwrap();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(rejected.contains(&unknown) && rejected.contains(&stale));
+    assert_eq!(status(&backend, claimed[0].uuid).await, TaskStatus::Success);
+    assert_eq!(status(&backend, claimed[1].uuid).await, TaskStatus::Success);
+    assert_eq!(status(&backend, claimed[2].uuid).await, TaskStatus::Process);
+    // The third, with its real lease beside an unknown one, goes back to the queue.
+    backend
+        .broker
+        .requeue(&[unknown, claimed[2].lease()])
+        .await
+        .unwrap();
+    let again = claim(&backend, 10).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].uuid, claimed[2].uuid);
 }

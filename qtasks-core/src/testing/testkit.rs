@@ -131,7 +131,10 @@ impl Broker for RecordingBroker {
     fn lease_duration(&self) -> Option<std::time::Duration> {
         self.inner.lease_duration()
     }
-    fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
+    fn started<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        self.inner.started(leases)
+    }
+    fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
         self.inner.renew(leases)
     }
     fn cancel_requests(&self) -> Option<futures::stream::BoxStream<'static, CancelRequest>> {

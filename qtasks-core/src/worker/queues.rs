@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Completion, Delivery};
+use crate::backend::{Completion, Delivery, Lease};
 
 /// Most completions acknowledged in one broker call.
 pub(crate) const MAX_ACK_BATCH: usize = 1024;
@@ -112,6 +112,46 @@ impl DoneQueue {
                 return false;
             }
             self.added.notified().await;
+        }
+    }
+}
+
+/// Tasks about to start whose start the backend must record first (backends with leases:
+/// [`Broker::started`](crate::backend::Broker::started)). Lanes add one each and wait; the
+/// marker sends everything added since its last call in one call and answers each lane.
+#[derive(Default)]
+pub(crate) struct StartQueue {
+    pending: Mutex<Vec<(Lease, oneshot::Sender<bool>)>>,
+    added: Notify,
+}
+
+impl StartQueue {
+    /// Asks to start the task of `lease`; the answer is `true` when it is still this
+    /// worker's to run.
+    pub(crate) fn push(&self, lease: Lease) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().push((lease, tx));
+        self.added.notify_one();
+        rx
+    }
+
+    /// Takes every pending start, waiting for one.
+    pub(crate) async fn take(&self) -> Vec<(Lease, oneshot::Sender<bool>)> {
+        loop {
+            {
+                let mut pending = self.pending.lock();
+                if !pending.is_empty() {
+                    return std::mem::take(&mut *pending);
+                }
+            }
+            self.added.notified().await;
+        }
+    }
+
+    /// Answers every pending start with `false` (the worker stops).
+    pub(crate) fn refuse_all(&self) {
+        for (_, tx) in std::mem::take(&mut *self.pending.lock()) {
+            let _ = tx.send(false);
         }
     }
 }

@@ -22,8 +22,8 @@ use crate::execute::execute;
 use crate::ext::events::WorkerEvent;
 use crate::ext::plugin::{ComponentKind, Trigger};
 use crate::task::backoff::Backoff;
-use crate::worker::queues::{DoneQueue, Job, JobQueue, MAX_ACK_BATCH};
-use crate::worker::scope::WorkerScope;
+use crate::worker::queues::{DoneQueue, Job, JobQueue, StartQueue, MAX_ACK_BATCH};
+use crate::worker::scope::{WorkerScope, LEASE_LOST};
 
 /// Most tasks claimed in one broker call.
 const MAX_CLAIM_BATCH: usize = 1024;
@@ -52,14 +52,31 @@ pub(crate) async fn run(app: App, worker: Arc<WorkerScope>) -> Result<()> {
         slots.clone(),
         jobs.clone(),
     ));
-    let mut lanes = JoinSet::new();
-    for _ in 0..lanes_n {
-        lanes.spawn(lane(
+    // With leases, a task's start is recorded before it runs (`Broker::started`), batched.
+    let starts = app
+        .backend()
+        .broker
+        .lease_duration()
+        .map(|_| Arc::new(StartQueue::default()));
+    let marker = starts.as_ref().map(|starts| {
+        tokio::spawn(start_loop(
             app.clone(),
             worker.clone(),
-            jobs.clone(),
-            done.clone(),
-        ));
+            starts.clone(),
+            stopped.clone(),
+        ))
+    });
+    let lane_parts = Arc::new(Lane {
+        app: app.clone(),
+        worker: worker.clone(),
+        jobs: jobs.clone(),
+        done: done.clone(),
+        slots: slots.clone(),
+        starts,
+    });
+    let mut lanes = JoinSet::new();
+    for _ in 0..lanes_n {
+        lanes.spawn(lane(lane_parts.clone()));
     }
     let flusher = tokio::spawn(flush_loop(
         app.clone(),
@@ -104,6 +121,9 @@ pub(crate) async fn run(app: App, worker: Arc<WorkerScope>) -> Result<()> {
     // Worker-scoped dependencies go after the task-scoped ones of every execution.
     worker.dependencies().close_after_children(grace).await;
     stopped.cancel();
+    if let Some(marker) = marker {
+        let _ = marker.await;
+    }
     if let Some(renewer) = renewer {
         let _ = renewer.await;
     }
@@ -223,15 +243,102 @@ async fn fetch_loop(
     }
 }
 
-/// One lane: runs claimed jobs one after the other through the execution pipeline.
-async fn lane(app: App, worker: Arc<WorkerScope>, jobs: Arc<JobQueue>, done: Arc<DoneQueue>) {
+/// What every lane shares.
+struct Lane {
+    app: App,
+    worker: Arc<WorkerScope>,
+    jobs: Arc<JobQueue>,
+    done: Arc<DoneQueue>,
+    slots: Arc<Semaphore>,
+    /// Where starts are recorded first (backends with leases).
+    starts: Option<Arc<StartQueue>>,
+}
+
+/// One lane: runs claimed jobs one after the other through the execution pipeline. A job
+/// whose lease was lost is not started (or, lost while it ran, not acknowledged): its slot is
+/// freed and the task is left to the worker that holds it now.
+async fn lane(parts: Arc<Lane>) {
+    let Lane {
+        app,
+        worker,
+        jobs,
+        done,
+        slots,
+        starts,
+    } = &*parts;
     while let Some(job) = jobs.next(worker.shutdown()).await {
-        let outcome = execute(&app, &worker, &job.delivery, job.cancel).await;
+        let uuid = job.delivery.uuid;
+        let ours = match starts {
+            None => true,
+            Some(starts) => starts.push(job.delivery.lease()).await.unwrap_or(false),
+        };
+        if !ours || !worker.begin(uuid) {
+            tracing::warn!(worker = %worker.id(), task_name = %job.delivery.task_name, task_uuid = %uuid, "not starting a prefetched task: {LEASE_LOST}");
+            worker.release([uuid]);
+            slots.add_permits(1);
+            continue;
+        }
+        let outcome = execute(app, worker, &job.delivery, job.cancel).await;
+        if !worker.finish(uuid) {
+            // Its lease went while it ran: the acknowledgement would be rejected.
+            worker.release([uuid]);
+            slots.add_permits(1);
+            continue;
+        }
         done.push(Completion {
             lease: job.delivery.lease(),
             outcome,
         });
     }
+}
+
+/// Records the starts lanes ask for, everything pending in one call, and answers each lane.
+/// A failing call is tried again with backoff; when the worker stops, pending starts are
+/// refused (the tasks go back to the queue with the rest).
+async fn start_loop(
+    app: App,
+    worker: Arc<WorkerScope>,
+    starts: Arc<StartQueue>,
+    stopped: CancellationToken,
+) {
+    let broker = app.backend().broker.clone();
+    let mut backoff = Backoff::RECONNECT.steps();
+    loop {
+        let batch = tokio::select! {
+            _ = stopped.cancelled() => break,
+            batch = starts.take() => batch,
+        };
+        let leases: Vec<Lease> = batch.iter().map(|(lease, _)| *lease).collect();
+        let lost = loop {
+            match broker.started(&leases).await {
+                Ok(lost) => {
+                    backoff.reset();
+                    break Some(lost);
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(worker = %worker.id(), error = %e, count = leases.len(), ?delay, "cannot record that tasks start; trying again");
+                    tokio::select! {
+                        _ = stopped.cancelled() => break None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        };
+        let Some(lost) = lost else {
+            for (_, tx) in batch {
+                let _ = tx.send(false);
+            }
+            break;
+        };
+        if !lost.is_empty() {
+            worker.lose(&lost);
+        }
+        for (lease, tx) in batch {
+            let _ = tx.send(!lost.contains(&lease));
+        }
+    }
+    starts.refuse_all();
 }
 
 /// Acknowledges finished executions in batches, then frees their slots.
@@ -293,8 +400,17 @@ async fn renew_loop(
         if leases.is_empty() {
             continue;
         }
-        if let Err(e) = broker.renew(&leases).await {
-            tracing::warn!(worker = %worker.id(), error = %e, count = leases.len(), "cannot renew leases");
+        match broker.renew(&leases).await {
+            Ok(lost) if !lost.is_empty() => {
+                let lost = worker.lose(&lost);
+                if !lost.is_empty() {
+                    tracing::warn!(worker = %worker.id(), running = ?lost.running, unstarted = ?lost.unstarted, "stopping the running tasks and dropping the prefetched tasks whose leases are gone: {LEASE_LOST}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(worker = %worker.id(), error = %e, count = leases.len(), "cannot renew leases");
+            }
         }
     }
 }

@@ -40,7 +40,40 @@ struct Held {
     token: u64,
     cancel: CancellationToken,
     reason: Option<String>,
+    stage: Stage,
+    /// The backend reported the lease gone: the task is not started, and not acknowledged.
+    lost: bool,
 }
+
+/// Where a held task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Claimed (prefetched), not started.
+    Claimed,
+    /// Running.
+    Running,
+    /// Finished, its acknowledgement on its way.
+    Finished,
+}
+
+/// What [`WorkerScope::lose`] found among the leases the backend reported gone.
+#[derive(Debug, Default)]
+pub(crate) struct LostLeases {
+    /// Running tasks, now told to stop.
+    pub(crate) running: Vec<Uuid>,
+    /// Prefetched tasks, which will not start.
+    pub(crate) unstarted: Vec<Uuid>,
+}
+
+impl LostLeases {
+    /// Whether nothing held was lost.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.running.is_empty() && self.unstarted.is_empty()
+    }
+}
+
+/// Why the tasks of a lost lease stop.
+pub(crate) const LEASE_LOST: &str = "this worker lost the task's lease (it was paused or cut off from the backend for longer than the lease), so another worker runs the task";
 
 struct EarlyCancel {
     uuid: Uuid,
@@ -126,6 +159,8 @@ impl WorkerScope {
                     token: delivery.token,
                     cancel: cancel.clone(),
                     reason: None,
+                    stage: Stage::Claimed,
+                    lost: false,
                 },
             );
             jobs.push((delivery, cancel));
@@ -152,6 +187,57 @@ impl WorkerScope {
         for uuid in uuids {
             held.remove(&uuid);
         }
+    }
+
+    /// A lane is about to run the task: `false` when its lease was lost meanwhile (it must
+    /// not start).
+    pub(crate) fn begin(&self, uuid: Uuid) -> bool {
+        match self.held.lock().get_mut(&uuid) {
+            Some(held) if !held.lost => {
+                held.stage = Stage::Running;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The task finished and its acknowledgement goes out: `false` when its lease was lost
+    /// while it ran (the acknowledgement would be rejected; the task is released instead).
+    pub(crate) fn finish(&self, uuid: Uuid) -> bool {
+        match self.held.lock().get_mut(&uuid) {
+            Some(held) if !held.lost => {
+                held.stage = Stage::Finished;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The backend reported these leases gone: running tasks under them are told to stop,
+    /// prefetched ones will not start. Leases of tasks no longer held, held under another
+    /// token, or finished (their acknowledgement raced the report) are not lost work and are
+    /// left out.
+    pub(crate) fn lose(&self, leases: &[Lease]) -> LostLeases {
+        let mut report = LostLeases::default();
+        let mut held = self.held.lock();
+        for lease in leases {
+            let Some(entry) = held.get_mut(&lease.uuid) else {
+                continue;
+            };
+            if entry.token != lease.token || entry.lost || entry.stage == Stage::Finished {
+                continue;
+            }
+            entry.lost = true;
+            match entry.stage {
+                Stage::Running => {
+                    entry.reason = Some(LEASE_LOST.to_string());
+                    entry.cancel.cancel();
+                    report.running.push(lease.uuid);
+                }
+                _ => report.unstarted.push(lease.uuid),
+            }
+        }
+        report
     }
 
     /// The reason a held task was cancelled with.
