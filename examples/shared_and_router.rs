@@ -10,23 +10,23 @@ mod billing {
     use qtasks::Router;
 
     /// Include it with `App::builder().include_router(&billing::ROUTER)`.
-    pub static ROUTER: Router = Router::new("billing");
+    pub(crate) static ROUTER: Router = Router::new("billing");
 
     /// A sync shared task: its handle blocks, usable outside any async runtime.
     #[qtasks::shared_task]
-    pub fn vat(cents: u64) -> u64 {
+    pub(crate) fn vat(cents: u64) -> u64 {
         cents * 20 / 100
     }
 
     /// With `awaiting`, the handle is async.
     #[qtasks::shared_task(awaiting)]
-    pub fn total(cents: u64) -> u64 {
+    pub(crate) fn total(cents: u64) -> u64 {
         cents + cents * 20 / 100
     }
 
     /// Only in apps that include `ROUTER`.
     #[qtasks::task(router = ROUTER)]
-    pub async fn charge(cents: u64) -> String {
+    pub(crate) async fn charge(cents: u64) -> String {
         format!("charged {cents} cents")
     }
 }

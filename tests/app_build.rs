@@ -7,7 +7,7 @@ use qtasks::{BuildProblem, Error, Router};
 
 mod broken {
     /// Two tasks with one name: only apps that include this router see the clash.
-    pub static DUPLICATES: qtasks::Router = qtasks::Router::new("duplicates");
+    pub(crate) static DUPLICATES: qtasks::Router = qtasks::Router::new("duplicates");
 
     #[qtasks::task(name = "dup", router = DUPLICATES)]
     async fn first() {}

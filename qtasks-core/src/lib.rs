@@ -170,6 +170,12 @@ pub mod __private {
         /// A field to serialize.
         pub struct Ser<'a, T>(pub &'a T);
 
+        impl<T> std::fmt::Debug for Ser<'_, T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Ser")
+            }
+        }
+
         /// Picked (by value) when `T: Serialize`.
         pub trait SerializeReal {
             /// Serializes the field.
@@ -196,6 +202,12 @@ pub mod __private {
 
         /// A field to deserialize.
         pub struct De<T>(PhantomData<fn() -> T>);
+
+        impl<T> std::fmt::Debug for De<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("De")
+            }
+        }
 
         impl<T> De<T> {
             /// The marker.

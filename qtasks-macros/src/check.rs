@@ -7,17 +7,17 @@ use crate::model::{is_task_handle, type_name, yield_types, ParamKind, Return, Ta
 
 /// Errors collected across parse, model and check, reported together.
 #[derive(Default)]
-pub struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    pub fn push(&mut self, err: syn::Error) {
+    pub(crate) fn push(&mut self, err: syn::Error) {
         match &mut self.0 {
             Some(e) => e.combine(err),
             None => self.0 = Some(err),
         }
     }
 
-    pub fn into_result(self) -> syn::Result<()> {
+    pub(crate) fn into_result(self) -> syn::Result<()> {
         match self.0 {
             Some(e) => Err(e),
             None => Ok(()),
@@ -25,7 +25,7 @@ impl Errors {
     }
 }
 
-pub fn check(task: &TaskModel, errors: &mut Errors) {
+pub(crate) fn check(task: &TaskModel, errors: &mut Errors) {
     let sig = &task.func.sig;
     let attr = task.flavor.attr_name();
     if !sig.generics.params.is_empty() {

@@ -17,7 +17,7 @@ use crate::model::{yield_types, Flavor, ParamKind, Return, TaskModel};
 
 /// On error: the errors, plus the function as written so the rest of the crate still
 /// type-checks against it (one mistake, one error).
-pub fn fallback(func: &syn::ItemFn, err: syn::Error) -> TokenStream {
+pub(crate) fn fallback(func: &syn::ItemFn, err: syn::Error) -> TokenStream {
     let mut out = err.to_compile_error();
     let mut func = func.clone();
     for input in func.sig.inputs.iter_mut() {
@@ -29,7 +29,7 @@ pub fn fallback(func: &syn::ItemFn, err: syn::Error) -> TokenStream {
     out
 }
 
-pub fn expand(task: &TaskModel) -> TokenStream {
+pub(crate) fn expand(task: &TaskModel) -> TokenStream {
     let p = quote!(::qtasks::__private);
     let func = &task.func;
     let vis = &func.vis;

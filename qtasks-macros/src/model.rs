@@ -9,13 +9,13 @@ use crate::parse::Arg;
 
 /// Which attribute: `#[task]` or `#[shared_task]`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
+pub(crate) enum Flavor {
     Task,
     Shared,
 }
 
 impl Flavor {
-    pub fn attr_name(self) -> &'static str {
+    pub(crate) fn attr_name(self) -> &'static str {
         match self {
             Flavor::Task => "qtasks::task",
             Flavor::Shared => "qtasks::shared_task",
@@ -24,7 +24,7 @@ impl Flavor {
 
     /// The keys this attribute accepts (besides `key = literal` extras): the keys both
     /// attributes share, plus `router` for `#[task]` or `awaiting` for `#[shared_task]`.
-    pub fn keys(self) -> Vec<&'static str> {
+    pub(crate) fn keys(self) -> Vec<&'static str> {
         const COMMON: &[&str] = &[
             "name",
             "priority",
@@ -53,7 +53,7 @@ impl Flavor {
 }
 
 /// Type names that are extractors without `#[extract]`: the built-in ones.
-pub const BUILTIN_EXTRACTORS: &[&str] = &[
+pub(crate) const BUILTIN_EXTRACTORS: &[&str] = &[
     "AsyncTask",
     "SyncTask",
     "TaskContext",
@@ -64,9 +64,9 @@ pub const BUILTIN_EXTRACTORS: &[&str] = &[
 ];
 
 /// The task handle types that `echo` puts first.
-pub const TASK_HANDLES: &[&str] = &["AsyncTask", "SyncTask"];
+pub(crate) const TASK_HANDLES: &[&str] = &["AsyncTask", "SyncTask"];
 
-pub struct TaskModel {
+pub(crate) struct TaskModel {
     pub flavor: Flavor,
     pub func: ItemFn,
     pub name: Option<LitStr>,
@@ -93,21 +93,21 @@ pub struct TaskModel {
     pub ret: Return,
 }
 
-pub struct Param {
+pub(crate) struct Param {
     pub ty: Type,
     pub kind: ParamKind,
     /// Span of the whole parameter, for errors.
     pub span: Span,
 }
 
-pub enum ParamKind {
+pub(crate) enum ParamKind {
     /// Decoded from the task's arguments, under this name.
     Payload(Ident),
     /// Built from the task's context.
     Extractor,
 }
 
-pub enum Return {
+pub(crate) enum Return {
     /// No return type: the output is `()`.
     Unit,
     /// `-> T`.
@@ -117,17 +117,17 @@ pub enum Return {
 }
 
 impl TaskModel {
-    pub fn is_async(&self) -> bool {
+    pub(crate) fn is_async(&self) -> bool {
         self.func.sig.asyncness.is_some()
     }
 
-    pub fn ident(&self) -> &Ident {
+    pub(crate) fn ident(&self) -> &Ident {
         &self.func.sig.ident
     }
 }
 
 /// The last path segment's name of a type (`State` for `qtasks::State<Config>`).
-pub fn type_name(ty: &Type) -> Option<&Ident> {
+pub(crate) fn type_name(ty: &Type) -> Option<&Ident> {
     match ty {
         Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| &s.ident),
         _ => None,
@@ -150,13 +150,13 @@ fn option_inner(ty: &Type) -> Option<&Type> {
     }
 }
 
-pub fn is_builtin_extractor(ty: &Type) -> bool {
+pub(crate) fn is_builtin_extractor(ty: &Type) -> bool {
     let ty = option_inner(ty).unwrap_or(ty);
     type_name(ty).is_some_and(|n| BUILTIN_EXTRACTORS.iter().any(|b| n == b))
 }
 
 /// `Y` and `R` of a `Yield<Y, R>` parameter type (`R` is `None` when omitted).
-pub fn yield_types(ty: &Type) -> Option<(&Type, Option<&Type>)> {
+pub(crate) fn yield_types(ty: &Type) -> Option<(&Type, Option<&Type>)> {
     let Type::Path(p) = ty else { return None };
     let seg = p.path.segments.last()?;
     if seg.ident != "Yield" {
@@ -173,11 +173,16 @@ pub fn yield_types(ty: &Type) -> Option<(&Type, Option<&Type>)> {
     Some((item, types.next()))
 }
 
-pub fn is_task_handle(ty: &Type) -> bool {
+pub(crate) fn is_task_handle(ty: &Type) -> bool {
     type_name(ty).is_some_and(|n| TASK_HANDLES.iter().any(|b| n == b))
 }
 
-pub fn build(flavor: Flavor, args: Vec<Arg>, mut func: ItemFn, errors: &mut Errors) -> TaskModel {
+pub(crate) fn build(
+    flavor: Flavor,
+    args: Vec<Arg>,
+    mut func: ItemFn,
+    errors: &mut Errors,
+) -> TaskModel {
     let params = build_params(&mut func, errors);
     let ret = match &func.sig.output {
         ReturnType::Default => Return::Unit,

@@ -6,7 +6,7 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, Token};
 
 /// One item of the attribute.
-pub struct Arg {
+pub(crate) struct Arg {
     pub key: Ident,
     pub value: Option<Expr>,
 }
@@ -25,7 +25,7 @@ impl Parse for Arg {
 }
 
 /// Parses `key, key = value, key = [a, b]`.
-pub fn parse_args(attr: TokenStream) -> syn::Result<Vec<Arg>> {
+pub(crate) fn parse_args(attr: TokenStream) -> syn::Result<Vec<Arg>> {
     let parser = Punctuated::<Arg, Token![,]>::parse_terminated;
     Ok(syn::parse::Parser::parse2(parser, attr)?
         .into_iter()

@@ -47,6 +47,14 @@ pub struct MemoryBackend {
     parked_waits: std::sync::atomic::AtomicUsize,
 }
 
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("result_ttl", &self.result_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MemoryBackend {
     /// An empty backend that keeps finished records for `result_ttl`.
     pub fn new(result_ttl: Duration) -> Self {

@@ -6,9 +6,9 @@ use std::time::Duration;
 use qtasks::App;
 
 /// How long a test waits for work before failing. Generous: CI runs on 2 cores.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A builder for a test app on its own in-memory backend, deaf to `QTASKS_*` variables.
-pub fn builder(name: &str) -> qtasks::AppBuilder {
+pub(crate) fn builder(name: &str) -> qtasks::AppBuilder {
     App::builder().name(name).ignore_env()
 }

@@ -11,21 +11,21 @@ static EVENTS: LazyLock<broadcast::Sender<(Uuid, String)>> =
     LazyLock::new(|| broadcast::channel(1024).0);
 
 /// Reports from inside a task.
-pub fn report(uuid: Uuid, what: impl Into<String>) {
+pub(crate) fn report(uuid: Uuid, what: impl Into<String>) {
     let _ = EVENTS.send((uuid, what.into()));
 }
 
 /// Subscribes to reports (before enqueueing the task they come from).
-pub fn events() -> Events {
+pub(crate) fn events() -> Events {
     Events(EVENTS.subscribe())
 }
 
 /// A subscription to reports.
-pub struct Events(broadcast::Receiver<(Uuid, String)>);
+pub(crate) struct Events(broadcast::Receiver<(Uuid, String)>);
 
 impl Events {
     /// Waits (up to the test deadline) for `uuid` to report `what`.
-    pub async fn expect(&mut self, uuid: Uuid, what: &str) {
+    pub(crate) async fn expect(&mut self, uuid: Uuid, what: &str) {
         let found = tokio::time::timeout(crate::common::DEADLINE, async {
             loop {
                 match self.0.recv().await {
@@ -40,7 +40,7 @@ impl Events {
     }
 
     /// Every report of `uuid` received so far, without waiting.
-    pub fn drain(&mut self, uuid: Uuid) -> Vec<String> {
+    pub(crate) fn drain(&mut self, uuid: Uuid) -> Vec<String> {
         let mut out = Vec::new();
         while let Ok((u, w)) = self.0.try_recv() {
             if u == uuid {
@@ -52,7 +52,7 @@ impl Events {
 }
 
 /// Reports `what` for `uuid` when dropped (shows that a task's future was dropped).
-pub struct DropReport(pub Uuid, pub &'static str);
+pub(crate) struct DropReport(pub Uuid, pub &'static str);
 
 impl Drop for DropReport {
     fn drop(&mut self) {
@@ -62,14 +62,14 @@ impl Drop for DropReport {
 
 /// A broker that reports each completion it acknowledges (uuid and outcome kind), for
 /// waiting on states that are not final, such as `retry`.
-pub struct WatchedBroker {
+pub(crate) struct WatchedBroker {
     inner: std::sync::Arc<dyn qtasks::backend::Broker>,
     completions: broadcast::Sender<(Uuid, &'static str)>,
 }
 
 impl WatchedBroker {
     /// Wraps a fresh memory backend's broker; returns the backend to build an app with.
-    pub fn memory() -> (qtasks::backend::Backend, std::sync::Arc<WatchedBroker>) {
+    pub(crate) fn memory() -> (qtasks::backend::Backend, std::sync::Arc<WatchedBroker>) {
         let memory = std::sync::Arc::new(qtasks::memory::MemoryBackend::new(
             std::time::Duration::from_secs(60),
         ))
@@ -88,7 +88,7 @@ impl WatchedBroker {
     }
 
     /// Subscribes to completions (before they happen).
-    pub fn subscribe(&self) -> broadcast::Receiver<(Uuid, &'static str)> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<(Uuid, &'static str)> {
         self.completions.subscribe()
     }
 }

@@ -43,6 +43,17 @@ pub struct AppBuilder {
 
 type BackendMap = Box<dyn FnOnce(Backend) -> Backend + Send>;
 
+impl std::fmt::Debug for AppBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppBuilder")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("routers", &self.routers)
+            .field("timers", &self.ops.timers.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppBuilder {
     /// The app's name (key prefix in shared backends). Default `"qtasks"`.
     pub fn name(mut self, name: impl Into<String>) -> Self {

@@ -38,7 +38,7 @@ impl Default for Config {
 }
 
 /// The prefix of environment variables that override settings.
-pub const ENV_PREFIX: &str = "QTASKS_";
+pub(crate) const ENV_PREFIX: &str = "QTASKS_";
 
 impl Config {
     /// The effective prefetch (defaults to `max_tasks_process`).

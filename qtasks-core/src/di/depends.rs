@@ -162,6 +162,18 @@ pub struct DependencyContext {
     chain: Vec<(TypeId, &'static str)>,
 }
 
+impl fmt::Debug for DependencyContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DependencyContext")
+            .field("scope", &self.scope)
+            .field(
+                "chain",
+                &self.chain.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 impl DependencyContext {
     /// The app.
     pub fn app(&self) -> &App {

@@ -79,6 +79,15 @@ pub struct TaskRun {
     args: Payload,
 }
 
+impl std::fmt::Debug for TaskRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskRun")
+            .field("ctx", &self.ctx)
+            .field("args", &self.args)
+            .finish()
+    }
+}
+
 impl TaskRun {
     pub(crate) fn new(ctx: TaskContext, args: Payload) -> Self {
         TaskRun { ctx, args }

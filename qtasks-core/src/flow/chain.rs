@@ -59,6 +59,15 @@ pub struct Chain<Out> {
     _out: PhantomData<fn() -> Out>,
 }
 
+impl<Out> std::fmt::Debug for Chain<Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("steps", &self.steps())
+            .field("step_timeout", &self.step_timeout)
+            .finish()
+    }
+}
+
 impl<Out> Chain<Out> {
     fn with_step<Next>(self, entry: &'static TaskEntry) -> Chain<Next> {
         let mut steps = self.steps;
@@ -193,6 +202,14 @@ pub struct ChainHandle<Out> {
     join: JoinHandle<Result<Task<Payload>>>,
     current: Current,
     _out: PhantomData<fn() -> Out>,
+}
+
+impl<Out> std::fmt::Debug for ChainHandle<Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainHandle")
+            .field("current", &*self.current.lock())
+            .finish()
+    }
 }
 
 impl<Out: DeserializeOwned> ChainHandle<Out> {

@@ -196,8 +196,10 @@ pub mod reply {
     use std::future::{ready, Future, Ready};
 
     /// The handler returned a future.
+    #[derive(Debug)]
     pub struct FutureTag;
     /// The handler returned the reply itself.
+    #[derive(Debug)]
     pub struct ValueTag;
 
     /// Picked first (by value) when the returned type is a future.
