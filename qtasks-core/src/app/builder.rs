@@ -111,7 +111,8 @@ impl AppBuilder {
     }
 
     /// Replaces or wraps components of the backend, whichever backend is picked:
-    /// `.map_backend(|b| Backend { storage: Arc::new(Audited(b.storage)), ..b })`.
+    /// `.map_backend(|b| Backend { broker: Arc::new(Recorded(b.broker)), ..b })` (the broker
+    /// sees every write, the storage every read: see [`backend`](crate::backend)).
     pub fn map_backend(mut self, f: impl FnOnce(Backend) -> Backend + Send + 'static) -> Self {
         self.backend_maps.push(Box::new(f));
         self
