@@ -151,10 +151,15 @@ fn paths_in(text: &str, module: &[String]) -> Vec<Module> {
         let after = &rest[i + 4..];
         let end = after.find(';').unwrap_or(after.len());
         if boundary {
-            let tree = after[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+            let tree = after[..end]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             raw.extend(expand(&tree).into_iter().map(|p| {
                 let path = p.split(" as ").next().unwrap_or_default();
-                path.chars().filter(|c| !c.is_whitespace()).collect::<String>()
+                path.chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
             }));
         }
         rest = &after[end.min(after.len())..];

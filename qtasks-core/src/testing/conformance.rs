@@ -80,6 +80,17 @@ fn new_task(name: &str, priority: i32) -> NewTask {
     }
 }
 
+/// Enqueues one new task and returns it.
+async fn enqueue_one(backend: &Backend, name: &str, priority: i32) -> NewTask {
+    let task = new_task(name, priority);
+    backend
+        .broker
+        .enqueue(std::slice::from_ref(&task))
+        .await
+        .expect("enqueue succeeded");
+    task
+}
+
 fn config() -> Config {
     Config::default()
 }
@@ -141,12 +152,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("conf.get", 3);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "conf.get", 3).await;
     let got = backend.storage.get(t.uuid).await.unwrap().expect("record");
     assert_eq!(got.uuid, t.uuid);
     assert_eq!(got.task_name, "conf.get");
@@ -278,12 +284,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("ok", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "ok", 0).await;
     let d = claim(&backend, 1).await.remove(0);
     let result = Payload::encode(&42).unwrap();
     assert!(complete(&backend, &d, Outcome::Success(result.clone()))
@@ -304,12 +305,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("err", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "err", 0).await;
     let d = claim(&backend, 1).await.remove(0);
     complete(
         &backend,
@@ -331,12 +327,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("cancelled", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "cancelled", 0).await;
     let d = claim(&backend, 1).await.remove(0);
     complete(
         &backend,
@@ -358,12 +349,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("retry", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "retry", 0).await;
     let d = claim(&backend, 1).await.remove(0);
     let delay = Duration::from_millis(300);
     let retried_at = Instant::now();
@@ -400,12 +386,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("fenced", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "fenced", 0).await;
     let old = claim(&backend, 1).await.remove(0);
     backend.broker.requeue(&[old.lease()]).await.unwrap();
     let current = claim(&backend, 1).await.remove(0);
@@ -484,12 +465,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("requeued", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "requeued", 0).await;
     let d = claim(&backend, 1).await.remove(0);
     assert_eq!(d.attempt, 1);
     backend.broker.requeue(&[d.lease()]).await.unwrap();
@@ -541,12 +517,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("running", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "running", 0).await;
     let d = claim(&backend, 1).await.remove(0);
     assert_eq!(
         backend.broker.cancel(t.uuid, "stop").await.unwrap(),
@@ -572,12 +543,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("retry-cancel", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "retry-cancel", 0).await;
     let d = claim(&backend, 1).await.remove(0);
     complete(
         &backend,
@@ -604,12 +570,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("waited", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "waited", 0).await;
     let waiter = {
         let backend = backend.clone();
         tokio::spawn(async move { backend.storage.wait(t.uuid, DEADLINE).await })
@@ -638,12 +599,7 @@ where
         .unwrap();
     assert_eq!(again.status, TaskStatus::Success);
     // Many waiters on one task all wake.
-    let t2 = new_task("waited-by-many", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t2))
-        .await
-        .unwrap();
+    let t2 = enqueue_one(&backend, "waited-by-many", 0).await;
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let backend = backend.clone();
@@ -672,12 +628,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let t = new_task("pending", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&t))
-        .await
-        .unwrap();
+    let t = enqueue_one(&backend, "pending", 0).await;
     let start = Instant::now();
     let got = backend
         .storage
@@ -1031,12 +982,7 @@ where
     Fut: Future<Output = Backend>,
 {
     let backend = open(config()).await;
-    let first = new_task("once", 0);
-    backend
-        .broker
-        .enqueue(std::slice::from_ref(&first))
-        .await
-        .unwrap();
+    let first = enqueue_one(&backend, "once", 0).await;
     let mut again = first.clone();
     again.args = Payload::encode(&("changed", 1)).unwrap();
     // Twice more: alone, and twice within one batch.
