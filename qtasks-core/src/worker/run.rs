@@ -281,6 +281,7 @@ async fn lane(parts: Arc<Lane>) {
         let outcome = execute(app, worker, &job.delivery, job.cancel).await;
         if !worker.finish(uuid) {
             // Its lease went while it ran: the acknowledgement would be rejected.
+            tracing::warn!(worker = %worker.id(), task_name = %job.delivery.task_name, task_uuid = %uuid, "not acknowledging a task stopped by a lost lease (its completion would be rejected): {LEASE_LOST}");
             worker.release([uuid]);
             slots.add_permits(1);
             continue;
