@@ -5,6 +5,8 @@ mod common;
 
 use common::{builder, DEADLINE};
 use qtasks::prelude::*;
+use std::time::Duration;
+
 use qtasks::{Error, TaskDef};
 
 #[qtasks::task]
@@ -48,6 +50,20 @@ async fn handles_use_the_first_app_built_and_running_tasks_use_their_own_app() {
         .await
         .unwrap();
     assert_eq!(parent.returning, Some(("second".to_string(), 42)));
+
+    // A free call goes to the default app: with no worker there, the timeout names that app
+    // and, since several apps exist, says how to pick one.
+    let idle = builder("idle-default").make_default().build().unwrap();
+    let stuck = add.add_task(1, 1).await.unwrap();
+    let err = stuck.wait(Duration::from_millis(50)).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sent to app \"idle-default\"")
+            && msg.contains(".on(&app)")
+            && msg.contains("make_default()"),
+        "{msg}"
+    );
+    drop(idle);
 
     // `make_default` moves the default.
     let third = builder("third").make_default().build().unwrap();

@@ -23,6 +23,13 @@ async fn ask_plugin(ctx: TaskContext, code: i64) -> Result<i64, TaskError> {
     Err(ctx.plugin_error(json!({ "code": code })))
 }
 
+/// Raises a plugin error, drops it, and returns a value anyway.
+#[qtasks::task]
+async fn asks_plugin_then_returns(ctx: TaskContext, code: i64) -> i64 {
+    let _ = ctx.plugin_error(json!({ "code": code }));
+    -1
+}
+
 #[qtasks::task(retry = 5)]
 async fn always_fails() -> Result<u8, std::io::Error> {
     Err(std::io::Error::other("nope"))
@@ -236,6 +243,23 @@ async fn plugin_error_reaches_the_plugins_error_trigger() {
     let worker = app.spawn_worker();
     let handled = ask_plugin.call(7).on(&app).add_task().await.unwrap();
     assert_eq!(handled.wait(DEADLINE).await.unwrap().returning, Some(70));
+    // A plugin error whose value the task dropped has the same effect.
+    let dropped = asks_plugin_then_returns
+        .call(4)
+        .on(&app)
+        .timeout(DEADLINE)
+        .add_task()
+        .await
+        .unwrap();
+    assert_eq!(dropped.returning, Some(40), "handled by the plugin, not -1");
+    let dropped = asks_plugin_then_returns
+        .call(0)
+        .on(&app)
+        .timeout(DEADLINE)
+        .add_task()
+        .await
+        .unwrap();
+    assert_eq!(dropped.status, TaskStatus::Error);
     let unhandled = ask_plugin.call(0).on(&app).add_task().await.unwrap();
     let unhandled = unhandled.wait(DEADLINE).await.unwrap();
     assert_eq!(unhandled.status, TaskStatus::Error);

@@ -31,6 +31,20 @@ fn gives_up_sync(task: SyncTask) -> Result<(), TaskError> {
     Err(task.ctx().cancel("sync: nothing to do"))
 }
 
+/// Calls `cancel` and goes on to return a value anyway (the seeds' `cancel` raises).
+#[qtasks::task(echo)]
+async fn cancels_then_returns(task: AsyncTask) -> Result<u32, TaskError> {
+    let _ = task.ctx.cancel("changed my mind");
+    Ok(7)
+}
+
+/// The same in a sync task.
+#[qtasks::task(echo)]
+fn cancels_then_returns_sync(task: SyncTask) -> u32 {
+    let _ = task.ctx().cancel("sync: changed my mind");
+    8
+}
+
 #[qtasks::task]
 async fn runs(ctx: TaskContext) {
     report(ctx.task_uuid, "ran");
@@ -236,5 +250,31 @@ async fn a_cancel_that_arrives_before_the_claim_is_applied_when_the_claim_arrive
     assert_eq!(done.status, TaskStatus::Cancel);
     assert_eq!(done.cancel_reason.as_deref(), Some("too early"));
     assert!(ev.drain(task.uuid).is_empty(), "the task never ran");
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_task_that_called_cancel_ends_cancel_whatever_it_returns() {
+    let app = builder("cancel-then-ok").build().unwrap();
+    let worker = app.spawn_worker();
+    let done = cancels_then_returns
+        .call()
+        .on(&app)
+        .timeout(DEADLINE)
+        .add_task()
+        .await
+        .unwrap();
+    assert_eq!(done.status, TaskStatus::Cancel);
+    assert_eq!(done.cancel_reason.as_deref(), Some("changed my mind"));
+    assert_eq!(done.returning, None);
+    let done = cancels_then_returns_sync
+        .call()
+        .on(&app)
+        .timeout(DEADLINE)
+        .add_task()
+        .await
+        .unwrap();
+    assert_eq!(done.status, TaskStatus::Cancel);
+    assert_eq!(done.cancel_reason.as_deref(), Some("sync: changed my mind"));
     worker.shutdown().await.unwrap();
 }

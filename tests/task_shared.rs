@@ -115,3 +115,32 @@ async fn router_tasks_exist_only_in_apps_that_include_the_router() {
         other => panic!("expected UnknownTask, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_handles_work_inside_async_code_on_a_multi_thread_runtime() {
+    let app = builder("shared-in-async").build().unwrap();
+    let worker = app.spawn_worker();
+    // Called from async code (as from `#[tokio::main]`): the thread is handed over, not
+    // tokio's "Cannot start a runtime from within a runtime" panic.
+    let task = add_sync.call(20, 22).on(&app).add_task_blocking().unwrap();
+    let done = task.wait_blocking(DEADLINE).unwrap();
+    assert_eq!(done.returning, Some(42));
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn blocking_handles_on_a_current_thread_runtime_say_what_to_call_instead() {
+    let app = builder("shared-current-thread").build().unwrap();
+    let err = add_sync
+        .call(1, 1)
+        .on(&app)
+        .add_task_blocking()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("\"add_sync\"")
+            && msg.contains("awaiting")
+            && msg.contains(".add_task().await"),
+        "{msg}"
+    );
+}

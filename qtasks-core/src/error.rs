@@ -68,16 +68,21 @@ pub enum Error {
         source: BoxError,
     },
     /// Waiting for a task's final state took longer than allowed.
-    #[error("task {task:?} ({uuid}) did not finish within {waited:?} (last status: {status}); wait longer or check that a worker is running")]
+    #[error("task {task:?} ({uuid}) sent to app {app:?} did not finish within {waited:?} (last status: {status}); wait longer or check that a worker is running for app {app:?}{}", apps_hint(*.apps))]
     Timeout {
         /// The task.
         task: String,
         /// The task's uuid.
         uuid: Uuid,
+        /// The app the task was sent to.
+        app: String,
         /// How long we waited.
         waited: Duration,
         /// The last status seen.
         status: TaskStatus,
+        /// How many apps exist in this process (more than one: free calls may have gone to
+        /// another app than the one whose worker runs).
+        apps: usize,
     },
     /// No task with this uuid exists (never created, or its record expired).
     #[error("no task {0} in storage: it was never created, or its record expired (result TTL)")]
@@ -385,4 +390,14 @@ fn plugin_error_message(data: &Payload) -> String {
         Some(v) => format!("the task raised a plugin error with {v}, and no plugin handled it"),
         None => "the task raised a plugin error, and no plugin handled it".to_string(),
     }
+}
+
+/// The part of a timeout message for a process with more than one app.
+fn apps_hint(apps: usize) -> String {
+    if apps <= 1 {
+        return String::new();
+    }
+    format!(
+        "; {apps} apps exist in this process, and calls without `.on(&app)` go to the default app (the first one built, or the one built with `make_default()`): send the task to the app whose worker runs with `.on(&app)`, or make that app the default"
+    )
 }

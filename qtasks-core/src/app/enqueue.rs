@@ -187,8 +187,10 @@ impl App {
                 Err(Error::Timeout {
                     task: last.task_name.into_string(),
                     uuid,
+                    app: self.name().to_string(),
                     waited: timeout,
                     status: last.status,
+                    apps: App::live_apps(),
                 })
             }
         }

@@ -50,6 +50,12 @@ pub(crate) struct Ops {
     pub(crate) starter: Arc<dyn Starter>,
 }
 
+impl Drop for AppInner {
+    fn drop(&mut self) {
+        App::count_live(false);
+    }
+}
+
 impl Default for Ops {
     fn default() -> Self {
         Ops {
@@ -63,6 +69,7 @@ impl Default for Ops {
 
 impl App {
     pub(crate) fn from_inner(inner: AppInner) -> App {
+        App::count_live(true);
         App {
             inner: Arc::new(inner),
         }

@@ -18,6 +18,7 @@ pub(crate) mod logger;
 
 use crate::app::config::Config;
 use crate::app::handle::App;
+use crate::backend::{Broker, GlobalConfig, Storage};
 use crate::context::component::Component;
 use crate::context::logger::TaskLogger;
 use crate::di::scopes::{ScopeCache, TaskScope};
@@ -48,6 +49,19 @@ struct ContextInner {
     worker: Option<Arc<WorkerScope>>,
     /// `get_metadata(true)`'s cache; boxed so contexts of tasks that never ask stay small.
     metadata: std::sync::OnceLock<Box<Task>>,
+    /// How the body asked to end (`cancel`, `plugin_error`), whatever it returns afterwards.
+    ended: std::sync::OnceLock<Ending>,
+}
+
+/// How a task's body asked to end, through its context.
+#[derive(Debug, Clone)]
+enum Ending {
+    /// [`TaskContext::cancel`].
+    Cancel(String),
+    /// [`TaskContext::plugin_error`], with the encoded data.
+    PluginError(Payload),
+    /// [`TaskContext::plugin_error`] with data that cannot be encoded: this error.
+    Failed(String),
 }
 
 impl TaskContext {
@@ -71,6 +85,7 @@ impl TaskContext {
                 task_scope: TaskScope::default(),
                 worker,
                 metadata: std::sync::OnceLock::new(),
+                ended: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -155,16 +170,30 @@ impl TaskContext {
     /// `"worker"` (the worker running this task), `"config"` or `"app"`. `None` for another
     /// name (see [`Component::NAMES`]), or for `"worker"` when no worker runs the task.
     pub fn get_component(&self, name: &str) -> Option<Component> {
-        let backend = self.app().backend();
         Some(match name {
-            "broker" => Component::Broker(backend.broker.clone()),
-            "storage" => Component::Storage(backend.storage.clone()),
-            "global_config" => Component::GlobalConfig(backend.global_config.clone()),
+            "broker" => Component::Broker(self.get_broker()),
+            "storage" => Component::Storage(self.get_storage()),
+            "global_config" => Component::GlobalConfig(self.get_global_config()),
             "worker" => Component::Worker(self.worker()?),
             "config" => Component::Config(self.get_config().clone()),
             "app" => Component::App(self.app().clone()),
             _ => return None,
         })
+    }
+
+    /// The app's broker (the seeds' `get_broker`; the same as `get_component("broker")`).
+    pub fn get_broker(&self) -> Arc<dyn Broker> {
+        self.app().backend().broker.clone()
+    }
+
+    /// The app's storage (the seeds' `get_storage`).
+    pub fn get_storage(&self) -> Arc<dyn Storage> {
+        self.app().backend().storage.clone()
+    }
+
+    /// The app's global config (the seeds' `get_global_config`).
+    pub fn get_global_config(&self) -> Arc<dyn GlobalConfig> {
+        self.app().backend().global_config.clone()
     }
 
     /// The worker running this task (`None` when it runs without one).
@@ -188,23 +217,60 @@ impl TaskContext {
         self.inner.cancel.cancelled().await
     }
 
-    /// Ends the task with status `cancel` and this reason: `return Err(ctx.cancel("why"))`.
+    /// Ends the task with status `cancel` and this reason (the seeds' `self.ctx.cancel`, which
+    /// raises): the task ends `cancel` whatever the body returns afterwards. Return the error
+    /// to stop at once: `return Err(ctx.cancel("why"))`. The first `cancel` or `plugin_error`
+    /// of an execution decides.
+    #[must_use = "the task ends `cancel` whatever it returns now; return the error to stop at once: `return Err(ctx.cancel(..))`"]
     pub fn cancel(&self, reason: impl Into<String>) -> TaskError {
+        let reason = reason.into();
+        let _ = self.inner.ended.set(Ending::Cancel(reason.clone()));
         TaskError::cancelled(reason)
     }
 
     /// Ends the task by handing `data` to the plugins' error trigger
-    /// ([`Trigger::PluginError`](crate::plugin::Trigger::PluginError)):
-    /// `return Err(ctx.plugin_error(data))`. A plugin may turn it into a success with a result
-    /// of its own; when none does, the task ends with status `error`.
+    /// ([`Trigger::PluginError`](crate::plugin::Trigger::PluginError)), whatever the body
+    /// returns afterwards: `return Err(ctx.plugin_error(data))`. A plugin may turn it into a
+    /// success with a result of its own; when none does, the task ends with status `error`.
+    #[must_use = "the task ends through the plugins' error trigger whatever it returns now; return the error to stop at once: `return Err(ctx.plugin_error(..))`"]
     pub fn plugin_error(&self, data: impl serde::Serialize) -> TaskError {
         match Payload::encode(&data) {
-            Ok(data) => TaskError::new(TaskErrorKind::PluginError(data)),
-            Err(e) => TaskError::msg(format!(
-                "task {:?} ({}) raised a plugin error whose data cannot be encoded: {e}",
-                self.task_name(),
-                self.task_uuid
-            )),
+            Ok(data) => {
+                let _ = self.inner.ended.set(Ending::PluginError(data.clone()));
+                TaskError::new(TaskErrorKind::PluginError(data))
+            }
+            Err(e) => {
+                let message = format!(
+                    "task {:?} ({}) raised a plugin error whose data cannot be encoded: {e}",
+                    self.task_name(),
+                    self.task_uuid
+                );
+                let _ = self.inner.ended.set(Ending::Failed(message.clone()));
+                TaskError::msg(message)
+            }
+        }
+    }
+
+    /// What the body's result becomes when it asked to end through `cancel` or
+    /// `plugin_error`: that ending, whatever it returned.
+    pub(crate) fn apply_ending(
+        &self,
+        result: Result<Payload, TaskError>,
+    ) -> Result<Payload, TaskError> {
+        match self.inner.ended.get() {
+            None => result,
+            Some(Ending::Cancel(reason)) => match result {
+                Err(err) if matches!(err.kind(), TaskErrorKind::Cancelled(_)) => Err(err),
+                _ => Err(TaskError::cancelled(reason.clone())),
+            },
+            Some(Ending::PluginError(data)) => match result {
+                Err(err) if matches!(err.kind(), TaskErrorKind::PluginError(_)) => Err(err),
+                _ => Err(TaskError::new(TaskErrorKind::PluginError(data.clone()))),
+            },
+            Some(Ending::Failed(message)) => match result {
+                Err(err) => Err(err),
+                Ok(_) => Err(TaskError::msg(message)),
+            },
         }
     }
 

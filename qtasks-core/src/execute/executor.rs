@@ -138,15 +138,18 @@ impl TaskRun {
     }
 
     /// Calls the function: decodes the arguments, builds the extractors, runs the body (a sync
-    /// body on the blocking pool) and encodes its output. A panic becomes an error.
+    /// body on the blocking pool) and encodes its output. A panic becomes an error; a body that
+    /// called `ctx.cancel(..)` or `ctx.plugin_error(..)` ends that way whatever it returned.
     pub async fn call(&self) -> Result<Payload, TaskError> {
         let handler = (self.ctx.entry().handler)(self.ctx.clone(), self.args.clone());
-        match AssertUnwindSafe(handler).catch_unwind().await {
+        let result = match AssertUnwindSafe(handler).catch_unwind().await {
             Ok(result) => result,
             Err(panic) => Err(TaskError::new(TaskErrorKind::Panicked(panic_message(
                 panic,
             )))),
-        }
+        };
+        // A body that called `ctx.cancel(..)` or `ctx.plugin_error(..)` ends that way.
+        self.ctx.apply_ending(result)
     }
 
     /// Runs the `after` of each of the task's `middlewares_after`, in order.

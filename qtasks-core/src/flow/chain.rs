@@ -132,10 +132,17 @@ impl<Out: DeserializeOwned + Send + 'static> Chain<Out> {
     /// called inside a tokio runtime.
     pub fn start(self) -> ChainHandle<Out> {
         let current = Current::default();
+        let app = match &self.app {
+            Some(app) => app.name().to_string(),
+            None => App::current()
+                .map(|a| a.name().to_string())
+                .unwrap_or_default(),
+        };
         let join = tokio::spawn(self.drive(current.clone()));
         ChainHandle {
             join,
             current,
+            app,
             _out: PhantomData,
         }
     }
@@ -201,6 +208,8 @@ type Current = std::sync::Arc<Mutex<Option<(&'static str, Uuid)>>>;
 pub struct ChainHandle<Out> {
     join: JoinHandle<Result<Task<Payload>>>,
     current: Current,
+    /// The name of the app the chain runs on, for messages.
+    app: String,
     _out: PhantomData<fn() -> Out>,
 }
 
@@ -228,8 +237,10 @@ impl<Out: DeserializeOwned> ChainHandle<Out> {
                 Err(Error::Timeout {
                     task: format!("{task} (a chain step)"),
                     uuid,
+                    app: self.app.clone(),
                     waited: timeout,
                     status: TaskStatus::Process,
+                    apps: App::live_apps(),
                 })
             }
         }

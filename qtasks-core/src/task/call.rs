@@ -102,12 +102,14 @@ impl<T: TaskDef> TaskCall<T> {
         self.send(&app, uuid).await
     }
 
-    /// [`add_task`](Self::add_task) from sync code, blocking the thread (see
-    /// [`App::block_on`]): for sync tasks, threads and `main` without a runtime.
+    /// [`add_task`](Self::add_task) from sync code, blocking the thread: for sync tasks,
+    /// threads, `main` without a runtime, and async code on a multi-thread runtime. On a
+    /// current-thread runtime it returns an error saying to use the async form.
     pub fn add_task_blocking(self) -> Result<Task<T::Output>> {
         let app = self.app()?;
         let uuid = self.uuid(&app);
-        app.block_on(self.send(&app, uuid))
+        let what = format!("the blocking add_task of task {:?}", T::entry().name);
+        app.block_on_checked(&what, self.send(&app, uuid))?
     }
 
     /// The uuid the task gets on `app`: the one asked for, or a fresh one.

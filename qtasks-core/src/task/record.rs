@@ -128,10 +128,12 @@ impl<R: DeserializeOwned> Task<R> {
         app.wait(self.uuid, timeout).await?.decode::<R>()
     }
 
-    /// [`wait`](Self::wait) from sync code, blocking the thread (see [`App::block_on`]).
+    /// [`wait`](Self::wait) from sync code, blocking the thread (as
+    /// [`TaskCall::add_task_blocking`](crate::TaskCall::add_task_blocking)).
     pub fn wait_blocking(&self, timeout: Duration) -> Result<Task<R>> {
         let app = self.app.clone().ok_or(Error::NoApp)?;
-        app.block_on(self.wait(timeout))
+        let what = format!("the blocking wait of task {:?}", self.task_name.as_str());
+        app.block_on_checked(&what, self.wait(timeout))?
     }
 }
 
