@@ -84,6 +84,13 @@ async fn send_mail(_cfg: State<MailConfig>) {}
 fn charge(_cfg: State<BillingConfig>, _mail: State<MailConfig>, _greeting: State<Greeting>) {}
 
 #[test]
+fn an_app_that_serves_none_of_the_tasks_needing_a_state_builds_without_it() {
+    // `send_mail` and `charge` need states, but only apps that include their router serve them.
+    let app = builder("di-state-not-served").build().unwrap();
+    assert!(app.task("send_mail").is_none() && app.task("charge").is_none());
+}
+
+#[test]
 fn build_fails_listing_every_missing_state() {
     let err = builder("di-state-missing")
         .state(Greeting { word: "hi".into() })
