@@ -22,8 +22,35 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The guide in `docs/` walks through every feature; `examples/` has a runnable program for
-//! each. Backends are picked by cargo feature: `memory` (default, in-process) and `redis`.
+//! # The concepts, in the order a task meets them
+//!
+//! 1. **Tasks.** `#[qtasks::task]` (and `#[qtasks::shared_task]`) turns a function into a
+//!    typed task: `add.add_task(2, 3)`, or a [`TaskCall`] built with `add.call(2, 3)` and
+//!    `.priority(..)`, `.timeout(..)`, `.on(&app)`, `.idempotency_key(..)`. Attribute keys set
+//!    retries (`retry`, `retry_on`, [`Backoff`]), `max_time`, `priority`, middlewares
+//!    ([`TaskMiddleware`]), an executor ([`TaskExecutor`]), the result transform (`decode`).
+//!    Tasks are grouped with a [`Router`].
+//! 2. **The app.** [`App::builder`] picks the backend (`broker_url`, by cargo feature), the
+//!    routers, typed [`State`], [plugins](plugin), [events], [timers](timer) and the
+//!    [components](component); [`AppBuilder::build`] fails fast with every [`BuildProblem`].
+//! 3. **Enqueue.** The [`Task`] record comes back with status `new` ([`TaskStatus`]); calls by
+//!    name (`app.add_task("add", json!([2, 3]))`) and in bulk (`app.add_tasks(..)`) take the same
+//!    path.
+//! 4. **The worker.** [`App::spawn_worker`] (or `run_forever`) runs tasks with
+//!    `max_tasks_process` lanes, bounded prefetch and graceful shutdown ([`WorkerHandle`]).
+//! 5. **A running task** gets its [`TaskContext`] (`get_logger`, `get_config`, `get_metadata`,
+//!    `sleep`, `cancel`, ...), the echo handles [`AsyncTask`]/[`SyncTask`], and whatever its
+//!    extractor parameters ask for ([`FromTaskContext`]): [`Depends`] with its [`scope`],
+//!    [`State`], [`KvState`], a generator's [`Yield`].
+//! 6. **The end.** The outcome is stored and waiters wake: [`Task::wait`]; failures retry
+//!    while attempts remain; [chains](chain) and [`YieldStream`]s build on it.
+//! 7. **Testing and backends.** `qtasks::testing::TestKit` (feature `testing`) runs tasks
+//!    inline; [`backend`] has the component traits a backend implements, [`registry`] the task
+//!    registry.
+//!
+//! The guide in `docs/` walks through every feature (`docs/architecture.md` is the map of the
+//! code); `examples/` has a runnable program for each. Backends are picked by cargo feature:
+//! `memory` (default, in-process) and `redis`.
 #![warn(missing_docs)]
 
 // The user-facing items, by name (plumbing for generated code is in `__private`).
