@@ -13,7 +13,9 @@
 //!   enqueue until the broker has stored the last result;
 //! - `pickup`: an idle worker, tasks sent one at a time at a steady `--rate`: enqueue -> start;
 //! - `roundtrip`: `add_task` + wait for the result, one at a time;
-//! - `idle`: CPU used by an idle worker over two seconds.
+//! - `idle`: CPU used by an idle worker over two seconds;
+//! - `records`: memory held per finished no-op record (RSS after `--tasks` no-op tasks ran, with
+//!   their records kept for the result TTL, over the task count); not in the default set.
 //!
 //! Every scenario checks that each of its tasks ran exactly once and says so. The method is
 //! written in `docs/benchmarks.md`.
@@ -82,6 +84,7 @@ enum Scenario {
     Pickup,
     Roundtrip,
     Idle,
+    Records,
 }
 
 impl Scenario {
@@ -104,6 +107,7 @@ impl Scenario {
             Scenario::Pickup => "pickup",
             Scenario::Roundtrip => "roundtrip",
             Scenario::Idle => "idle",
+            Scenario::Records => "records",
         }
     }
 }
@@ -136,6 +140,10 @@ async fn noop(i: u32, data: String) -> u32 {
     }
     data.len() as u32
 }
+
+/// A task with no arguments and no result, for the record-size scenario.
+#[qtasks::task]
+async fn empty() {}
 
 /// The pickup probe: records how long ago it was enqueued.
 #[qtasks::task]
@@ -512,6 +520,36 @@ impl Bench {
         Ok(r)
     }
 
+    async fn records(&self) -> qtasks::Result<Report> {
+        let n = self.args.tasks;
+        let (app, counting) = self.app(Scenario::Records)?;
+        let before = rss_bytes();
+        let start = Instant::now();
+        let mut next = 0;
+        while next < n {
+            let end = (next + App::BULK_CHUNK as u32).min(n);
+            app.add_tasks((next..end).map(|_| empty.call())).await?;
+            next = end;
+        }
+        wait_stored(
+            &counting,
+            n as u64,
+            Duration::from_secs(600),
+            app.spawn_worker(),
+        )
+        .await?;
+        let elapsed = start.elapsed();
+        let held = rss_bytes().saturating_sub(before);
+        let stats = app.backend().broker.stats().await?;
+        let mut r = report(Scenario::Records, n as u64, elapsed, None);
+        r.note = format!(
+            "{} B of RSS per finished record ({} records kept)",
+            held / n.max(1) as u64,
+            stats.by_status.get("success").copied().unwrap_or(0)
+        );
+        Ok(r)
+    }
+
     async fn idle(&self) -> qtasks::Result<Report> {
         let (app, _counting) = self.app(Scenario::Idle)?;
         let worker = app.spawn_worker();
@@ -528,6 +566,15 @@ impl Bench {
         );
         Ok(r)
     }
+}
+
+/// This process's resident set size, in bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
 }
 
 fn report(
@@ -645,6 +692,7 @@ async fn main() -> qtasks::Result<()> {
             Scenario::Pickup => bench.pickup().await?,
             Scenario::Roundtrip => bench.roundtrip().await?,
             Scenario::Idle => bench.idle().await?,
+            Scenario::Records => bench.records().await?,
         };
         failed |= matches!(r.exactly_once, Some((m, d)) if m + d > 0);
         print(&args, &r);

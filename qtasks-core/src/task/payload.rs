@@ -36,8 +36,14 @@ impl Payload {
         })
     }
 
-    /// Copies freshly encoded bytes into one allocation (see [`INLINE`]).
+    /// Copies freshly encoded bytes into one allocation (see [`INLINE`]); a one-byte value
+    /// (`nil`, a boolean, a small integer, an empty map or list: most results) points into a
+    /// static table instead, with no allocation.
     fn from_encoded(encoded: &[u8]) -> Self {
+        if let [byte] = encoded {
+            let at = usize::from(*byte);
+            return Payload(Bytes::from_static(&ONE_BYTE[at..at + 1]));
+        }
         if encoded.len() <= INLINE {
             let mut data = [0; INLINE];
             data[..encoded.len()].copy_from_slice(encoded);
@@ -82,6 +88,17 @@ impl Payload {
 /// for a vector with spare capacity (or on the first clone of an exact one).
 const INLINE: usize = 55;
 
+/// Every byte value, for one-byte payloads.
+static ONE_BYTE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = i as u8;
+        i += 1;
+    }
+    table
+};
+
 /// The owner of a small payload's bytes.
 struct Inline {
     len: u8,
@@ -108,5 +125,26 @@ impl fmt::Debug for Payload {
             Some(v) => write!(f, "{v}"),
             None => write!(f, "<{} raw bytes>", self.0.len()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_byte_values_round_trip_from_the_static_table() {
+        assert_eq!(Payload::encode(&()).unwrap().as_bytes(), [0xc0]);
+        assert_eq!(Payload::encode(&7u32).unwrap().as_bytes(), [7]);
+        assert!(Payload::encode(&true).unwrap().decode::<bool>().unwrap());
+        assert_eq!(Payload::encode(&-3i8).unwrap().decode::<i8>().unwrap(), -3);
+        let empty: Vec<u8> = Payload::encode(&Vec::<u8>::new())
+            .unwrap()
+            .decode()
+            .unwrap();
+        assert!(empty.is_empty());
+        // Longer values are copied as before.
+        let text = Payload::encode(&"hello").unwrap();
+        assert_eq!(text.decode::<String>().unwrap(), "hello");
     }
 }

@@ -268,18 +268,22 @@ async fn lane(parts: Arc<Lane>) {
     } = &*parts;
     while let Some(job) = jobs.next(worker.shutdown()).await {
         let uuid = job.delivery.uuid;
+        // Without leases (an in-process backend) nothing can take a task away: no start to
+        // record, no stage to track.
         let ours = match starts {
             None => true,
-            Some(starts) => starts.push(job.delivery.lease()).await.unwrap_or(false),
+            Some(starts) => {
+                starts.push(job.delivery.lease()).await.unwrap_or(false) && worker.begin(uuid)
+            }
         };
-        if !ours || !worker.begin(uuid) {
+        if !ours {
             tracing::warn!(worker = %worker.id(), task_name = %job.delivery.task_name, task_uuid = %uuid, "not starting a prefetched task: {LEASE_LOST}");
             worker.release([uuid]);
             slots.add_permits(1);
             continue;
         }
         let outcome = execute(app, worker, &job.delivery, job.cancel).await;
-        if !worker.finish(uuid) {
+        if starts.is_some() && !worker.finish(uuid) {
             // Its lease went while it ran: the acknowledgement would be rejected.
             tracing::warn!(worker = %worker.id(), task_name = %job.delivery.task_name, task_uuid = %uuid, "not acknowledging a task stopped by a lost lease (its completion would be rejected): {LEASE_LOST}");
             worker.release([uuid]);
