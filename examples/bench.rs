@@ -66,6 +66,14 @@ struct Args {
     /// One JSON object per line and scenario instead of a table.
     #[arg(long)]
     json: bool,
+    /// Worker processes for `end_to_end` (0: one worker inside the bench process). With N, the
+    /// bench starts N copies of itself as workers on the same backend (Redis) and prints the
+    /// aggregate.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Internal: run as one of the worker processes of `--workers`, on this app.
+    #[arg(long, hide = true)]
+    worker_process: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,7 +314,16 @@ struct Bench {
 impl Bench {
     /// A fresh app (a fresh key space on Redis) whose broker counts stored results.
     fn app(&self, scenario: Scenario) -> qtasks::Result<(App, Arc<CountingBroker>)> {
-        let name = format!("bench-{}-{}", self.run_id, scenario.name());
+        self.app_named(self.app_name(scenario))
+    }
+
+    /// The name of a scenario's app in this run.
+    fn app_name(&self, scenario: Scenario) -> String {
+        format!("bench-{}-{}", self.run_id, scenario.name())
+    }
+
+    /// The app called `name`, whose broker counts stored results.
+    fn app_named(&self, name: String) -> qtasks::Result<(App, Arc<CountingBroker>)> {
         let mut builder = App::builder()
             .name(name.clone())
             .ignore_env()
@@ -431,6 +448,9 @@ impl Bench {
     }
 
     async fn end_to_end(&self) -> qtasks::Result<Report> {
+        if self.args.workers > 0 {
+            return self.end_to_end_processes().await;
+        }
         let n = self.args.tasks;
         reset_runs(n);
         let (app, counting) = self.app(Scenario::EndToEnd)?;
@@ -461,6 +481,117 @@ impl Bench {
             elapsed,
             Some(exactly_once(n)),
         ))
+    }
+
+    /// `end_to_end` with `--workers` worker processes: they report what they stored on their
+    /// standard output, and at the end which tasks they ran, for the exactly-once check.
+    async fn end_to_end_processes(&self) -> qtasks::Result<Report> {
+        let n = self.args.tasks;
+        reset_runs(n);
+        let name = self.app_name(Scenario::EndToEnd);
+        let (app, _counting) = self.app_named(name.clone())?;
+        let exe = std::env::current_exe().map_err(|e| qtasks::Error::Worker(e.to_string()))?;
+        let url = self
+            .args
+            .redis_url
+            .clone()
+            .or_else(|| std::env::var("QTASKS_REDIS_URL").ok())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
+        let mut children = Vec::new();
+        for k in 0..self.args.workers {
+            let mut child = std::process::Command::new(&exe)
+                .args(["--backend", "redis", "--redis-url", &url])
+                .args(["--concurrency", &self.args.concurrency.to_string()])
+                .args(["--worker-process", &name])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| qtasks::Error::Worker(format!("cannot start a worker: {e}")))?;
+            let stdout = child.stdout.take();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                let Some(stdout) = stdout else { return };
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if tx.send((k, line)).is_err() {
+                        return;
+                    }
+                }
+            });
+            children.push(child);
+        }
+        drop(tx);
+        let mut stored = vec![0u64; children.len()];
+        let mut ready = 0;
+        let mut finished = 0;
+        let limit = Instant::now() + Duration::from_secs(600);
+        let next_line = |rx: &std::sync::mpsc::Receiver<(usize, String)>| {
+            rx.recv_timeout(limit.saturating_duration_since(Instant::now()))
+                .map_err(|e| qtasks::Error::Worker(format!("a worker process went quiet: {e}")))
+        };
+        while ready < children.len() {
+            if next_line(&rx)?.1 == "ready" {
+                ready += 1;
+            }
+        }
+        let start = Instant::now();
+        let producer = {
+            let app = app.clone();
+            let data = self.data.clone();
+            tokio::spawn(async move {
+                let mut next = 0;
+                while next < n {
+                    let end = (next + App::BULK_CHUNK as u32).min(n);
+                    let calls: Vec<_> = (next..end).map(|i| noop.call(i, data.clone())).collect();
+                    app.add_tasks(calls).await?;
+                    next = end;
+                }
+                Ok::<_, qtasks::Error>(())
+            })
+        };
+        let elapsed = tokio::task::block_in_place(|| -> qtasks::Result<Duration> {
+            while stored.iter().sum::<u64>() < n as u64 {
+                let (k, line) = next_line(&rx)?;
+                if let Some(count) = line.strip_prefix("stored ") {
+                    stored[k] = count.parse().unwrap_or(stored[k]);
+                }
+            }
+            Ok(start.elapsed())
+        })?;
+        producer
+            .await
+            .map_err(|e| qtasks::Error::Worker(e.to_string()))??;
+        for child in &mut children {
+            drop(child.stdin.take()); // the worker stops at the end of its input
+        }
+        tokio::task::block_in_place(|| -> qtasks::Result<()> {
+            while finished < children.len() {
+                let (_, line) = next_line(&rx)?;
+                if let Some(list) = line.strip_prefix("ran ") {
+                    for i in list.split(',').filter_map(|i| i.parse::<usize>().ok()) {
+                        if let Some(slot) = RUNS.get(i) {
+                            slot.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                } else if line == "done" {
+                    finished += 1;
+                }
+            }
+            Ok(())
+        })?;
+        for mut child in children {
+            let _ = child.wait();
+        }
+        let mut r = report(Scenario::EndToEnd, n as u64, elapsed, Some(exactly_once(n)));
+        r.note = format!(
+            "{} worker processes, stored per process: {stored:?}",
+            self.args.workers
+        );
+        Ok(r)
     }
 
     async fn pickup(&self) -> qtasks::Result<Report> {
@@ -657,6 +788,53 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
+/// One worker process of `--workers`: runs a worker on app `name`, prints `ready`, then
+/// `stored N` as results are stored; at the end of its standard input it stops and prints
+/// the tasks it ran (`ran i,j,..`) and `done`.
+async fn worker_process(bench: &Bench, name: String) -> qtasks::Result<()> {
+    let (app, counting) = bench.app_named(name)?;
+    counting.target.store(0, Ordering::Release);
+    let worker = app.spawn_worker();
+    println!("ready");
+    let reporter = {
+        let counting = counting.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                let notified = counting.done.notified();
+                tokio::pin!(notified);
+                // Registered before reading, so a store in between wakes it.
+                notified.as_mut().enable();
+                let now = counting.stored.load(Ordering::Acquire);
+                if now != last {
+                    println!("stored {now}");
+                    last = now;
+                }
+                notified.await;
+            }
+        })
+    };
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    })
+    .await
+    .map_err(|e| qtasks::Error::Worker(e.to_string()))?;
+    worker.shutdown().await?;
+    reporter.abort();
+    let ran: Vec<usize> = RUNS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, slot)| std::iter::repeat_n(i, slot.load(Ordering::Relaxed) as usize))
+        .collect();
+    for chunk in ran.chunks(10_000) {
+        let list: Vec<String> = chunk.iter().map(usize::to_string).collect();
+        println!("ran {}", list.join(","));
+    }
+    println!("done");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
     let args = Args::parse();
@@ -681,6 +859,9 @@ async fn main() -> qtasks::Result<()> {
                 .map(|n| n.get())
                 .unwrap_or(1)
         );
+    }
+    if let Some(name) = args.worker_process.clone() {
+        return worker_process(&bench, name).await;
     }
     let mut failed = false;
     for s in scenarios {
