@@ -78,6 +78,7 @@ pub use uuid::Uuid;
 /// The task registry: the entries `#[qtasks::task]` registers at link time, for tools that
 /// list or inspect tasks (`app.tasks()`, `app.task(name)` return them).
 pub mod registry {
+    pub use crate::task::args::{check_args, ArgsError, FieldCheck, TaskParam};
     pub use crate::task::entry::{
         AfterFn, BeforeFn, Check, ExecuteFn, ExecutorRef, Handler, MiddlewareRef, ResultTransform,
         RetryOn, TaskEntry, TaskKind, TaskOptions, TASKS,
@@ -137,6 +138,7 @@ pub mod __private {
         ExecutorRef, MiddlewareRef, ResultTransform, RetryOn, TaskEntry, TaskKind, TaskOptions,
         TASKS,
     };
+    pub use crate::task::args::{field_decoder, FieldDecoder, TaskParam};
     pub use crate::{
         App, Backoff, FromTaskContext, Missing, Payload, Result, Task, TaskCall, TaskContext,
         TaskDef, TaskError, TaskExecutor, TaskMiddleware, Yield,

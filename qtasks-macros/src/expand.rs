@@ -69,11 +69,7 @@ pub(crate) fn expand(task: &TaskModel) -> TokenStream {
     let field_types: Vec<_> = payload.iter().map(|(_, ty)| *ty).collect();
     let signature = payload
         .iter()
-        .map(|(id, ty)| {
-            format!("{}: {}", id, ty.to_token_stream())
-                .replace(" < ", "<")
-                .replace(" >", ">")
-        })
+        .map(|(id, ty)| format!("{}: {}", id, type_text(ty)))
         .collect::<Vec<_>>()
         .join(", ");
     // Each field (de)serializes through a function that compiles even when its type is not
@@ -81,12 +77,32 @@ pub(crate) fn expand(task: &TaskModel) -> TokenStream {
     // the parameter) instead of a dozen from serde's derive.
     let mut field_attrs = Vec::new();
     let mut field_fns = Vec::new();
+    // Each parameter's registry record, whose check decodes one value through the same field
+    // function as the worker (`App::add_task` checks by-name arguments with it).
+    let mut params = Vec::new();
     for (id, ty) in &payload {
         let ser = format_ident!("__ser_{}", id);
         let de = format_ident!("__de_{}", id);
         let ser_path = format!("{args_ident}::{ser}");
         let de_path = format!("{args_ident}::{de}");
         field_attrs.push(quote!(#[serde(serialize_with = #ser_path, deserialize_with = #de_path)]));
+        let param_name = id.to_string();
+        let param_ty = type_text(ty);
+        params.push(quote! {
+            #p::TaskParam {
+                name: #param_name,
+                ty: #param_ty,
+                check: {
+                    fn __check(__bytes: &[u8]) -> ::core::result::Result<(), ::std::string::String> {
+                        let mut __decoder = #p::field_decoder(__bytes);
+                        #args_ident::#de(&mut __decoder)
+                            .map(|_| ())
+                            .map_err(|__e| ::std::string::ToString::to_string(&__e))
+                    }
+                    __check
+                },
+            }
+        });
         field_fns.push(quote! {
             fn #ser<__S: #p::serde::Serializer>(__v: &#ty, __s: __S) -> ::core::result::Result<__S::Ok, __S::Error> {
                 #[allow(unused_imports)]
@@ -306,6 +322,7 @@ pub(crate) fn expand(task: &TaskModel) -> TokenStream {
             shared: #shared,
             router: #router,
             signature: #signature,
+            params: &[#(#params),*],
             output: #output_str,
             options: #options,
             check: {
@@ -348,6 +365,29 @@ fn generate_fn(task: &TaskModel, ty: &syn::Type, p: &TokenStream) -> TokenStream
             }
         },
     }
+}
+
+/// A type (or any tokens) as a person writes it: `Result<u8, KeyError>`, not the token
+/// stream's `Result < u8 , KeyError >`.
+pub(crate) fn type_text(tokens: &impl ToTokens) -> String {
+    let mut text = tokens.to_token_stream().to_string();
+    for (from, to) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+        (" ;", ";"),
+    ] {
+        text = text.replace(from, to);
+    }
+    text
 }
 
 fn path_str(path: &syn::Path) -> String {

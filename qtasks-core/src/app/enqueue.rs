@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::app::handle::App;
 use crate::backend::{CancelOutcome, NewTask};
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::ext::hooks;
 use crate::ext::plugin::Trigger;
 use crate::task::call::TaskCall;
@@ -35,18 +35,25 @@ impl App {
 
     /// Enqueues a task by name, for dynamic use (`app.add_task("add", json!([2, 3]))`).
     ///
-    /// `args` is a named map (`{"a": 2, "b": 3}`) or a positional list (`[2, 3]`); whether it
-    /// fits the task's parameters is checked by the worker, which ends the task with status
-    /// `error` naming the expected types when it does not. Typed calls
+    /// `args` is a named map (`{"a": 2, "b": 3}`) or a positional list (`[2, 3]`). It is checked
+    /// against the task's parameters before anything is written: a map must have exactly the
+    /// parameters' keys, a list one value per parameter, and each value must decode as its
+    /// parameter's type. When they do not fit, this fails with [`Error::Encode`] whose source
+    /// is the [`ArgsError`](crate::registry::ArgsError) naming the argument, the type it
+    /// expects and the value given (`argument "a" expects i64, got "x"`). Typed calls
     /// (`add.call(2, 3).on(&app)`) are checked at compile time instead.
     pub async fn add_task(&self, task_name: &str, args: impl Serialize) -> Result<Task> {
         let entry = self
             .task(task_name)
             .ok_or_else(|| self.unknown_task(task_name))?;
-        let args = Payload::encode(&args).map_err(|e| Error::Encode {
+        let encode_error = |source: BoxError| Error::Encode {
             task: task_name.to_string(),
-            source: Box::new(e),
-        })?;
+            source,
+        };
+        let args = Payload::encode(&args).map_err(|e| encode_error(Box::new(e)))?;
+        entry
+            .check_args(&args)
+            .map_err(|e| encode_error(Box::new(e)))?;
         self.enqueue(Uuid::new_v4(), entry, None, args).await
     }
 

@@ -32,14 +32,22 @@ pub async fn run_blocking<R: Send + 'static>(
     }
 }
 
-/// Decodes a task's arguments, naming the task and its parameters when they do not fit.
+/// Decodes a task's arguments, naming the task and its parameters when they do not fit, and
+/// the argument that does not (the arguments may come from any producer, unchecked).
 pub fn decode_args<A: DeserializeOwned>(ctx: &TaskContext, args: &Payload) -> Result<A, TaskError> {
     args.decode::<A>().map_err(|e| {
         let entry = ctx.entry();
-        TaskError::new(TaskErrorKind::BadArguments(format!(
-            "task {:?} expects arguments ({}) but got {:?}: {e}",
-            entry.name, entry.signature, args
-        )))
+        let message = match entry.check_args(args) {
+            Err(problem) => format!(
+                "task {:?} expects arguments ({}): {problem}",
+                entry.name, entry.signature
+            ),
+            Ok(()) => format!(
+                "task {:?} expects arguments ({}) but got {:?}: {e}",
+                entry.name, entry.signature, args
+            ),
+        };
+        TaskError::new(TaskErrorKind::BadArguments(message))
     })
 }
 

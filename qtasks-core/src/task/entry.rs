@@ -15,6 +15,7 @@ use crate::app::handle::App;
 use crate::backend::Outcome;
 use crate::context::TaskContext;
 use crate::error::{Missing, TaskError};
+use crate::task::args::{check_args, ArgsError, TaskParam};
 use crate::task::backoff::Backoff;
 use crate::task::payload::Payload;
 use crate::task::router::Router;
@@ -193,6 +194,9 @@ pub struct TaskEntry {
     pub router: Option<&'static Router>,
     /// The payload parameters as written (`a: i64, b: i64`), for error messages.
     pub signature: &'static str,
+    /// The payload parameters in order, each with its name, type and generated check: what
+    /// [`check_args`](Self::check_args) checks by-name arguments against.
+    pub params: &'static [TaskParam],
     /// The output type as written, for error messages.
     pub output: &'static str,
     /// Options from the attribute.
@@ -207,6 +211,13 @@ impl TaskEntry {
     /// `file:line` of the definition.
     pub fn location(&self) -> String {
         format!("{}:{}", self.file, self.line)
+    }
+
+    /// Whether encoded arguments (a named map or a positional list) fit this task's
+    /// parameters: exactly its keys, or one value per parameter, each decoding as its type.
+    /// `app.add_task(name, args)` runs it before anything is written.
+    pub fn check_args(&self, args: &Payload) -> Result<(), ArgsError> {
+        check_args(self.params, self.signature, args)
     }
 
     /// A check that finds nothing (for tasks without extractors).
