@@ -21,6 +21,10 @@
 //! shop --json stats                   # any command's output as JSON, for programs
 //! ```
 //!
+//! Every command exits with a documented code ([`Exit`], listed in `--help`): `add --wait`
+//! exits 3 when the task ended `error`, 4 when it ended `cancel`, 5 when it did not finish in
+//! time; 2 is bad input, 6 an unreachable backend.
+//!
 //! The command line takes an [`AppBuilder`] rather than an app, so that `run --concurrency`
 //! and `--broker-url` apply before the app is built. Runtime figures (`stats`, `get`) come
 //! from the backend: with the in-process memory backend they describe this process only;
@@ -31,13 +35,87 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use qtasks_core::{App, AppBuilder, Error, Result, Task};
+use qtasks_core::{App, AppBuilder, Error, Result, Task, TaskStatus};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+/// The exit codes, as `--help` lists them (one line per [`Exit`]).
+const EXIT_CODES: &str = "Exit codes:
+  0  success (`add --wait`: the task ended `success`)
+  1  any other failure (the app cannot be built, the output cannot be written)
+  2  bad input: a usage error, arguments that are not JSON or do not fit the task, an unknown task or uuid, an invalid setting
+  3  `add --wait`: the task ended `error`
+  4  `add --wait`: the task ended `cancel`
+  5  `add --wait`: the task did not finish in time
+  6  the backend is unreachable or failed";
+
+/// How a command ended: the process's exit code (`--help` and `docs/cli.md` list them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: the command did what it was asked (`add --wait`: the task ended `success`).
+    Success,
+    /// 1: any other failure (the app cannot be built, the output cannot be written).
+    Failure,
+    /// 2: bad input: a usage error, arguments that are not JSON or do not fit the task, an
+    /// unknown task name or uuid, an invalid setting. clap's usage errors exit 2 as well.
+    BadInput,
+    /// 3: `add --wait`: the task ended with status `error`.
+    TaskFailed,
+    /// 4: `add --wait`: the task ended with status `cancel`.
+    TaskCancelled,
+    /// 5: `add --wait`: the task did not reach a final status in time.
+    TimedOut,
+    /// 6: the backend (broker, storage, global config) could not be reached or failed.
+    BackendUnreachable,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::BadInput => 2,
+            Exit::TaskFailed => 3,
+            Exit::TaskCancelled => 4,
+            Exit::TimedOut => 5,
+            Exit::BackendUnreachable => 6,
+        }
+    }
+
+    /// The exit of a command that failed with `err`.
+    pub fn of_error(err: &Error) -> Exit {
+        match err {
+            Error::Config { .. }
+            | Error::UnknownTask { .. }
+            | Error::Encode { .. }
+            | Error::NotFound(_) => Exit::BadInput,
+            Error::Timeout { .. } => Exit::TimedOut,
+            Error::Backend { .. } => Exit::BackendUnreachable,
+            Error::ChainStep { status, .. } => Exit::of_status(*status),
+            _ => Exit::Failure,
+        }
+    }
+
+    /// The exit of `add --wait` for the task's final status.
+    pub fn of_status(status: TaskStatus) -> Exit {
+        match status {
+            TaskStatus::Error => Exit::TaskFailed,
+            TaskStatus::Cancel => Exit::TaskCancelled,
+            _ => Exit::Success,
+        }
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit.code())
+    }
+}
+
 /// The command line of a qtasks app.
 #[derive(Debug, Parser)]
-#[command(about = "Run and operate a qtasks app", long_about = None)]
+#[command(about = "Run and operate a qtasks app", long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// The backend to use (`memory://`, `redis://host:port/db`); overrides QTASKS_BROKER_URL.
     #[arg(long, global = true, value_name = "URL")]
@@ -82,27 +160,39 @@ pub enum Command {
 }
 
 /// Parses the process's arguments and runs the command, printing to stdout; returns the exit
-/// code for `main` (failure after printing the error to stderr). Prints help or a usage
-/// error and exits the process when the arguments ask for it.
+/// code for `main` ([`Exit`]; on failure after printing the error to stderr). Prints help or
+/// a usage error and exits the process when the arguments ask for it.
 pub async fn main(builder: AppBuilder) -> std::process::ExitCode {
-    let cli = parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    main_from(builder, std::env::args_os()).await.into()
+}
+
+/// [`main`] with the arguments given (the first one is the program name) instead of the
+/// process's: prints to stdout and stderr, returns how the command ended.
+pub async fn main_from<I, T>(builder: AppBuilder, args: I) -> Exit
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = parse(args).unwrap_or_else(|e| e.exit());
     let mut out = std::io::stdout();
     match execute(builder, cli, &mut out).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(exit) => exit,
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
+            Exit::of_error(&e)
         }
     }
 }
 
 /// Parses `args` (the first one is the program name) and runs the command, writing its output
-/// to `out` (tests, embedding). A usage error is [`Error::Config`] with clap's message.
+/// to `out` (tests, embedding); returns how it ended (`add --wait` of a task that failed is
+/// `Ok(Exit::TaskFailed)`, its record written to `out`). A usage error is [`Error::Config`]
+/// with clap's message; [`Exit::of_error`] gives an error's exit code.
 pub async fn run_from<I, T>(
     builder: AppBuilder,
     args: I,
     out: &mut (dyn Write + Send),
-) -> Result<()>
+) -> Result<Exit>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -129,12 +219,12 @@ where
     Cli::from_arg_matches(&matches)
 }
 
-/// Runs a parsed command.
+/// Runs a parsed command; returns how it ended (see [`run_from`]).
 pub async fn execute(
     mut builder: AppBuilder,
     cli: Cli,
     out: &mut (dyn Write + Send),
-) -> Result<()> {
+) -> Result<Exit> {
     if let Some(url) = &cli.broker_url {
         builder = builder.broker_url(url.clone());
     }
@@ -158,7 +248,8 @@ pub async fn execute(
             )
             .map_err(io_error)?;
             app.run_forever().await?;
-            writeln!(out, "stopped").map_err(io_error)
+            writeln!(out, "stopped").map_err(io_error)?;
+            Ok(Exit::Success)
         }
         Command::Add { task, args, wait } => {
             let args: Value = serde_json::from_str(&args).map_err(|e| Error::Config {
@@ -168,22 +259,29 @@ pub async fn execute(
                     "JSON arguments: a map (`{{\"a\": 2}}`) or a list (`[2, 3]`): {e}"
                 ),
             })?;
+            let timeout = wait
+                .map(|secs| {
+                    Duration::try_from_secs_f64(secs).map_err(|_| Error::Config {
+                        key: "--wait".into(),
+                        value: secs.to_string(),
+                        expected: "a positive number of seconds".into(),
+                    })
+                })
+                .transpose()?;
             let mut record = app.add_task(&task, args).await?;
-            if let Some(secs) = wait {
-                let timeout = Duration::try_from_secs_f64(secs).map_err(|_| Error::Config {
-                    key: "--wait".into(),
-                    value: secs.to_string(),
-                    expected: "a positive number of seconds".into(),
-                })?;
+            let mut exit = Exit::Success;
+            if let Some(timeout) = timeout {
                 record = app.wait(record.uuid, timeout).await?;
+                exit = Exit::of_status(record.status);
             }
-            print_task(out, &record, json)
+            print_task(out, &record, json)?;
+            Ok(exit)
         }
         Command::Get { uuid } => match app.get(uuid).await? {
-            Some(task) => print_task(out, &task, json),
+            Some(task) => print_task(out, &task, json).map(|()| Exit::Success),
             None => Err(Error::NotFound(uuid)),
         },
-        Command::Inspect => print(out, json, &inspect(&app), inspect_text),
+        Command::Inspect => print(out, json, &inspect(&app), inspect_text).map(|()| Exit::Success),
         Command::Stats => {
             let stats = app.backend().broker.stats().await?;
             let workers = app.backend().global_config.live_workers().await?;
@@ -197,7 +295,7 @@ pub async fn execute(
                 "dead_letter": stats.dead_letter,
                 "live_workers": workers,
             });
-            print(out, json, &value, stats_text)
+            print(out, json, &value, stats_text).map(|()| Exit::Success)
         }
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use common::DEADLINE;
 use futures::future::BoxFuture;
+use qtasks::cli::Exit;
 use qtasks::component::Starter;
 use qtasks::memory::MemoryBackend;
-use qtasks::{cli, App};
+use qtasks::{cli, App, TaskContext, TaskError};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -18,11 +19,32 @@ async fn add(a: i64, b: i64) -> i64 {
     a + b
 }
 
+/// A lookup that fails (the seeds' `KeyError`).
+#[derive(Debug, thiserror::Error)]
+#[error("no such key")]
+struct KeyError;
+
+#[qtasks::task]
+fn lookup(key: String) -> Result<u8, KeyError> {
+    let _ = key;
+    Err(KeyError)
+}
+
+#[qtasks::task]
+async fn give_up(ctx: TaskContext) -> Result<(), TaskError> {
+    Err(ctx.cancel("not today"))
+}
+
 async fn run(builder: qtasks::AppBuilder, args: &[&str]) -> qtasks::Result<String> {
+    run_exit(builder, args).await.map(|(out, _)| out)
+}
+
+/// The output and the exit code of a command that did not fail.
+async fn run_exit(builder: qtasks::AppBuilder, args: &[&str]) -> qtasks::Result<(String, Exit)> {
     let mut out = Vec::new();
     let argv = std::iter::once("app").chain(args.iter().copied());
-    cli::run_from(builder, argv, &mut out).await?;
-    Ok(String::from_utf8(out).unwrap())
+    let exit = cli::run_from(builder, argv, &mut out).await?;
+    Ok((String::from_utf8(out).unwrap(), exit))
 }
 
 fn shared(name: &str) -> (Arc<MemoryBackend>, impl Fn() -> qtasks::AppBuilder) {
@@ -57,6 +79,111 @@ async fn inspect_lists_the_app_its_tasks_and_their_options() {
     assert_eq!(task["tags"][0], "math");
     assert_eq!(json["config"]["max_tasks_process"], 10);
     assert_eq!(json["timers"][0]["task"], "add");
+}
+
+#[tokio::test]
+async fn inspect_prints_signatures_as_written() {
+    let text = run(common::builder("cli-inspect-sig"), &["inspect"])
+        .await
+        .unwrap();
+    assert!(
+        text.contains("lookup (key: String) -> Result<u8, KeyError>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("give_up () -> Result<(), TaskError>"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn add_wait_exits_with_the_tasks_end() {
+    let (_backend, builder) = shared("cli-exit");
+    let app = builder().build().unwrap();
+    let worker = app.spawn_worker();
+    let (out, exit) = run_exit(builder(), &["add", "add", "[1, 2]", "--wait", "10"])
+        .await
+        .unwrap();
+    assert_eq!(exit, Exit::Success, "{out}");
+    let (out, exit) = run_exit(builder(), &["add", "lookup", r#"["k"]"#, "--wait", "10"])
+        .await
+        .unwrap();
+    assert_eq!(exit, Exit::TaskFailed, "{out}");
+    assert!(
+        out.contains("status: error") && out.contains("no such key"),
+        "{out}"
+    );
+    let (out, exit) = run_exit(builder(), &["add", "give_up", "[]", "--wait", "10"])
+        .await
+        .unwrap();
+    assert_eq!(exit, Exit::TaskCancelled, "{out}");
+    assert!(out.contains("not today"), "{out}");
+    // Without `--wait` the command only enqueues: it succeeded.
+    let (_, exit) = run_exit(builder(), &["add", "lookup", r#"["k"]"#])
+        .await
+        .unwrap();
+    assert_eq!(exit, Exit::Success);
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn failures_have_documented_exit_codes() {
+    let codes = [
+        (Exit::Success, 0),
+        (Exit::Failure, 1),
+        (Exit::BadInput, 2),
+        (Exit::TaskFailed, 3),
+        (Exit::TaskCancelled, 4),
+        (Exit::TimedOut, 5),
+        (Exit::BackendUnreachable, 6),
+    ];
+    let help = <cli::Cli as clap::CommandFactory>::command()
+        .render_long_help()
+        .to_string();
+    for (exit, code) in codes {
+        assert_eq!(exit.code(), code);
+        assert!(help.contains(&format!("  {code}  ")), "{help}");
+    }
+    let bad = |args: &'static [&'static str]| async move {
+        let err = run(common::builder("cli-codes"), args).await.unwrap_err();
+        Exit::of_error(&err)
+    };
+    assert_eq!(bad(&["add", "add", "{nope"]).await, Exit::BadInput);
+    assert_eq!(bad(&["add", "missing", "[]"]).await, Exit::BadInput);
+    assert_eq!(
+        bad(&["add", "add", r#"{"a": "x", "b": 1}"#]).await,
+        Exit::BadInput
+    );
+    assert_eq!(bad(&["frobnicate"]).await, Exit::BadInput);
+    assert_eq!(
+        bad(&["get", "6f1f7b36-0000-4000-8000-000000000000"]).await,
+        Exit::BadInput
+    );
+    // No worker: the wait runs out.
+    assert_eq!(
+        bad(&["add", "add", "[1, 2]", "--wait", "0.05"]).await,
+        Exit::TimedOut
+    );
+    assert_eq!(
+        Exit::of_error(&qtasks::Error::backend("broker", "connection refused")),
+        Exit::BackendUnreachable
+    );
+    assert_eq!(
+        std::process::ExitCode::from(Exit::TaskFailed),
+        std::process::ExitCode::from(3)
+    );
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn an_unreachable_backend_has_its_own_exit_code() {
+    let err = run(
+        common::builder("cli-unreachable"),
+        &["--broker-url", "redis://127.0.0.1:1/0", "stats"],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(Exit::of_error(&err), Exit::BackendUnreachable, "{err}");
 }
 
 #[tokio::test]

@@ -153,7 +153,11 @@ pub(crate) fn expand(task: &TaskModel) -> TokenStream {
         Some(_) => quote!(#p::serde_json::Value),
         None => output_ty,
     };
-    let output_str = fn_output_ty.to_string();
+    // The return type as written, for `inspect` and messages.
+    let output_str = match &task.ret {
+        Return::Unit => "()".to_string(),
+        Return::Plain(ty) | Return::Result(ty) => type_text(ty),
+    };
 
     // Handler: decode, extract, call, encode.
     let mut extract_stmts = Vec::new();

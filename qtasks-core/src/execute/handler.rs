@@ -55,7 +55,7 @@ pub fn decode_args<A: DeserializeOwned>(ctx: &TaskContext, args: &Payload) -> Re
 pub fn encode_output<T: Serialize>(ctx: &TaskContext, output: &T) -> Result<Payload, TaskError> {
     Payload::encode(output).map_err(|e| {
         TaskError::msg(format!(
-            "cannot encode the result of task {:?} (type `{}`): {e}",
+            "cannot encode the result of task {:?} (it returns `{}`): {e}",
             ctx.task_name(),
             ctx.entry().output
         ))
@@ -69,7 +69,7 @@ pub fn decode_output<T: DeserializeOwned>(
 ) -> Result<T, TaskError> {
     output.decode::<T>().map_err(|e| {
         TaskError::msg(format!(
-            "cannot read back the result of task {:?} as `{}` for its result transform (`decode = ..`) (a middleware after may have replaced it with another type): {e}",
+            "cannot read back the result of task {:?} (it returns `{}`) for its result transform (`decode = ..`) (a middleware after may have replaced it with another type): {e}",
             ctx.task_name(),
             ctx.entry().output
         ))

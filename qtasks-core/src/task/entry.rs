@@ -197,7 +197,8 @@ pub struct TaskEntry {
     /// The payload parameters in order, each with its name, type and generated check: what
     /// [`check_args`](Self::check_args) checks by-name arguments against.
     pub params: &'static [TaskParam],
-    /// The output type as written, for error messages.
+    /// The return type as written (`i64`, `Result<u8, KeyError>`; `()` without one), for
+    /// `inspect` and error messages.
     pub output: &'static str,
     /// Options from the attribute.
     pub options: TaskOptions,
