@@ -837,6 +837,13 @@ async fn worker_process(bench: &Bench, name: String) -> qtasks::Result<()> {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Logs on stderr, so that the report on stdout stays clean: RUST_LOG, default warn.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let args = Args::parse();
     let scenarios = if args.scenarios.is_empty() {
         Scenario::ALL.to_vec()

@@ -44,6 +44,12 @@ async fn wait_until_running(running: &mut UnboundedReceiver<Uuid>, uuid: Uuid) {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     // The `task_running` event tells when a task has started, so we can cancel it mid-run.
     let (started, mut running) = unbounded_channel();
     let events = Events::new().on_task_running(move |e| {

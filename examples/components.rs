@@ -72,6 +72,12 @@ impl Worker for Announced {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let log = Arc::new(Mutex::new(Vec::new()));
     let recorded = log.clone();
     let app = App::builder()

@@ -107,6 +107,12 @@ fn report(pool: Depends<Pool, scope::Worker>, totals: KvState<u64>) -> String {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let app = App::builder()
         .name("dependencies")
         .state(DbConfig {

@@ -64,7 +64,13 @@ fn sync_tour(task: SyncTask) -> Result<String, TaskError> {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
-    tracing_subscriber::fmt().with_target(false).init();
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .try_init();
     let app = App::builder().name("echo-ctx").build()?;
     let worker = app.spawn_worker();
     let done = tour.add_task(7).await?.wait(Duration::from_secs(5)).await?;

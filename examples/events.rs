@@ -23,6 +23,12 @@ async fn skip(ctx: TaskContext) -> Result<u8, TaskError> {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let events = Events::new()
         .on_starting(|e| println!("starting app {}", e.app.name()))
         .on_worker_running(|e| println!("worker {} running", e.worker_id))

@@ -22,6 +22,12 @@ async fn checkout(y: Yield<String, u32>, items: Vec<String>) -> u32 {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let app = App::builder().name("generator").build()?;
     let worker = app.spawn_worker();
     let items = vec!["tea".to_string(), "coffee".to_string(), "cake".to_string()];

@@ -41,10 +41,13 @@ impl Plugin for Audit {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
-    // Plugin failures are reported through `tracing`: show errors.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("error"))
-        .init();
+    // Plugin failures are reported through `tracing`: show errors (RUST_LOG for more).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .try_init();
     // A closure plugin on every component: doubles integer results, answers plugin errors.
     let doubler = plugin::from_fn("doubler", |t: &mut Trigger<'_>| {
         match t {

@@ -36,6 +36,12 @@ async fn report(task: AsyncTask, n: i64) -> Result<String, TaskError> {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let app = App::builder()
         .name("quickstart")
         .max_tasks_process(8)

@@ -29,6 +29,12 @@ fn app(url: &str) -> qtasks::Result<App> {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let args: Vec<String> = std::env::args().collect();
     if let [_, mode, url] = args.as_slice() {
         if mode == "worker" {

@@ -37,6 +37,12 @@ fn always_fails() -> Result<(), std::io::Error> {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let app = App::builder().name("retry").build()?;
     let worker = app.spawn_worker();
     let wait = Duration::from_secs(10);

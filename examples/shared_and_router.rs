@@ -32,6 +32,12 @@ mod billing {
 }
 
 fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let rt = tokio::runtime::Runtime::new().map_err(|e| qtasks::Error::Worker(e.to_string()))?;
     let _guard = rt.enter();
     let shop = App::builder()

@@ -17,6 +17,12 @@ async fn signup(task: AsyncTask, user: String) -> Result<String, TaskError> {
 }
 
 fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let kit = TestKit::new(App::builder().name("testkit"))?;
     let done = kit.run_blocking(signup.call("ada".into()))?;
     println!("signup -> [{}] {:?}", done.status, done.returning);

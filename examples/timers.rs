@@ -20,6 +20,12 @@ async fn report(kind: String) -> String {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    // Show the logs (tasks' `ctx.get_logger(..)` lines, the worker's own): RUST_LOG, default info.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
     let app = App::builder()
         .name("timers")
         // Every 500 ms, on multiples of 500 ms since the epoch; the task gets the tick's time.

@@ -19,7 +19,14 @@
 //! shop inspect                        # the app, its tasks and their options, plugins, timers
 //! shop stats                          # queue depth per priority, counts per status, live workers
 //! shop --json stats                   # any command's output as JSON, for programs
+//! RUST_LOG=debug shop run             # log lines on stderr: the tasks' and the worker's
+//! shop --log-format json run          # ... as JSON, one object per line
 //! ```
+//!
+//! [`main`] installs a `tracing` subscriber writing to stderr, unless the program has set a
+//! global one already: its level comes from `RUST_LOG` (default `info`), its format from
+//! `--log-format text|json`. That is where `ctx.get_logger(..)` lines and the worker's own
+//! lines appear.
 //!
 //! Every command exits with a documented code ([`Exit`], listed in `--help`): `add --wait`
 //! exits 3 when the task ended `error`, 4 when it ended `cancel`, 5 when it did not finish in
@@ -31,10 +38,10 @@
 //! point `--broker-url` at Redis to see the whole deployment.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use qtasks_core::{App, AppBuilder, Error, Result, Task, TaskStatus};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -123,9 +130,47 @@ pub struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The format of the log lines on stderr; their level comes from RUST_LOG (default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of the log lines [`main`] writes to stderr (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event: time, level, target, message and fields.
+    #[default]
+    Text,
+    /// One JSON object per event (`{"timestamp":..,"level":"INFO","fields":{"message":..}}`).
+    Json,
+}
+
+/// Installs a global `tracing` subscriber that writes to stderr in `format`, with the levels
+/// of `RUST_LOG` (default `info`; an invalid `RUST_LOG` is reported and `info` used). Returns
+/// whether it was installed: `false` when the program has set a global subscriber already,
+/// which is then kept. [`main`] calls it; call it yourself when you run commands with
+/// [`run_from`].
+pub fn install_logging(format: LogFormat) -> bool {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("warning: RUST_LOG={spec:?} is not a valid log filter ({e}); logging at level info, as without RUST_LOG");
+            EnvFilter::new("info")
+        }),
+        _ => EnvFilter::new("info"),
+    };
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let installed = match format {
+        LogFormat::Text => fmt.try_init(),
+        LogFormat::Json => fmt.json().try_init(),
+    };
+    installed.is_ok()
 }
 
 /// The subcommands.
@@ -167,13 +212,15 @@ pub async fn main(builder: AppBuilder) -> std::process::ExitCode {
 }
 
 /// [`main`] with the arguments given (the first one is the program name) instead of the
-/// process's: prints to stdout and stderr, returns how the command ended.
+/// process's: installs the logging ([`install_logging`]), prints to stdout and stderr, returns
+/// how the command ended.
 pub async fn main_from<I, T>(builder: AppBuilder, args: I) -> Exit
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
     let cli = parse(args).unwrap_or_else(|e| e.exit());
+    install_logging(cli.log_format);
     let mut out = std::io::stdout();
     match execute(builder, cli, &mut out).await {
         Ok(exit) => exit,

@@ -35,6 +35,12 @@ async fn give_up(ctx: TaskContext) -> Result<(), TaskError> {
     Err(ctx.cancel("not today"))
 }
 
+#[qtasks::task]
+async fn noisy(ctx: TaskContext) -> u8 {
+    ctx.get_logger("noisy").info("hello from noisy");
+    1
+}
+
 async fn run(builder: qtasks::AppBuilder, args: &[&str]) -> qtasks::Result<String> {
     run_exit(builder, args).await.map(|(out, _)| out)
 }
@@ -317,4 +323,99 @@ async fn run_applies_concurrency_and_runs_the_starter() {
     assert_eq!(rx.recv().await, Some(3));
     assert!(text.contains("worker with concurrency 3"), "{text}");
     assert!(text.trim_end().ends_with("stopped"), "{text}");
+}
+
+/// The environment variable that makes [`cli_child`] run the command line (its value: the
+/// arguments, as a JSON list).
+const CHILD: &str = "QTASKS_CLI_CHILD";
+
+/// A child process of [`the_cli_prints_log_lines_and_exits_with_its_code`]: `cli::main_from`
+/// with the arguments in `QTASKS_CLI_CHILD` and a worker on the same backend, then the process
+/// exits with the command's code. Does nothing when run otherwise.
+#[test]
+#[ignore = "run as a child process by the_cli_prints_log_lines_and_exits_with_its_code"]
+fn cli_child() {
+    let Ok(args) = std::env::var(CHILD) else {
+        return;
+    };
+    let args: Vec<String> = serde_json::from_str(&args).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let exit = rt.block_on(async {
+        let (_backend, builder) = shared("cli-child");
+        let worker = builder().build().unwrap().spawn_worker();
+        let exit = cli::main_from(builder(), args).await;
+        worker.shutdown().await.unwrap();
+        exit
+    });
+    std::process::exit(i32::from(exit.code()));
+}
+
+/// Runs the command line in a child process: its exit code and stderr.
+fn child(args: &[&str], rust_log: Option<&str>) -> (Option<i32>, String) {
+    let argv: Vec<&str> = std::iter::once("app").chain(args.iter().copied()).collect();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "cli_child",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, serde_json::to_string(&argv).unwrap())
+    .env_remove("RUST_LOG");
+    if let Some(spec) = rust_log {
+        cmd.env("RUST_LOG", spec);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_prints_log_lines_and_exits_with_its_code() {
+    // Text, at the default level `info`: the task's line and the worker's own.
+    let (code, stderr) = child(&["add", "noisy", "[]", "--wait", "10"], None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("hello from noisy"))
+        .unwrap_or_else(|| panic!("no log line of the task in:\n{stderr}"));
+    assert!(
+        line.contains("INFO") && line.contains("logger=noisy"),
+        "{line}"
+    );
+    assert!(stderr.contains("worker started"), "{stderr}");
+
+    // JSON, one object per line.
+    let (code, stderr) = child(
+        &["--log-format", "json", "add", "noisy", "[]", "--wait", "10"],
+        None,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let event: Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "hello from noisy")
+        .unwrap_or_else(|| panic!("no JSON log line of the task in:\n{stderr}"));
+    assert_eq!(event["level"], "INFO");
+    assert_eq!(event["fields"]["logger"], "noisy");
+
+    // RUST_LOG chooses the levels.
+    let (code, stderr) = child(&["add", "noisy", "[]", "--wait", "10"], Some("warn"));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("hello from noisy"), "{stderr}");
+
+    // The process exits with the documented code.
+    let (code, stderr) = child(&["add", "lookup", r#"["k"]"#, "--wait", "10"], None);
+    assert_eq!(code, Some(i32::from(Exit::TaskFailed.code())), "{stderr}");
+    let (code, stderr) = child(&["add", "add", r#"{"a": "x", "b": 1}"#], None);
+    assert_eq!(code, Some(i32::from(Exit::BadInput.code())), "{stderr}");
+    assert!(
+        stderr.contains(
+            r#"error: cannot encode the arguments of task "add": argument "a" expects i64, got "x""#
+        ),
+        "{stderr}"
+    );
 }
