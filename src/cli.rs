@@ -432,7 +432,7 @@ fn inspect(app: &App) -> Value {
                 "echo": t.options.echo,
                 "tags": t.options.tags,
                 "description": t.options.description,
-                "extra": t.options.extra.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+                "extra": t.options.extra.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             })
         })
         .collect();

@@ -14,7 +14,15 @@ use qtasks::{cli, App, TaskContext, TaskError};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-#[qtasks::task(description = "Adds two numbers", tags = ["math"], priority = 3, retry = 2)]
+#[qtasks::task(
+    description = "Adds two numbers",
+    tags = ["math"],
+    priority = 3,
+    retry = 2,
+    level = 3,
+    beta = true,
+    owner = "core"
+)]
 async fn add(a: i64, b: i64) -> i64 {
     a + b
 }
@@ -83,6 +91,11 @@ async fn inspect_lists_the_app_its_tasks_and_their_options() {
     assert_eq!(task["name"], "add");
     assert_eq!(task["retry"], 2);
     assert_eq!(task["tags"][0], "math");
+    // Extra `key = literal` pairs keep their literal's type.
+    assert_eq!(
+        task["extra"],
+        serde_json::json!({"level": 3, "beta": true, "owner": "core"})
+    );
     assert_eq!(json["config"]["max_tasks_process"], 10);
     assert_eq!(json["timers"][0]["task"], "add");
 }

@@ -83,6 +83,7 @@ pub mod registry {
         AfterFn, BeforeFn, Check, ExecuteFn, ExecutorRef, Handler, MiddlewareRef, ResultTransform,
         RetryOn, TaskEntry, TaskKind, TaskOptions, TASKS,
     };
+    pub use crate::task::extra::ExtraValue;
 }
 
 /// Plugins: code that runs at the trigger points of every component (QTasks' plugin
@@ -131,7 +132,7 @@ pub mod __private {
     pub use crate::backend::Outcome;
     pub use crate::execute::executor::run_executor;
     pub use crate::execute::handler::{
-        decode_args, decode_output, encode_output, run_blocking, IntoTaskResult,
+        decode_args, decode_output, encode_output, output, run_blocking, IntoTaskResult,
     };
     pub use crate::flow::generator::reply;
     pub use crate::registry::{
@@ -139,6 +140,8 @@ pub mod __private {
         TASKS,
     };
     pub use crate::task::args::{field_decoder, FieldDecoder, TaskParam};
+    pub use crate::task::extra::ExtraValue;
+    pub use crate::task::output::{assert_output, assert_output_value, TaskOutput};
     pub use crate::{
         App, Backoff, FromTaskContext, Missing, Payload, Result, Task, TaskCall, TaskContext,
         TaskDef, TaskError, TaskExecutor, TaskMiddleware, Yield,

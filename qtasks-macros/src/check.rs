@@ -3,7 +3,9 @@
 use syn::spanned::Spanned;
 use syn::FnArg;
 
-use crate::model::{is_task_handle, type_name, yield_types, ParamKind, Return, TaskModel};
+use crate::model::{
+    is_task_handle, result_ok, type_name, yield_types, ParamKind, Return, TaskModel,
+};
 
 /// Errors collected across parse, model and check, reported together.
 #[derive(Default)]
@@ -228,14 +230,11 @@ fn check_backoff(task: &TaskModel, errors: &mut Errors) {
 fn check_output(task: &TaskModel, errors: &mut Errors) {
     let ty = match &task.ret {
         Return::Plain(ty) => ty,
-        Return::Result(syn::Type::Path(p)) => match p.path.segments.last().map(|s| &s.arguments) {
-            Some(syn::PathArguments::AngleBracketed(args)) => match args.args.first() {
-                Some(syn::GenericArgument::Type(ok)) => ok,
-                _ => return,
-            },
-            _ => return,
+        Return::Result(ty) => match result_ok(ty) {
+            Some(ok) => ok,
+            None => return,
         },
-        _ => return,
+        Return::Unit => return,
     };
     if let syn::Type::Reference(r) = ty {
         errors.push(syn::Error::new(

@@ -13,7 +13,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
-use crate::model::{yield_types, Flavor, ParamKind, Return, TaskModel};
+use crate::model::{result_ok, yield_types, Extra, Flavor, ParamKind, Return, TaskModel};
 
 /// On error: the errors, plus the function as written so the rest of the crate still
 /// type-checks against it (one mistake, one error).
@@ -146,13 +146,30 @@ pub(crate) fn expand(task: &TaskModel) -> TokenStream {
             quote!(<#ty as #p::IntoTaskResult>::into_task_result(__out)),
         ),
     };
-    // With `decode`, what is stored is what the decode function returns, whose type the
-    // macro cannot name: typed handles then read the result as JSON-like data.
+    // With `decode`, what is stored is what the decode function returns: typed handles read
+    // the type written after it (`decode = f -> Type`), else JSON-like data (the macro cannot
+    // see `f`'s return type).
     let fn_output_ty = output_ty.clone();
-    let output_ty = match &task.decode {
-        Some(_) => quote!(#p::serde_json::Value),
-        None => output_ty,
+    let output_ty = match (&task.decode, &task.decode_output) {
+        (Some(_), Some(ty)) => quote!(#ty),
+        (Some(_), None) => quote!(#p::serde_json::Value),
+        (None, _) => output_ty,
     };
+    // Each result type the task stores or reads back must be serializable: one error, at the
+    // type as written, instead of serde's from every place that uses it.
+    let result_types: Vec<&syn::Type> = match &task.ret {
+        Return::Unit => None,
+        Return::Plain(ty) => Some(ty),
+        Return::Result(ty) => result_ok(ty),
+    }
+    .into_iter()
+    .chain(task.decode_output.as_ref())
+    .collect();
+    let output_asserts = result_types.iter().map(|ty| {
+        quote_spanned! {ty.span()=>
+            #p::assert_output::<#ty>();
+        }
+    });
     // The return type as written, for `inspect` and messages.
     let output_str = match &task.ret {
         Return::Unit => "()".to_string(),
@@ -216,7 +233,9 @@ pub(crate) fn expand(task: &TaskModel) -> TokenStream {
                 #(#extract_stmts)*
                 #invoke
                 let __out = #into_result?;
-                #p::encode_output(&__ctx, &__out)
+                #[allow(unused_imports)]
+                use #p::output::{OutputNever as _, OutputReal as _};
+                (&#p::output::Out::of(&__out)).qtasks_encode(&__ctx, &__out)
             })
         }
     };
@@ -299,6 +318,13 @@ pub(crate) fn expand(task: &TaskModel) -> TokenStream {
         }
 
         #(#cfgs)*
+        const _: fn() = || {
+            #(#payload_asserts)*
+            #(#output_asserts)*
+        };
+
+
+        #(#cfgs)*
         impl #p::TaskDef for #ident {
             type Args = #args_ident;
             type Output = #output_ty;
@@ -307,11 +333,6 @@ pub(crate) fn expand(task: &TaskModel) -> TokenStream {
                 &#entry_ident
             }
         }
-
-        #(#cfgs)*
-        const _: fn() = || {
-            #(#payload_asserts)*
-        };
 
         #(#cfgs)*
         #[#p::linkme::distributed_slice(#p::TASKS)]
@@ -484,11 +505,26 @@ fn options(task: &TaskModel, fn_output_ty: &TokenStream, p: &TokenStream) -> Tok
     }
     if let Some(decode) = &task.decode {
         let name = path_str(decode);
+        let decoded_ty = match &task.decode_output {
+            Some(ty) => quote_spanned!(ty.span()=> : #ty),
+            None => TokenStream::new(),
+        };
+        // What the function returns is stored: it must be serializable (asserted at the type
+        // when written, else at the function's path).
+        let check_decoded = match &task.decode_output {
+            Some(_) => TokenStream::new(),
+            None => quote_spanned! {decode.span()=>
+                ::qtasks::__private::assert_output_value(&__decoded);
+            },
+        };
         let apply = quote_spanned! {decode.span()=>
             fn __decode(__ctx: &#p::TaskContext, __result: #p::Payload) -> ::core::result::Result<#p::Payload, #p::TaskError> {
-                let __value: #fn_output_ty = #p::decode_output(__ctx, &__result)?;
-                let __decoded = #decode(__value);
-                #p::encode_output(__ctx, &__decoded)
+                #[allow(unused_imports)]
+                use #p::output::{OutputNever as _, OutputReal as _};
+                let __value: #fn_output_ty = (&#p::output::Out::<#fn_output_ty>::new()).qtasks_decode(__ctx, &__result)?;
+                let __decoded #decoded_ty = #decode(__value);
+                #check_decoded
+                (&#p::output::Out::of(&__decoded)).qtasks_encode(__ctx, &__decoded)
             }
         };
         fields.push(quote! {
@@ -549,8 +585,10 @@ fn options(task: &TaskModel, fn_output_ty: &TokenStream, p: &TokenStream) -> Tok
         let pairs = task.extra.iter().map(|(k, v)| {
             let key = k.to_string();
             let value = match v {
-                syn::Lit::Str(s) => s.value(),
-                other => other.to_token_stream().to_string(),
+                Extra::Str(s) => quote!(#p::ExtraValue::Str(#s)),
+                Extra::Int(i) => quote!(#p::ExtraValue::Int(#i)),
+                Extra::Float(f) => quote!(#p::ExtraValue::Float(#f)),
+                Extra::Bool(b) => quote!(#p::ExtraValue::Bool(#b)),
             };
             quote!((#key, #value))
         });

@@ -22,9 +22,11 @@ use proc_macro::TokenStream;
 /// Keys (the guide's `docs/tasks.md` explains each): `name = ".."`, `priority = N`, `echo`,
 /// `max_time = secs`, `retry = N`, `retry_on = [ErrorType, ..]`, `retry_backoff = "fixed" |
 /// "exponential"`, `retry_delay = secs`, `retry_max_delay = secs`, `retry_jitter = bool`,
-/// `decode = path::to::fn`, `tags = [".."]`, `description = ".."`, `generate_handler =
-/// path::to::fn`, `executor = Type`, `middlewares_before = [Type, ..]`, `middlewares_after =
-/// [Type, ..]`, `router = PATH`; any other `key = literal` is kept as the task's `extra`.
+/// `decode = path::to::fn -> Type` (the arrow and type optional: without them typed handles
+/// read the result as `serde_json::Value`), `tags = [".."]`, `description = ".."`,
+/// `generate_handler = path::to::fn`, `executor = Type`, `middlewares_before = [Type, ..]`,
+/// `middlewares_after = [Type, ..]`, `router = PATH`; any other `key = literal` (a string,
+/// integer, float or bool) is kept as the task's `extra`, typed as written.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     run(model::Flavor::Task, attr.into(), item.into()).into()

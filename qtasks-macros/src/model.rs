@@ -80,6 +80,8 @@ pub(crate) struct TaskModel {
     pub retry_max_delay: Option<Expr>,
     pub retry_jitter: Option<syn::LitBool>,
     pub decode: Option<Path>,
+    /// The type the `decode` function returns, when written: `decode = f -> Type`.
+    pub decode_output: Option<Type>,
     pub tags: Vec<LitStr>,
     pub description: Option<LitStr>,
     pub generate_handler: Option<Path>,
@@ -88,9 +90,17 @@ pub(crate) struct TaskModel {
     pub middlewares_after: Vec<Path>,
     pub router: Option<Path>,
     pub awaiting: Option<Span>,
-    pub extra: Vec<(Ident, Lit)>,
+    pub extra: Vec<(Ident, Extra)>,
     pub params: Vec<Param>,
     pub ret: Return,
+}
+
+/// The value of an extra `key = literal`, typed as written.
+pub(crate) enum Extra {
+    Str(LitStr),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
 }
 
 pub(crate) struct Param {
@@ -155,6 +165,18 @@ pub(crate) fn is_builtin_extractor(ty: &Type) -> bool {
     type_name(ty).is_some_and(|n| BUILTIN_EXTRACTORS.iter().any(|b| n == b))
 }
 
+/// The `T` of a `Result<T, E>` return type (its first type argument).
+pub(crate) fn result_ok(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let syn::PathArguments::AngleBracketed(args) = &p.path.segments.last()?.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(ok) => Some(ok),
+        _ => None,
+    }
+}
+
 /// `Y` and `R` of a `Yield<Y, R>` parameter type (`R` is `None` when omitted).
 pub(crate) fn yield_types(ty: &Type) -> Option<(&Type, Option<&Type>)> {
     let Type::Path(p) = ty else { return None };
@@ -205,6 +227,7 @@ pub(crate) fn build(
         retry_max_delay: None,
         retry_jitter: None,
         decode: None,
+        decode_output: None,
         tags: Vec::new(),
         description: None,
         generate_handler: None,
@@ -281,14 +304,28 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
         ));
         return;
     }
+    if let Some((arrow, _)) = &arg.ret {
+        if key != "decode" {
+            // Reported, then the key applied without the type: one mistake, one error.
+            errors.push(syn::Error::new(
+                arrow.span(),
+                format!("`-> Type` names what a `decode` function returns (`decode = path::to::fn -> Type`); `{key}` takes no type"),
+            ));
+        }
+    }
     if !valid.contains(&key.as_str()) {
         // Any other `key = literal` is extra data, unless it looks like a typo of a key.
         let near = valid
             .iter()
             .find(|k| edit_distance(k, &key) <= 2 && key.len() > 2);
-        match (&arg.value, near) {
-            (Some(Expr::Lit(lit)), None) => model.extra.push((arg.key.clone(), lit.lit.clone())),
-            (_, Some(near)) => errors.push(syn::Error::new(
+        let extra = match &arg.value {
+            Some(value) if near.is_none() => extra_value(value),
+            _ => Ok(None),
+        };
+        match (extra, near) {
+            (Err(e), _) => errors.push(e),
+            (Ok(Some(value)), _) => model.extra.push((arg.key.clone(), value)),
+            (Ok(None), Some(near)) => errors.push(syn::Error::new(
                 arg.key.span(),
                 format!(
                     "unknown key `{key}` in #[{}]: did you mean `{near}`? Valid keys: {}; any other `key = literal` is kept as extra",
@@ -296,7 +333,7 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
                     valid.join(", ")
                 ),
             )),
-            (_, None) => errors.push(syn::Error::new(
+            (Ok(None), None) => errors.push(syn::Error::new(
                 arg.key.span(),
                 format!(
                     "unknown key `{key}` in #[{}]. Valid keys: {}; any other `key = literal` (a string, number or bool) is kept as extra",
@@ -354,7 +391,10 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
         "middlewares_after" => {
             model.middlewares_after = path_list(&arg, errors, "a middleware type")
         }
-        "decode" => model.decode = path(&arg, errors, "a function path"),
+        "decode" => {
+            model.decode = path(&arg, errors, "a function path");
+            model.decode_output = arg.ret.map(|(_, ty)| ty);
+        }
         "generate_handler" => model.generate_handler = path(&arg, errors, "a function path"),
         "executor" => model.executor = path(&arg, errors, "an executor type"),
         "router" => model.router = path(&arg, errors, "the path of a `static` Router"),
@@ -363,6 +403,52 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
             "internal: key accepted but not modelled",
         )),
     }
+}
+
+/// The typed value of an extra `key = literal`: `None` when it is no literal at all.
+fn extra_value(expr: &Expr) -> syn::Result<Option<Extra>> {
+    let (negative, lit) = match expr {
+        Expr::Lit(l) => (false, &l.lit),
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => match &*u.expr {
+            Expr::Lit(l) if matches!(l.lit, Lit::Int(_) | Lit::Float(_)) => (true, &l.lit),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let value = match lit {
+        Lit::Str(s) => Extra::Str(s.clone()),
+        Lit::Bool(b) => Extra::Bool(b.value),
+        Lit::Int(i) => {
+            let magnitude = i.base10_parse::<i128>()?;
+            let value = if negative { -magnitude } else { magnitude };
+            match i64::try_from(value) {
+                Ok(v) => Extra::Int(v),
+                Err(_) => {
+                    return Err(syn::Error::new(
+                        expr.span(),
+                        "an extra integer must fit in an i64; write a larger number as a string (`key = \"..\"`)",
+                    ))
+                }
+            }
+        }
+        Lit::Float(f) => {
+            let magnitude = f.base10_parse::<f64>()?;
+            if !magnitude.is_finite() {
+                return Err(syn::Error::new(
+                    expr.span(),
+                    "an extra float must be finite (an f64); write it as a string (`key = \"..\"`)",
+                ));
+            }
+            Extra::Float(if negative { -magnitude } else { magnitude })
+        }
+        other => {
+            return Err(syn::Error::new(
+                other.span(),
+                "an extra value is a string, an integer, a float or a bool literal (`key = \"text\"`, `key = 3`, `key = 0.5`, `key = true`)",
+            ))
+        }
+    };
+    Ok(Some(value))
 }
 
 fn value<'a>(arg: &'a Arg, errors: &mut Errors, what: &str) -> Option<&'a Expr> {

@@ -8,6 +8,7 @@ use crate::error::{Result, TaskError};
 use crate::task::call::TaskCall;
 use crate::task::def::TaskDef;
 use crate::task::entry::{MiddlewareRef, TaskEntry};
+use crate::task::extra::ExtraValue;
 use crate::task::record::Task;
 
 /// The running task itself, for `async fn` tasks declared with `echo`:
@@ -42,8 +43,9 @@ pub struct AsyncTask {
     pub tags: &'static [&'static str],
     /// Description.
     pub description: Option<&'static str>,
-    /// Any other `key = literal` pairs of the attribute.
-    pub extra: &'static [(&'static str, &'static str)],
+    /// Any other `key = literal` pairs of the attribute, each value typed as written
+    /// (`level = 3` is [`ExtraValue::Int`](crate::registry::ExtraValue::Int)).
+    pub extra: &'static [(&'static str, ExtraValue)],
 }
 
 /// The running task itself, for sync `fn` tasks declared with `echo`: the same fields as

@@ -91,3 +91,71 @@ impl<T, E: Into<TaskError>> IntoTaskResult for Result<T, E> {
         self.map_err(Into::into)
     }
 }
+
+/// How the generated handler encodes a result and reads it back: through serde when its type
+/// supports it, else through a stand-in that compiles (the type's own compile error comes from
+/// [`assert_output`](crate::__private::assert_output), once). Autoref specialization on the concrete result type.
+pub mod output {
+    use std::marker::PhantomData;
+
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    use crate::context::TaskContext;
+    use crate::error::TaskError;
+    use crate::task::payload::Payload;
+
+    /// A result of type `T` to encode or decode.
+    pub struct Out<T>(PhantomData<fn() -> T>);
+
+    impl<T> Out<T> {
+        /// The marker.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            Out(PhantomData)
+        }
+
+        /// The marker for the type of `value`.
+        pub fn of(_value: &T) -> Self {
+            Out(PhantomData)
+        }
+    }
+
+    impl<T> std::fmt::Debug for Out<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Out")
+        }
+    }
+
+    /// Picked (by value) when `T` is serializable.
+    pub trait OutputReal<T> {
+        /// Encodes the result ([`encode_output`](super::encode_output)).
+        fn qtasks_encode(&self, ctx: &TaskContext, out: &T) -> Result<Payload, TaskError>;
+        /// Decodes the result ([`decode_output`](super::decode_output)).
+        fn qtasks_decode(&self, ctx: &TaskContext, out: &Payload) -> Result<T, TaskError>;
+    }
+    impl<T: Serialize + DeserializeOwned> OutputReal<T> for Out<T> {
+        fn qtasks_encode(&self, ctx: &TaskContext, out: &T) -> Result<Payload, TaskError> {
+            super::encode_output(ctx, out)
+        }
+        fn qtasks_decode(&self, ctx: &TaskContext, out: &Payload) -> Result<T, TaskError> {
+            super::decode_output(ctx, out)
+        }
+    }
+
+    /// Picked through autoref otherwise (never runs: the program does not compile).
+    pub trait OutputNever<T> {
+        /// Fails.
+        fn qtasks_encode(&self, ctx: &TaskContext, out: &T) -> Result<Payload, TaskError>;
+        /// Fails.
+        fn qtasks_decode(&self, ctx: &TaskContext, out: &Payload) -> Result<T, TaskError>;
+    }
+    impl<T> OutputNever<T> for &Out<T> {
+        fn qtasks_encode(&self, _: &TaskContext, _: &T) -> Result<Payload, TaskError> {
+            Err(TaskError::msg("this task result is not serializable"))
+        }
+        fn qtasks_decode(&self, _: &TaskContext, _: &Payload) -> Result<T, TaskError> {
+            Err(TaskError::msg("this task result is not deserializable"))
+        }
+    }
+}

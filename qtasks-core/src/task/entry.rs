@@ -17,6 +17,7 @@ use crate::context::TaskContext;
 use crate::error::{Missing, TaskError};
 use crate::task::args::{check_args, ArgsError, TaskParam};
 use crate::task::backoff::Backoff;
+use crate::task::extra::ExtraValue;
 use crate::task::payload::Payload;
 use crate::task::router::Router;
 
@@ -71,8 +72,9 @@ pub struct TaskOptions {
     pub description: Option<&'static str>,
     /// Tags for people and plugins.
     pub tags: &'static [&'static str],
-    /// Any other `key = literal` pairs of the attribute.
-    pub extra: &'static [(&'static str, &'static str)],
+    /// Any other `key = literal` pairs of the attribute, each value typed as written
+    /// (`level = 3` is [`ExtraValue::Int`]).
+    pub extra: &'static [(&'static str, ExtraValue)],
 }
 
 impl TaskOptions {
@@ -94,8 +96,9 @@ impl TaskOptions {
         extra: &[],
     };
 
-    /// The value of an extra `key = literal` pair of the attribute.
-    pub fn extra(&self, key: &str) -> Option<&'static str> {
+    /// The value of an extra `key = literal` pair of the attribute (`level = 3`:
+    /// `extra("level") == Some(ExtraValue::Int(3))`).
+    pub fn extra(&self, key: &str) -> Option<ExtraValue> {
         self.extra.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 }
