@@ -304,6 +304,16 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
         ));
         return;
     }
+    if let Some(hint) = python_key(model.flavor, &key) {
+        errors.push(syn::Error::new(
+            arg.key.span(),
+            format!(
+                "unknown key `{key}` in #[{}]: {hint}",
+                model.flavor.attr_name()
+            ),
+        ));
+        return;
+    }
     if let Some((arrow, _)) = &arg.ret {
         if key != "decode" {
             // Reported, then the key applied without the type: one mistake, one error.
@@ -405,8 +415,41 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
     }
 }
 
+/// The names of Python QTasks' decorators that are no key here, with the key (or attribute)
+/// to write instead: a "did you mean" for someone who knows QTasks.
+fn python_key(flavor: Flavor, key: &str) -> Option<&'static str> {
+    Some(match key {
+        "retry_on_exc" => "did you mean `retry_on`? Python QTasks' `retry_on_exc = [..]` is `retry_on = [ErrorType, ..]` here: the error types to retry, found through the error's source chain",
+        "middlewares" => "did you mean `middlewares_before` or `middlewares_after`? Python QTasks' `middlewares` are two lists here: `middlewares_before = [Type, ..]` run before the function, `middlewares_after = [Type, ..]` after it",
+        "timeout" => "did you mean `max_time`? `max_time = secs` limits one attempt of the task; a caller's wait (QTasks' `add_task(timeout=..)`) is `.timeout(duration)` on the call: `add.call(2, 3).timeout(Duration::from_secs(5)).add_task()`",
+        "awaiting" if flavor == Flavor::Task => "did you mean #[qtasks::shared_task(awaiting)]? `awaiting` makes a sync shared task's handle async, and the handle of a #[qtasks::task] is always async: remove it",
+        _ => return None,
+    })
+}
+
+/// What to write instead of Python's `True`, `False` or `None`.
+fn python_literal(expr: &Expr) -> Option<&'static str> {
+    let Expr::Path(p) = expr else { return None };
+    let ident = p.path.get_ident()?;
+    match ident.to_string().as_str() {
+        "True" => Some("write `true`"),
+        "False" => Some("write `false`"),
+        "None" => Some("a key without a value is left out"),
+        _ => None,
+    }
+}
+
 /// The typed value of an extra `key = literal`: `None` when it is no literal at all.
 fn extra_value(expr: &Expr) -> syn::Result<Option<Extra>> {
+    if let Some(rust) = python_literal(expr) {
+        return Err(syn::Error::new(
+            expr.span(),
+            format!(
+                "`{}` is Python's spelling: {rust}",
+                quote::ToTokens::to_token_stream(expr)
+            ),
+        ));
+    }
     let (negative, lit) = match expr {
         Expr::Lit(l) => (false, &l.lit),
         Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => match &*u.expr {
@@ -471,8 +514,11 @@ fn flag(arg: &Arg, errors: &mut Errors) -> Option<Span> {
             errors.push(syn::Error::new(
                 other.span(),
                 format!(
-                    "`{}` is a flag: write `{}` or `{} = true`",
-                    arg.key, arg.key, arg.key
+                    "`{}` is a flag: write `{}` or `{} = true`{}",
+                    arg.key,
+                    arg.key,
+                    arg.key,
+                    python_note(other)
                 ),
             ));
             None
@@ -488,10 +534,25 @@ fn bool_lit(arg: &Arg, errors: &mut Errors) -> Option<syn::LitBool> {
         other => {
             errors.push(syn::Error::new(
                 other.span(),
-                format!("`{}` takes `true` or `false`", arg.key),
+                format!(
+                    "`{}` takes `true` or `false`{}",
+                    arg.key,
+                    python_note(other)
+                ),
             ));
             None
         }
+    }
+}
+
+/// ` (`True` is Python's spelling)` after a message, for Python's bools.
+fn python_note(expr: &Expr) -> String {
+    match python_literal(expr) {
+        Some(_) => format!(
+            " (`{}` is Python's spelling)",
+            quote::ToTokens::to_token_stream(expr)
+        ),
+        None => String::new(),
     }
 }
 
