@@ -123,6 +123,8 @@ pub mod guide {
     pub struct Components;
     #[doc = include_str!("../docs/cli.md")]
     pub struct Cli;
+    #[doc = include_str!("../docs/from-python-qtasks.md")]
+    pub struct FromPythonQtasks;
 }
 
 /// The names most programs need: `use qtasks::prelude::*;`.
