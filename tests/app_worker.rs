@@ -141,9 +141,29 @@ async fn unknown_task_and_bad_arguments_end_in_error_and_the_worker_goes_on() {
         "{tb}"
     );
 
-    // Arguments of the wrong type.
-    let bad = app
+    // Arguments of the wrong type: refused at enqueue, naming the argument...
+    let refused = app
         .add_task("add", serde_json::json!({"a": "two", "b": 3}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("\"add\"") && refused.contains("\"a\"") && refused.contains("i64"),
+        "{refused}"
+    );
+    // ...and, written by another producer that does not check, an error at the worker.
+    let raw = |args: serde_json::Value| NewTask {
+        uuid: qtasks::Uuid::new_v4(),
+        task_name: "add".into(),
+        priority: 0,
+        args: Payload::encode(&args).unwrap(),
+        created_at: SystemTime::now(),
+        not_before: None,
+    };
+    let bad = raw(serde_json::json!({"a": "two", "b": 3}));
+    app.backend()
+        .broker
+        .enqueue(std::slice::from_ref(&bad))
         .await
         .unwrap();
     let bad = app.wait(bad.uuid, DEADLINE).await.unwrap();
@@ -154,9 +174,15 @@ async fn unknown_task_and_bad_arguments_end_in_error_and_the_worker_goes_on() {
         "{tb}"
     );
 
-    // Missing arguments.
-    let missing = app
+    // Missing arguments: the same, refused at enqueue and an error at the worker.
+    assert!(app
         .add_task("add", serde_json::json!({"a": 1}))
+        .await
+        .is_err());
+    let missing = raw(serde_json::json!({"a": 1}));
+    app.backend()
+        .broker
+        .enqueue(std::slice::from_ref(&missing))
         .await
         .unwrap();
     let missing = app.wait(missing.uuid, DEADLINE).await.unwrap();

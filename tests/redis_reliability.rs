@@ -536,9 +536,21 @@ async fn bad_input_goes_to_the_dead_letter() {
     let backend = RedisBackend::new(&url, &name, app.config(), RedisOptions::default()).unwrap();
     let worker = app.spawn_worker();
 
-    // Arguments that do not fit `add(a: i64, b: i64)` (which has `retry = 3`).
-    let wrong = app
+    // Arguments that do not fit `add(a: i64, b: i64)` (which has `retry = 3`), written by a
+    // producer that does not check them (`app.add_task` refuses them at enqueue).
+    assert!(app
         .add_task("add", serde_json::json!({"a": "two"}))
+        .await
+        .is_err());
+    let wrong = NewTask {
+        uuid: Uuid::new_v4(),
+        task_name: "add".into(),
+        priority: 0,
+        args: Payload::encode(&serde_json::json!({"a": "two"})).unwrap(),
+        created_at: std::time::SystemTime::now(),
+        not_before: None,
+    };
+    qtasks::backend::Broker::enqueue(&*backend, std::slice::from_ref(&wrong))
         .await
         .unwrap();
     // A task no worker knows, with bytes that are not MessagePack at all.
