@@ -45,14 +45,12 @@ impl RedisBackend {
             .conns
             .blocking()
             .await
-            .map_err(|e| self.conns.error("broker", what, &e))?;
+            .map_err(|e| self.conns.connect_error("broker", what, &e))?;
         let mut cmd = redis::cmd("BLPOP");
         cmd.arg(self.key("wake")).arg(block.as_secs_f64());
-        let reply = tokio::time::timeout(
-            block + Duration::from_secs(5),
-            cmd.query_async::<Value>(&mut conn),
-        )
-        .await;
+        // Its own allowance: Redis answers after `block` at the latest.
+        let allowance = block + self.conns.command_timeout() + Duration::from_secs(1);
+        let reply = tokio::time::timeout(allowance, cmd.query_async::<Value>(&mut conn)).await;
         match reply {
             Ok(Ok(_)) => {
                 self.conns.give_back(conn);

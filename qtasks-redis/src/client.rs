@@ -1,12 +1,14 @@
 //! The connection handling: one shared multiplexed connection for every command (requests
 //! from all tasks are pipelined on it), and dedicated connections for blocking commands
-//! (`BLPOP`), which would otherwise stall everyone else's requests; and how the backend runs a
+//! (`BLPOP`), which would otherwise stall everyone else's requests; how the backend runs a
 //! command or a script on the shared connection ([`RedisBackend::query`],
-//! [`RedisBackend::eval`]).
+//! [`RedisBackend::eval`]); and how a Redis error becomes a [`qtasks_core::Error`] that says
+//! what happened and what to do.
 //!
 //! A connection that fails is dropped and the next call opens a new one, so workers recover
 //! from a Redis restart by retrying (with backoff, in the worker), and producers get the error
-//! at once.
+//! at once: opening a connection gives up after `connect_timeout`, and every command but the
+//! blocking wait after `command_timeout` ([`RedisOptions`](crate::RedisOptions)).
 //!
 //! Why not a deadpool pool for the hot path: a pooled connection answers a `PING` on every
 //! checkout (recycling), which would double the round trips of every claim and acknowledgement.
@@ -23,38 +25,109 @@ use qtasks_core::Error;
 
 use crate::RedisBackend;
 
-/// How long a command may take before the connection is considered broken.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long connecting may take: producers fail after this when Redis is unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
 pub(crate) struct Connections {
     client: Client,
     /// The URL without its password, for error messages.
     shown_url: String,
+    /// How long connecting may take.
+    connect_timeout: Duration,
+    /// How long a command on the shared connection may take.
+    command_timeout: Duration,
     shared: Mutex<Option<MultiplexedConnection>>,
     blocking: Mutex<Vec<MultiplexedConnection>>,
 }
 
 impl Connections {
-    pub(crate) fn new(client: Client, shown_url: String) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        shown_url: String,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Self {
         Connections {
             client,
             shown_url,
+            connect_timeout,
+            command_timeout,
             shared: Mutex::new(None),
             blocking: Mutex::new(Vec::new()),
         }
     }
 
-    /// The error for a failed Redis call, naming the server and what to do.
+    /// How long a command on the shared connection may take.
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
+    /// The error for a Redis call that failed, naming the server, what happened and what to
+    /// do: a connection problem, a timeout (the command may or may not have been applied), a
+    /// full Redis, a key of another type in the app's key space.
     pub(crate) fn error(&self, component: &'static str, what: &str, e: &RedisError) -> Error {
-        Error::backend(
-            component,
-            format!(
-                "{what} failed on Redis at {}: {e}; check that redis-server is running and reachable (workers retry on their own)",
-                self.shown_url
+        let url = &self.shown_url;
+        let detail = e.detail().unwrap_or("").trim();
+        let message = match e.code() {
+            Some("OOM") => format!(
+                "{what} was refused: Redis at {url} is full (its memory use is above `maxmemory`, \
+                 and the `noeviction` policy refuses new writes). Tasks already queued still \
+                 drain: workers keep claiming, renewing and acknowledging. Retry later; to make \
+                 room, raise `maxmemory` (CONFIG SET maxmemory, or redis.conf), shorten \
+                 `result_ttl`, or add workers. Do not switch to an eviction policy: it would \
+                 delete queued tasks"
             ),
-        )
+            Some("WRONGTYPE")
+                if detail.starts_with("the key") || detail.contains(": another type") =>
+            {
+                format!("{what} failed on Redis at {url}: {detail}")
+            }
+            Some("WRONGTYPE") => format!(
+                "{what} failed on Redis at {url}: a key this call uses holds another type than \
+                 qtasks keeps there ({detail}): something else writes into this app's keys; \
+                 give that writer other keys, or give the app another name"
+            ),
+            Some("READONLY") => format!(
+                "{what} failed on Redis at {url}: the server is a read-only replica; point \
+                 the app at the primary ({e})"
+            ),
+            Some("LOADING") => format!(
+                "{what} failed on Redis at {url}: Redis is loading its data after a restart; \
+                 retry in a moment (workers retry on their own)"
+            ),
+            _ if e.is_timeout() => format!(
+                "{what}: Redis at {url} did not answer within {:?} (`command_timeout_ms`), so \
+                 it may or may not have been applied. Retrying an enqueue is safe when the task \
+                 has its own id (`.id(..)` or `.idempotency_key(..)`): a retry cannot make a \
+                 second task. Check that redis-server is running and not overloaded or paused \
+                 (workers retry on their own)",
+                self.command_timeout
+            ),
+            _ if is_connection_error(e) => format!(
+                "{what} failed on Redis at {url}: {e}; check that redis-server is running and \
+                 reachable (workers retry on their own)"
+            ),
+            _ => format!("{what} failed on Redis at {url}: {e}"),
+        };
+        Error::backend(component, message)
+    }
+
+    /// The error for a connection that could not be opened.
+    pub(crate) fn connect_error(
+        &self,
+        component: &'static str,
+        what: &str,
+        e: &RedisError,
+    ) -> Error {
+        if e.is_timeout() {
+            return Error::backend(
+                component,
+                format!(
+                    "{what} failed: could not connect to Redis at {} within {:?} \
+                     (`connect_timeout_ms`); check that redis-server is running and reachable \
+                     (workers retry on their own)",
+                    self.shown_url, self.connect_timeout
+                ),
+            );
+        }
+        self.error(component, what, e)
     }
 
     /// The shared connection, opened when needed.
@@ -62,7 +135,7 @@ impl Connections {
         if let Some(conn) = self.shared.lock().clone() {
             return Ok(conn);
         }
-        let conn = self.open(Some(RESPONSE_TIMEOUT)).await?;
+        let conn = self.open(Some(self.command_timeout)).await?;
         *self.shared.lock() = Some(conn.clone());
         Ok(conn)
     }
@@ -74,8 +147,9 @@ impl Connections {
         }
     }
 
-    /// A connection for one blocking command; give it back with [`Connections::give_back`]
-    /// when the command succeeded (dropping it closes it).
+    /// A connection for one blocking command (no response timeout: the caller bounds the
+    /// wait); give it back with [`Connections::give_back`] when the command succeeded
+    /// (dropping it closes it).
     pub(crate) async fn blocking(&self) -> Result<MultiplexedConnection, RedisError> {
         if let Some(conn) = self.blocking.lock().pop() {
             return Ok(conn);
@@ -92,7 +166,7 @@ impl Connections {
 
     /// A new pub/sub connection.
     pub(crate) async fn pubsub(&self) -> Result<PubSub, RedisError> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub()).await {
+        match tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub()).await {
             Ok(result) => result,
             Err(_) => Err(RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -106,7 +180,7 @@ impl Connections {
         response_timeout: Option<Duration>,
     ) -> Result<MultiplexedConnection, RedisError> {
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(response_timeout);
         self.client
             .get_multiplexed_async_connection_with_config(&config)
@@ -137,7 +211,7 @@ impl RedisBackend {
             .conns
             .shared()
             .await
-            .map_err(|e| self.conns.error(component, what, &e))?;
+            .map_err(|e| self.conns.connect_error(component, what, &e))?;
         invocation.invoke_async(&mut conn).await.map_err(|e| {
             self.conns.discard_shared(&e);
             self.conns.error(component, what, &e)
@@ -155,10 +229,49 @@ impl RedisBackend {
             .conns
             .shared()
             .await
-            .map_err(|e| self.conns.error(component, what, &e))?;
+            .map_err(|e| self.conns.connect_error(component, what, &e))?;
         cmd.query_async(&mut conn).await.map_err(|e| {
             self.conns.discard_shared(&e);
             self.conns.error(component, what, &e)
         })
+    }
+
+    /// Runs one command on `key` on the shared connection; when Redis says the key holds the
+    /// wrong type, the error names the key and what it holds.
+    pub(crate) async fn query_key<T: FromRedisValue>(
+        &self,
+        component: &'static str,
+        what: &str,
+        key: &str,
+        expected: &str,
+        cmd: &Cmd,
+    ) -> qtasks_core::Result<T> {
+        let mut conn = self
+            .conns
+            .shared()
+            .await
+            .map_err(|e| self.conns.connect_error(component, what, &e))?;
+        let e = match cmd.query_async(&mut conn).await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        self.conns.discard_shared(&e);
+        if e.code() == Some("WRONGTYPE") {
+            let held: String = deadpool_redis::redis::cmd("TYPE")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_else(|_| "value of another type".to_string());
+            return Err(Error::backend(
+                component,
+                format!(
+                    "{what} failed on Redis at {}: the key {key} holds a {held}, not {expected}: \
+                     something else writes into this app's keys ({}*); give that writer other \
+                     keys, or give the app another name",
+                    self.conns.shown_url, self.prefix
+                ),
+            ));
+        }
+        Err(self.conns.error(component, what, &e))
     }
 }

@@ -15,10 +15,13 @@ use crate::{scripts, RedisBackend};
 impl GlobalConfig for RedisBackend {
     fn set<'a>(&'a self, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.query(
+            let kv = self.key("kv");
+            self.query_key(
                 "global_config",
                 &format!("setting {key:?}"),
-                redis::cmd("HSET").arg(self.key("kv")).arg(key).arg(value),
+                &kv,
+                "a hash",
+                redis::cmd("HSET").arg(&kv).arg(key).arg(value),
             )
             .await
         })
@@ -26,10 +29,13 @@ impl GlobalConfig for RedisBackend {
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move {
-            self.query(
+            let kv = self.key("kv");
+            self.query_key(
                 "global_config",
                 &format!("reading {key:?}"),
-                redis::cmd("HGET").arg(self.key("kv")).arg(key),
+                &kv,
+                "a hash",
+                redis::cmd("HGET").arg(&kv).arg(key),
             )
             .await
         })
@@ -37,10 +43,13 @@ impl GlobalConfig for RedisBackend {
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.query(
+            let kv = self.key("kv");
+            self.query_key(
                 "global_config",
                 &format!("deleting {key:?}"),
-                redis::cmd("HDEL").arg(self.key("kv")).arg(key),
+                &kv,
+                "a hash",
+                redis::cmd("HDEL").arg(&kv).arg(key),
             )
             .await
         })
@@ -48,10 +57,13 @@ impl GlobalConfig for RedisBackend {
 
     fn get_all(&self) -> BoxFuture<'_, Result<BTreeMap<String, String>>> {
         Box::pin(async move {
-            self.query(
+            let kv = self.key("kv");
+            self.query_key(
                 "global_config",
                 "reading every key",
-                redis::cmd("HGETALL").arg(self.key("kv")),
+                &kv,
+                "a hash",
+                redis::cmd("HGETALL").arg(&kv),
             )
             .await
         })

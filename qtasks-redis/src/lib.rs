@@ -13,7 +13,8 @@
 //!
 //! Settings beyond the app's [`Config`] come from the URL's query string (or
 //! [`RedisOptions`] with [`RedisBackend::new`]): `lease_ms`, `max_deliveries`,
-//! `dead_letter_max`, for example `redis://127.0.0.1:6379/0?lease_ms=10000`.
+//! `dead_letter_max`, `connect_timeout_ms`, `command_timeout_ms`, for example
+//! `redis://127.0.0.1:6379/0?lease_ms=10000`.
 //!
 //! The source, by concern: `options` (settings and URL parsing), `client` (connections),
 //! `scripts` (the Lua scripts of `lua/`, and the key layout), `wire` (arguments and replies
@@ -72,7 +73,12 @@ impl RedisBackend {
             expected: format!("a Redis URL such as redis://127.0.0.1:6379/0 ({e})"),
         })?;
         let prefix = key_prefix(app_name);
-        let conns = Arc::new(Connections::new(client, hide_password(url)));
+        let conns = Arc::new(Connections::new(
+            client,
+            hide_password(url),
+            options.connect_timeout,
+            options.command_timeout,
+        ));
         Ok(Arc::new(RedisBackend {
             notifier: Notifier::new(conns.clone(), &prefix),
             conns,

@@ -19,6 +19,14 @@ pub struct RedisOptions {
     /// How many dead-lettered tasks are kept (oldest dropped first). URL: `dead_letter_max`.
     /// Default 10,000.
     pub dead_letter_max: u32,
+    /// How long opening a connection may take (TCP and the Redis handshake): a producer fails
+    /// after this when Redis is unreachable. URL: `connect_timeout_ms`. Default 2 s.
+    pub connect_timeout: Duration,
+    /// How long Redis may take to answer a command or script call (everything but the
+    /// blocking wait of idle workers, which has its own allowance on top of how long it
+    /// blocks): a producer fails after this when Redis is frozen or overloaded, and the
+    /// command may or may not have been applied. URL: `command_timeout_ms`. Default 500 ms.
+    pub command_timeout: Duration,
 }
 
 impl Default for RedisOptions {
@@ -27,6 +35,8 @@ impl Default for RedisOptions {
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             dead_letter_max: 10_000,
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -59,6 +69,19 @@ impl RedisOptions {
                     options.max_deliveries = value
                         .parse()
                         .map_err(|_| bad("a whole number of redeliveries"))?
+                }
+                "connect_timeout_ms" | "command_timeout_ms" => {
+                    let ms: u64 = value
+                        .parse()
+                        .ok()
+                        .filter(|ms| *ms >= 1)
+                        .ok_or_else(|| bad("a timeout in milliseconds, at least 1"))?;
+                    let timeout = Duration::from_millis(ms);
+                    if key == "connect_timeout_ms" {
+                        options.connect_timeout = timeout;
+                    } else {
+                        options.command_timeout = timeout;
+                    }
                 }
                 "dead_letter_max" => {
                     options.dead_letter_max = value
@@ -103,6 +126,24 @@ mod tests {
         assert_eq!(url, "redis://h:1/0?protocol=resp3");
         let err = RedisOptions::from_url("redis://h/0?lease_ms=abc").unwrap_err();
         assert!(err.to_string().contains("lease_ms"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_come_from_the_url() {
+        let (o, url) = RedisOptions::from_url("redis://h/0").unwrap();
+        assert_eq!(o.command_timeout, Duration::from_millis(500));
+        assert_eq!(o.connect_timeout, Duration::from_secs(2));
+        assert_eq!(url, "redis://h/0");
+        let (o, url) =
+            RedisOptions::from_url("redis://h/0?command_timeout_ms=250&connect_timeout_ms=900")
+                .unwrap();
+        assert_eq!(o.command_timeout, Duration::from_millis(250));
+        assert_eq!(o.connect_timeout, Duration::from_millis(900));
+        assert_eq!(url, "redis://h/0");
+        for bad in ["command_timeout_ms=0", "connect_timeout_ms=soon"] {
+            let err = RedisOptions::from_url(&format!("redis://h/0?{bad}")).unwrap_err();
+            assert!(err.to_string().contains("timeout"), "{err}");
+        }
     }
 
     #[test]

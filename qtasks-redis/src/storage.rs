@@ -43,11 +43,14 @@ impl RedisBackend {
 impl Storage for RedisBackend {
     fn get(&self, uuid: Uuid) -> BoxFuture<'_, Result<Option<Task>>> {
         Box::pin(async move {
+            let key = self.record_key(uuid);
             let fields: HashMap<String, Vec<u8>> = self
-                .query(
+                .query_key(
                     "storage",
                     &format!("reading task {uuid}"),
-                    redis::cmd("HGETALL").arg(self.record_key(uuid)),
+                    &key,
+                    "a task record (hash)",
+                    redis::cmd("HGETALL").arg(&key),
                 )
                 .await?;
             if fields.is_empty() {
