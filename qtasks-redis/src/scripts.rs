@@ -3,7 +3,14 @@
 //! The scripts are the files in `qtasks-redis/lua/`, compiled in with `include_str!`: one file
 //! per script, each starting with a comment header (what it does, its `KEYS`, `ARGV` and
 //! reply), and `prelude.lua` with the helpers they share. A script's text, as Redis sees it, is
-//! the prelude's code then the script's code, without either header (see [`script`]).
+//! its `#!lua` flags line, then the prelude's code, then the script's code, without either
+//! header (see [`script`]).
+//!
+//! The flags decide what a full Redis (`maxmemory` reached, `noeviction`) lets run: the
+//! scripts that keep queued work moving and free memory (claim, complete, requeue, renew,
+//! cancel, heartbeat) are `allow-oom`, so workers drain a full Redis; the read-only
+//! ones are `no-writes`; enqueue has no flag, so Redis refuses it up front, before it writes
+//! anything, with an `OOM` error.
 //!
 //! Each script gets the key prefix (`{app}:`) as `ARGV[1]` and builds its keys from it; all of
 //! them share the `{app}` hash tag, so they live in one Redis Cluster slot. The first key is
@@ -42,46 +49,71 @@ fn code(file: &str) -> &str {
     rest
 }
 
-/// A script: the prelude's code, then the script file's code.
-fn script(file: &str) -> Script {
-    Script::new(&format!("{}\n{}", code(PRELUDE), code(file)))
+/// How Redis may run a script: its `#!lua` line, which must be the first line of its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flags {
+    /// Refused up front when Redis is over `maxmemory`: new work.
+    Plain,
+    /// Runs when Redis is over `maxmemory`: keeps queued work moving, frees memory.
+    AllowOom,
+    /// Only reads: runs when Redis is full (and on replicas).
+    NoWrites,
 }
 
-/// `lua/enqueue.lua`: writes new tasks (idempotent per uuid).
+impl Flags {
+    fn line(self) -> &'static str {
+        match self {
+            Flags::Plain => "#!lua",
+            Flags::AllowOom => "#!lua flags=allow-oom",
+            Flags::NoWrites => "#!lua flags=no-writes",
+        }
+    }
+}
+
+/// A script's text: its flags line, the prelude's code, then the script file's code.
+fn text(file: &str, flags: Flags) -> String {
+    format!("{}\n{}\n{}", flags.line(), code(PRELUDE), code(file))
+}
+
+fn script(file: &str, flags: Flags) -> Script {
+    Script::new(&text(file, flags))
+}
+
+/// `lua/enqueue.lua`: writes new tasks (idempotent per uuid). Refused when Redis is full.
 pub(crate) static ENQUEUE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/enqueue.lua")));
+    LazyLock::new(|| script(include_str!("../lua/enqueue.lua"), Flags::Plain));
 
 /// `lua/claim.lua`: reaps expired leases, moves due tasks, claims a batch with leases.
 pub(crate) static CLAIM: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/claim.lua")));
+    LazyLock::new(|| script(include_str!("../lua/claim.lua"), Flags::AllowOom));
 
 /// `lua/complete.lua`: acknowledges finished tasks, rejecting stale fencing tokens.
 pub(crate) static COMPLETE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/complete.lua")));
+    LazyLock::new(|| script(include_str!("../lua/complete.lua"), Flags::AllowOom));
 
 /// `lua/requeue.lua`: returns claimed tasks to the front of their queue (graceful shutdown).
 pub(crate) static REQUEUE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/requeue.lua")));
+    LazyLock::new(|| script(include_str!("../lua/requeue.lua"), Flags::AllowOom));
 
 /// `lua/renew.lua`: extends the leases still held, then reaps expired ones.
 pub(crate) static RENEW: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/renew.lua")));
+    LazyLock::new(|| script(include_str!("../lua/renew.lua"), Flags::AllowOom));
 
 /// `lua/cancel.lua`: cancels a queued task, or asks the workers to cancel a running one.
 pub(crate) static CANCEL: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/cancel.lua")));
+    LazyLock::new(|| script(include_str!("../lua/cancel.lua"), Flags::AllowOom));
 
 /// `lua/stats.lua`: the queue's counts.
 pub(crate) static STATS: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/stats.lua")));
+    LazyLock::new(|| script(include_str!("../lua/stats.lua"), Flags::NoWrites));
 
 /// `lua/heartbeat.lua`: records a worker's heartbeat, forgets expired workers.
 pub(crate) static HEARTBEAT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/heartbeat.lua")));
+    LazyLock::new(|| script(include_str!("../lua/heartbeat.lua"), Flags::AllowOom));
 
 /// `lua/live_workers.lua`: the workers whose heartbeat has not expired.
 pub(crate) static LIVE_WORKERS: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/live_workers.lua")));
+    LazyLock::new(|| script(include_str!("../lua/live_workers.lua"), Flags::NoWrites));
 
 #[cfg(test)]
 mod tests {
@@ -131,11 +163,18 @@ mod tests {
     }
 
     #[test]
-    fn scripts_start_with_the_prelude() {
-        let text = format!("{}\n{}", code(PRELUDE), code(FILES[2].1));
-        assert!(text.starts_with("\nlocal P = ARGV[1]\n"), "{text}");
+    fn scripts_start_with_their_flags_then_the_prelude() {
+        let text = text(FILES[2].1, Flags::AllowOom);
+        assert!(
+            text.starts_with("#!lua flags=allow-oom\n\nlocal P = ARGV[1]\n"),
+            "{text}"
+        );
         assert!(text.contains("\nlocal function reap("));
         assert!(text.ends_with("return {wait, out}\n"));
         assert_eq!(CLAIM.get_hash(), Script::new(&text).get_hash());
+        let enqueue = super::text(FILES[1].1, Flags::Plain);
+        assert!(enqueue.starts_with("#!lua\n\nlocal P"), "{enqueue}");
+        assert_eq!(ENQUEUE.get_hash(), Script::new(&enqueue).get_hash());
+        assert!(super::text(FILES[7].1, Flags::NoWrites).starts_with("#!lua flags=no-writes\n"));
     }
 }
