@@ -5,8 +5,10 @@ read_globals = { "redis", "KEYS", "ARGV" }
 -- Each script runs after prelude.lua's code: its locals are the scripts' names.
 files["*.lua"] = {
   read_globals = {
-    "P", "T", "now_ms", "fmt", "wake", "push_ready", "chunked", "lease_scores",
-    "notify_done", "dead_letter", "reap",
+    "P", "T", "REPORT", "now_ms", "fmt", "is_uuid", "int32", "check_keys", "report", "wake",
+    "push_ready", "push_suspect", "chunked", "lease_scores", "notify_done", "key_kind",
+    "foreign", "load", "record_problem", "trim_dead", "dead_letter", "dead_letter_record",
+    "dead_letter_raw", "reap",
   },
 }
 -- The prelude defines helpers for the scripts, not for itself.

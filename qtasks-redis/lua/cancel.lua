@@ -4,7 +4,7 @@
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, uuid, reason, result TTL ms
 -- Reply:   `cancelled`, `running` (a cancel request was published to the workers),
---          `finished` or `not_found`
+--          `finished`, `not_found`, or an error when the task's key holds another type
 --
 -- Runs after prelude.lua (see its header).
 
@@ -12,15 +12,22 @@ local now = now_ms()
 local NOW = fmt(now)
 local id = ARGV[2]
 local key = T .. id
-local r = redis.call('HMGET', key, 's', 'p')
+local bad_key = check_keys('prios', 'sched', 'suspect')
+if bad_key then return redis.error_reply(bad_key) end
+local r = redis.pcall('HMGET', key, 's', 'p', 'sq')
+if r.err then return redis.error_reply('WRONGTYPE ' .. foreign(key, 'a task record (hash)')) end
 if not r[1] then return 'not_found' end
 if r[1] == 'new' or r[1] == 'retry' then
   redis.call('HSET', key, 's', 'cancel', 'cr', ARGV[3], 'u', NOW)
   redis.call('PEXPIRE', key, ARGV[4])
   redis.call('ZREM', P .. 'sched', id)
-  local q = P .. 'q:' .. r[2]
-  redis.call('LREM', q, 1, id)
-  if redis.call('EXISTS', q) == 0 then redis.call('ZREM', P .. 'prios', r[2]) end
+  if r[3] then redis.call('LREM', P .. 'suspect', 1, id) end
+  local prio = int32(r[2])
+  if prio then
+    local q = P .. 'q:' .. fmt(prio)
+    redis.pcall('LREM', q, 1, id)
+    if redis.call('EXISTS', q) == 0 then redis.call('ZREM', P .. 'prios', fmt(prio)) end
+  end
   notify_done({id})
   return 'cancelled'
 elseif r[1] == 'process' then

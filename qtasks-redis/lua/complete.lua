@@ -1,18 +1,23 @@
 -- complete.lua: acknowledges finished tasks: stores each outcome, frees its lease, publishes
--- the tasks that became final on `done`, and schedules retries.
+-- the tasks that became final on `done`, and schedules retries. A record that turned into a
+-- key of another type while its task ran is left alone: its lease is freed and its uuid
+-- dead-lettered, and the other completions of the batch go on.
 --
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, result TTL ms, dead-letter cap, then per completion: uuid, token, kind
 --          (`s` success, `e` error, `c` cancel, `r` retry, `d` dead-letter), data (result,
 --          traceback or reason), extra (retry delay ms, or dead-letter reason)
--- Reply:   the positions (from 1) of the rejected completions (stale fencing token: the
---          claim is no longer current)
+-- Reply:   {positions (from 1) of the rejected completions (stale fencing token: the claim is
+--          no longer current), report}, where report lists the dropped entries (entry,
+--          reason, detail, ...)
 --
 -- Runs after prelude.lua (see its header).
 
 local now = now_ms()
 local NOW = fmt(now)
 local ttl, dead_max = ARGV[2], tonumber(ARGV[3])
+local bad_key = check_keys('lease', 'sched', 'dead', 'wake')
+if bad_key then return redis.error_reply(bad_key) end
 local rejected, done, freed = {}, {}, {}
 local retried = false
 local members = {}
@@ -20,6 +25,11 @@ for i = 4, #ARGV, 5 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
 local current = lease_scores(members)
 local seen = {}
 local k = 0
+-- HSET that fails (instead of aborting the script) on a key of another type.
+local function write(key, ...)
+  local r = redis.pcall('HSET', key, ...)
+  return not (type(r) == 'table' and r.err)
+end
 for i = 4, #ARGV, 5 do
   k = k + 1
   local id = ARGV[i]
@@ -31,25 +41,32 @@ for i = 4, #ARGV, 5 do
     seen[members[k]] = true
     freed[#freed + 1] = members[k]
     local kind, data = ARGV[i + 2], ARGV[i + 3]
+    local ok
     if kind == 's' then
-      redis.call('HSET', key, 's', 'success', 'r', data, 'u', NOW)
-      redis.call('PEXPIRE', key, ttl)
-      done[#done + 1] = id
+      ok = write(key, 's', 'success', 'r', data, 'u', NOW)
+      if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'e' then
-      redis.call('HSET', key, 's', 'error', 'tb', data, 'u', NOW)
-      redis.call('PEXPIRE', key, ttl)
-      done[#done + 1] = id
+      ok = write(key, 's', 'error', 'tb', data, 'u', NOW)
+      if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'c' then
-      redis.call('HSET', key, 's', 'cancel', 'cr', data, 'u', NOW)
-      redis.call('PEXPIRE', key, ttl)
-      done[#done + 1] = id
+      ok = write(key, 's', 'cancel', 'cr', data, 'u', NOW)
+      if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'r' then
-      redis.call('HSET', key, 's', 'retry', 'tb', data, 'u', NOW)
-      redis.call('ZADD', P .. 'sched', fmt(now + tonumber(ARGV[i + 4])), id)
-      retried = true
+      ok = write(key, 's', 'retry', 'tb', data, 'u', NOW)
+      if ok then
+        -- It ran to its end: no longer a suspect.
+        redis.call('HDEL', key, 'sq')
+        redis.call('ZADD', P .. 'sched', fmt(now + tonumber(ARGV[i + 4])), id)
+        retried = true
+      end
     else
-      redis.call('HSET', key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW)
-      dead_letter(id, dead_max)
+      ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW)
+      if ok then dead_letter(id, dead_max) end
+    end
+    if not ok then
+      dead_letter_raw(id, 'wrong_type', foreign(key, 'a task record (hash)') ..
+        ' (its outcome is lost)', dead_max)
+    elseif kind ~= 'r' then
       done[#done + 1] = id
     end
   end
@@ -57,4 +74,4 @@ end
 if #freed > 0 then chunked('ZREM', P .. 'lease', freed) end
 notify_done(done)
 if retried then wake() end
-return rejected
+return {rejected, REPORT}

@@ -4,17 +4,45 @@
 --
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, then per task: uuid, name, priority, args, created ms, delay ms
--- Reply:   1
+-- Reply:   1, or a WRONGTYPE error (and nothing written) when a task's key or a queue key
+--          holds another type than qtasks keeps there; refused up front (OOM) when Redis is
+--          full
 --
 -- Runs after prelude.lua (see its header).
 
 local now = now_ms()
-local NOW = fmt(now)
+local bad_key = check_keys('prios', 'sched', 'wake')
+if bad_key then return redis.error_reply(bad_key) end
+-- First the checks, so that a batch is written whole or not at all: a task's key that holds
+-- another type than a record, or a queue key that holds another type than a list, is an error.
+-- `fresh`: the uuids to write (not stored yet, first time in this batch).
+local fresh, queues, foreign_keys = {}, {}, {}
+for i = 2, #ARGV, 6 do
+  local id, prio = ARGV[i], ARGV[i + 2]
+  local kind = redis.call('TYPE', T .. id)['ok']
+  if kind == 'none' then
+    if fresh[id] == nil then fresh[id] = i end
+  elseif kind ~= 'hash' then
+    foreign_keys[#foreign_keys + 1] = T .. id .. ' (a ' .. kind .. ')'
+  end
+  if not queues[prio] then
+    queues[prio] = true
+    kind = redis.call('TYPE', P .. 'q:' .. prio)['ok']
+    if kind ~= 'none' and kind ~= 'list' then
+      foreign_keys[#foreign_keys + 1] = P .. 'q:' .. prio .. ' (a ' .. kind .. ')'
+    end
+  end
+end
+if #foreign_keys > 0 then
+  return redis.error_reply('WRONGTYPE ' .. table.concat(foreign_keys, ', ', 1,
+    math.min(#foreign_keys, 5)) .. ': another type than qtasks keeps there: something ' ..
+    'else writes into this app\'s keys. No task of this batch was stored.')
+end
 local groups, order = {}, {}
 for i = 2, #ARGV, 6 do
   local id, prio, delay = ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 5])
   local key = T .. id
-  if redis.call('EXISTS', key) == 0 then
+  if fresh[id] == i then
     -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
     redis.call('HSET', key, 'n', ARGV[i + 1], 'p', prio, 'a', ARGV[i + 3], 's', 'new',
       'c', ARGV[i + 4])

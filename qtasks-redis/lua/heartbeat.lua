@@ -7,7 +7,8 @@
 -- Runs after prelude.lua (see its header).
 
 local now = now_ms()
-local NOW = fmt(now)
+local bad_key = check_keys('workers')
+if bad_key then return redis.error_reply(bad_key) end
 local key = P .. 'workers'
 redis.call('ZADD', key, fmt(now + tonumber(ARGV[3])), ARGV[2])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))

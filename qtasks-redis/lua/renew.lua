@@ -2,12 +2,14 @@
 --
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, lease ms, max deliveries, dead-letter cap, then uuid and token pairs
--- Reply:   the positions (1-based) of the given leases that are no longer current
+-- Reply:   {positions (1-based) of the given leases that are no longer current, report},
+--          where report lists the dropped entries (entry, reason, detail, ...)
 --
 -- Runs after prelude.lua (see its header).
 
 local now = now_ms()
-local NOW = fmt(now)
+local bad_key = check_keys('prios', 'lease', 'suspect', 'dead', 'wake')
+if bad_key then return redis.error_reply(bad_key) end
 local deadline = fmt(now + tonumber(ARGV[2]))
 local members = {}
 for i = 5, #ARGV, 2 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
@@ -24,4 +26,4 @@ for k = 1, #members do
 end
 if #renew > 0 then chunked('ZADD', P .. 'lease', renew) end
 notify_done(reap(now, tonumber(ARGV[3]), tonumber(ARGV[4])))
-return lost
+return {lost, REPORT}

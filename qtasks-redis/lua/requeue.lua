@@ -1,33 +1,61 @@
--- requeue.lua: returns claimed tasks to the front of their queue without counting the
--- attempt (graceful shutdown). Claims that are no longer current are left alone.
+-- requeue.lua: returns claimed tasks to the front of their queue (a suspect: to the
+-- suspects) without counting the attempt (graceful shutdown). Claims that are no longer
+-- current are left alone; a record that is no longer a claimable task is dead-lettered on its
+-- own.
 --
 -- KEYS[1]: {app}:prios
--- ARGV:    prefix, then uuid and token pairs
--- Reply:   how many tasks were returned
+-- ARGV:    prefix, dead-letter cap, then uuid and token pairs
+-- Reply:   {how many tasks were returned, report}, where report lists the dropped entries
+--          (entry, reason, detail, ...)
 --
 -- Runs after prelude.lua (see its header).
 
 local now = now_ms()
 local NOW = fmt(now)
-local freed, members = {}, {}
-for i = 2, #ARGV, 2 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
+local dead_max = tonumber(ARGV[2])
+local bad_key = check_keys('prios', 'lease', 'suspect', 'dead', 'wake')
+if bad_key then return redis.error_reply(bad_key) end
+local freed, members, finished = {}, {}, {}
+local returned = 0
+for i = 3, #ARGV, 2 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
 local current = lease_scores(members)
 local seen = {}
 local k = 0
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   k = k + 1
   local member = members[k]
   if current[k] and not seen[member] then
     seen[member] = true
-    local id = ARGV[i]
-    local key = T .. id
-    local r = redis.call('HMGET', key, 'at', 'p')
-    local at = math.max((tonumber(r[1]) or 1) - 1, 0)
-    redis.call('HSET', key, 's', 'new', 'at', fmt(at), 'u', NOW)
-    push_ready(id, r[2], true)
     freed[#freed + 1] = member
-    redis.call('ZREM', P .. 'lease', member)
+    local id = ARGV[i]
+    local r, why, detail = load(id, 's', 'at', 'p', 'sq')
+    if not r then
+      dead_letter_raw(id, why, detail .. ' (a lease)', dead_max)
+    elseif r[1] == 'process' then
+      local prio = int32(r[3])
+      if not prio then
+        finished[#finished + 1] = dead_letter_record(id, 'malformed_record', 'the priority (p) ' ..
+          string.format('%q', tostring(r[3])) .. ' is not a whole number', dead_max)
+      else
+        local at = math.max((tonumber(r[2]) or 1) - 1, 0)
+        redis.call('HSET', T .. id, 's', 'new', 'at', fmt(at), 'u', NOW)
+        if r[4] then
+          push_suspect(id)
+          returned = returned + 1
+        elseif push_ready(id, prio, true) then
+          returned = returned + 1
+        else
+          finished[#finished + 1] = dead_letter_record(id, 'wrong_type',
+            foreign(P .. 'q:' .. fmt(prio), 'a queue (list)'), dead_max)
+        end
+      end
+    elseif not r[1] then
+      finished[#finished + 1] = dead_letter_record(id, 'malformed_record',
+        'the record has no status (s)', dead_max)
+    end
   end
 end
-if #freed > 0 then wake() end
-return #freed
+if #freed > 0 then chunked('ZREM', P .. 'lease', freed) end
+if returned > 0 then wake() end
+notify_done(finished)
+return {returned, REPORT}

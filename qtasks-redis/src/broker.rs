@@ -1,5 +1,6 @@
 //! The broker: enqueue, claim (with leases and fencing tokens), acknowledge, requeue, renew,
-//! cancel and stats, each one script call per batch (see `scripts`).
+//! started, cancel and stats, each one script call per batch (see `scripts`). Every entry a
+//! script dropped or dead-lettered comes back in its reply and is logged here, once.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -8,12 +9,17 @@ use deadpool_redis::redis::{self, Value};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use qtasks_core::backend::{
-    Broker, CancelOutcome, CancelRequest, Completion, Delivery, Lease, NewTask, Outcome, QueueStats,
+    Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, NewTask,
+    Outcome, QueueStats,
 };
 use qtasks_core::{Error, Result};
 use uuid::Uuid;
 
-use crate::wire::{epoch_ms, glob_escape, lease_args, millis, parse_claim};
+use crate::held::Held;
+use crate::wire::{
+    epoch_ms, glob_escape, lease_args, millis, parse_claim, parse_positions, parse_report,
+    ClaimMode, Claimed, Dropped,
+};
 use crate::{scripts, RedisBackend};
 
 /// The longest an idle worker blocks on its wake-up before looking again (a safety net for a
@@ -22,19 +28,72 @@ const MAX_BLOCK: Duration = Duration::from_secs(5);
 /// Most tasks in one enqueue script call.
 const ENQUEUE_CHUNK: usize = 2000;
 
+/// Logs each entry a script took out of the queue (dead-lettered or dropped), once: the
+/// script that did it reports it to the process that called it, and to no other.
+pub(crate) fn log_dropped(prefix: &str, report: &[Dropped]) {
+    for d in report {
+        tracing::error!(
+            app_keys = %prefix,
+            entry = %d.entry,
+            reason = %d.reason,
+            "an entry was taken out of the queue: {}",
+            d.detail
+        );
+    }
+}
+
 impl RedisBackend {
-    /// One claim attempt: the deliveries, and how long until something is due (ms, or `None`).
-    async fn claim_once(&self, max: usize) -> Result<(Vec<Delivery>, Option<u64>)> {
+    /// One claim attempt (`idle`: this process holds no task, so it may take a suspect).
+    async fn claim_once(&self, max: usize, idle: bool) -> Result<Claimed> {
         let args = vec![
             max.to_string().into_bytes(),
             millis(self.options.lease).to_string().into_bytes(),
             self.options.max_deliveries.to_string().into_bytes(),
             self.options.dead_letter_max.to_string().into_bytes(),
+            if idle { b"1".to_vec() } else { b"0".to_vec() },
+            self.caller.as_bytes().to_vec(),
         ];
         let reply: Value = self
             .eval("broker", "claiming tasks", &scripts::CLAIM, args)
             .await?;
-        parse_claim(reply).map_err(|m| Error::backend("broker", m))
+        let mut claimed = parse_claim(reply).map_err(|m| Error::backend("broker", m))?;
+        log_dropped(&self.prefix, &claimed.report);
+        if !claimed.undecodable.is_empty() {
+            self.dead_letter_undecodable(std::mem::take(&mut claimed.undecodable))
+                .await;
+        }
+        Ok(claimed)
+    }
+
+    /// Claimed entries that cannot be decoded (a script and decoder out of step): each is
+    /// logged, and dead-lettered through its lease when that can be read; the others are
+    /// returned when their lease expires.
+    async fn dead_letter_undecodable(&self, bad: Vec<(Option<Lease>, String)>) {
+        let mut done = Vec::new();
+        for (lease, why) in bad {
+            match lease {
+                Some(lease) => {
+                    tracing::error!(task_uuid = %lease.uuid, reason = "malformed_record", "a claimed task cannot be decoded, so it goes to the dead-letter: {why}");
+                    done.push(Completion {
+                        lease,
+                        outcome: Outcome::DeadLetter {
+                            reason: DeadLetterReason::MalformedRecord,
+                            traceback: format!(
+                                "malformed_record: the claimed task cannot be decoded: {why}; the task is kept in the dead-letter and not run"
+                            ),
+                        },
+                    });
+                }
+                None => {
+                    tracing::error!(reason = "malformed_record", "a claimed entry cannot be decoded and has no readable lease; it returns to the queue when its lease expires: {why}");
+                }
+            }
+        }
+        if !done.is_empty() {
+            if let Err(e) = Broker::complete(self, &done).await {
+                tracing::error!(error = %e, count = done.len(), "cannot dead-letter the claimed tasks that cannot be decoded; they return to the queue when their lease expires");
+            }
+        }
     }
 
     /// Blocks until an enqueue (or a returned lease, or a retry) pushes a wake-up, or `block`
@@ -61,6 +120,22 @@ impl RedisBackend {
                 "broker",
                 "Redis did not answer a blocking wait in time; reconnecting",
             )),
+        }
+    }
+
+    /// Tells the record of what this process holds which leases of a `renew` or `started`
+    /// call are alive and which were lost.
+    fn note_lost(&self, leases: &[Lease], lost: &[Lease], started: bool) {
+        if lost.is_empty() {
+            self.held.alive(leases, started);
+        } else {
+            let alive: Vec<Lease> = leases
+                .iter()
+                .filter(|l| !lost.contains(l))
+                .copied()
+                .collect();
+            self.held.alive(&alive, started);
+            self.held.gone(lost);
         }
     }
 
@@ -140,12 +215,31 @@ impl Broker for RedisBackend {
 
     fn claim(&self, max: usize) -> BoxFuture<'_, Result<Vec<Delivery>>> {
         Box::pin(async move {
+            let lease = self.options.lease;
             loop {
-                let (claimed, due_in) = self.claim_once(max.max(1)).await?;
-                if !claimed.is_empty() {
-                    return Ok(claimed);
+                // A suspect of this process runs alone: nothing else is claimed until it is
+                // done, or has run a whole lease.
+                if let Some(left) = self.held.suspect_alone_for() {
+                    self.held
+                        .wait_until(left, |held| held.suspect_alone_for().is_none())
+                        .await;
+                    continue;
                 }
-                let block = due_in
+                let idle = self.held.is_idle();
+                let claimed = self.claim_once(max.max(1), idle).await?;
+                if !claimed.deliveries.is_empty() {
+                    let suspect = claimed.mode == ClaimMode::Suspect;
+                    self.held.claimed(&claimed.deliveries, suspect);
+                    return Ok(claimed.deliveries);
+                }
+                if claimed.mode == ClaimMode::Drain && !idle {
+                    // A suspect waits for an idle worker: this process finishes what it holds
+                    // (at most a lease), then claims again as idle.
+                    self.held.wait_until(lease, Held::is_idle).await;
+                    continue;
+                }
+                let block = claimed
+                    .due_in
                     .map(|ms| Duration::from_millis(ms).min(MAX_BLOCK))
                     .unwrap_or(MAX_BLOCK);
                 self.block_on_wake(block).await?;
@@ -180,7 +274,7 @@ impl Broker for RedisBackend {
                 args.push(data);
                 args.push(extra);
             }
-            let rejected: Vec<usize> = self
+            let reply: Value = self
                 .eval(
                     "broker",
                     "acknowledging finished tasks",
@@ -188,11 +282,12 @@ impl Broker for RedisBackend {
                     args,
                 )
                 .await?;
-            Ok(rejected
-                .into_iter()
-                .filter_map(|position| done.get(position.checked_sub(1)?))
-                .map(|c| c.lease)
-                .collect())
+            let leases: Vec<Lease> = done.iter().map(|c| c.lease).collect();
+            let (rejected, report) =
+                parse_positions(&reply, &leases).map_err(|m| Error::backend("broker", m))?;
+            log_dropped(&self.prefix, &report);
+            self.held.gone(&leases);
+            Ok(rejected)
         })
     }
 
@@ -201,14 +296,23 @@ impl Broker for RedisBackend {
             if leases.is_empty() {
                 return Ok(());
             }
-            let _: i64 = self
+            let mut args = vec![self.options.dead_letter_max.to_string().into_bytes()];
+            args.extend(lease_args(leases));
+            let reply: Result<Value> = self
                 .eval(
                     "broker",
                     "returning tasks to the queue",
                     &scripts::REQUEUE,
-                    lease_args(leases),
+                    args,
                 )
-                .await?;
+                .await;
+            // Given back either way: a requeue that failed leaves the tasks to their leases.
+            self.held.gone(leases);
+            if let Value::Array(parts) = reply? {
+                if let Some(report) = parts.get(1) {
+                    log_dropped(&self.prefix, &parse_report(report));
+                }
+            }
             Ok(())
         })
     }
@@ -251,6 +355,27 @@ impl Broker for RedisBackend {
         Some(self.options.lease)
     }
 
+    fn started<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        Box::pin(async move {
+            if leases.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut args = vec![
+                self.options.max_deliveries.to_string().into_bytes(),
+                self.options.dead_letter_max.to_string().into_bytes(),
+            ];
+            args.extend(lease_args(leases));
+            let reply: Value = self
+                .eval("broker", "recording task starts", &scripts::STARTED, args)
+                .await?;
+            let (lost, report) =
+                parse_positions(&reply, leases).map_err(|m| Error::backend("broker", m))?;
+            log_dropped(&self.prefix, &report);
+            self.note_lost(leases, &lost, true);
+            Ok(lost)
+        })
+    }
+
     fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
         Box::pin(async move {
             let mut args = vec![
@@ -259,19 +384,14 @@ impl Broker for RedisBackend {
                 self.options.dead_letter_max.to_string().into_bytes(),
             ];
             args.extend(lease_args(leases));
-            let lost: Vec<i64> = self
+            let reply: Value = self
                 .eval("broker", "renewing leases", &scripts::RENEW, args)
                 .await?;
-            // Positions are 1-based; one outside the batch would be a script bug, skipped.
-            Ok(lost
-                .into_iter()
-                .filter_map(|k| {
-                    usize::try_from(k - 1)
-                        .ok()
-                        .and_then(|i| leases.get(i))
-                        .copied()
-                })
-                .collect())
+            let (lost, report) =
+                parse_positions(&reply, leases).map_err(|m| Error::backend("broker", m))?;
+            log_dropped(&self.prefix, &report);
+            self.note_lost(leases, &lost, false);
+            Ok(lost)
         })
     }
 

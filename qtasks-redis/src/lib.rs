@@ -16,16 +16,27 @@
 //! `dead_letter_max`, `connect_timeout_ms`, `command_timeout_ms`, for example
 //! `redis://127.0.0.1:6379/0?lease_ms=10000`.
 //!
-//! The source, by concern: `options` (settings and URL parsing), `client` (connections),
-//! `scripts` (the Lua scripts of `lua/`, and the key layout), `wire` (arguments and replies
-//! of the scripts, records, keys), `broker`, `storage` and `global_config` (the component
-//! traits), `notify` (pub/sub notifications), and `server` (feature `testing` only), which
-//! starts a private `redis-server` for tests and examples.
+//! Each script checks every entry it touches on its own: a queue entry that is not a task, a
+//! record with a field missing or a priority that is not a number, a key of another type, goes
+//! to the dead-letter with a typed reason (and is logged once), and no other entry of the call
+//! is stopped, delayed or counted against. A delivery counts towards `max_deliveries` only
+//! when the task had started ([`Broker::started`](qtasks_core::backend::Broker::started)); a
+//! task whose worker vanished while running it is a *suspect* and runs alone on an idle worker,
+//! so a task that crashes its worker takes no other task with it. A full Redis (`maxmemory`,
+//! `noeviction`) still lets workers claim, renew and acknowledge; only enqueues are refused.
+//!
+//! The source, by concern: `options` (settings and URL parsing), `client` (connections,
+//! timeouts, and errors that say what to do), `scripts` (the Lua scripts of `lua/`, their
+//! flags, and the key layout), `wire` (arguments and replies of the scripts, records, keys),
+//! `broker`, `storage` and `global_config` (the component traits), `held` (what this process
+//! holds, for the suspects rule), `notify` (pub/sub notifications), and `server` (feature
+//! `testing` only), which starts a private `redis-server` for tests and examples.
 #![warn(missing_docs)]
 
 mod broker;
 mod client;
 mod global_config;
+mod held;
 mod notify;
 mod options;
 mod scripts;
@@ -39,8 +50,10 @@ use std::time::Duration;
 
 use qtasks_core::backend::{Backend, BackendFactory, OpenRequest, BACKENDS};
 use qtasks_core::{Config, Error, Result};
+use uuid::Uuid;
 
 use crate::client::Connections;
+use crate::held::Held;
 use crate::notify::Notifier;
 use crate::options::hide_password;
 use crate::wire::key_prefix;
@@ -48,6 +61,7 @@ use crate::wire::key_prefix;
 /// The `redis` crate this backend uses, for direct access to the same server.
 pub use deadpool_redis::redis;
 pub use options::RedisOptions;
+pub use storage::DeadLetter;
 
 /// The Redis broker, storage and global config of one app.
 pub struct RedisBackend {
@@ -56,6 +70,10 @@ pub struct RedisBackend {
     prefix: String,
     options: RedisOptions,
     result_ttl: Duration,
+    /// What this process holds (a suspect runs alone).
+    held: Held,
+    /// This backend's id in claims (whose turn it is to drain for a suspect).
+    caller: String,
 }
 
 impl RedisBackend {
@@ -83,6 +101,8 @@ impl RedisBackend {
             notifier: Notifier::new(conns.clone(), &prefix),
             conns,
             prefix,
+            held: Held::new(options.lease),
+            caller: Uuid::new_v4().hyphenated().to_string(),
             options,
             result_ttl: config.result_ttl,
         }))

@@ -8,9 +8,13 @@
 //!
 //! The flags decide what a full Redis (`maxmemory` reached, `noeviction`) lets run: the
 //! scripts that keep queued work moving and free memory (claim, complete, requeue, renew,
-//! cancel, heartbeat) are `allow-oom`, so workers drain a full Redis; the read-only
+//! started, cancel, heartbeat) are `allow-oom`, so workers drain a full Redis; the read-only
 //! ones are `no-writes`; enqueue has no flag, so Redis refuses it up front, before it writes
 //! anything, with an `OOM` error.
+//!
+//! Every script returns, as the last element of its reply, the entries it dropped or
+//! dead-lettered (a queue entry that is not a task, a record with a field missing or a key of
+//! another type): the caller logs them (`broker::log_dropped`).
 //!
 //! Each script gets the key prefix (`{app}:`) as `ARGV[1]` and builds its keys from it; all of
 //! them share the `{app}` hash tag, so they live in one Redis Cluster slot. The first key is
@@ -19,7 +23,8 @@
 //!
 //! Key layout (see `docs/redis.md`):
 //! - `t:<uuid>` hash: the task record (`n` name, `p` priority, `a` args, `s` status,
-//!   `c` created ms, `u` updated ms, `at` attempts, `rc` lost leases,
+//!   `c` created ms, `u` updated ms, `at` attempts, `rc` deliveries lost after the task
+//!   started, `st` the fencing token it last started under, `sq` set while it is a suspect,
 //!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason);
 //! - `prios` zset: the priorities that have ready tasks; `q:<priority>` list: ready uuids
 //!   (pushed left, claimed from the right, returned to the right to run next);
@@ -27,8 +32,12 @@
 //! - `lease` zset: claimed tasks as `<uuid>:<token>`, scored by lease deadline (ms). A claim
 //!   is current exactly while its member is there, which is how acknowledgements, renewals
 //!   and requeues check the fencing token (one `ZMSCORE` per batch);
+//! - `suspect` list: tasks whose worker vanished while running them, claimed one at a time by
+//!   an idle worker (FIFO); `drain` string (with a TTL): which busy worker finishes what it
+//!   holds to take an overdue suspect;
 //! - `tok` string: the fencing-token counter; `wake` list (at most one element): wakes one
-//!   idle worker; `dead` list: dead-lettered uuids, capped;
+//!   idle worker; `dead` list: dead-lettered uuids, and `!<reason>:<entry>` for entries that
+//!   are not task records (garbage in a queue, a key of another type), capped;
 //! - `kv` hash, `claim:<key>` strings, `workers` zset: the global config;
 //! - channels `done` (finished uuids, comma separated) and `cancel` (`uuid\nreason`).
 
@@ -99,6 +108,10 @@ pub(crate) static REQUEUE: LazyLock<Script> =
 pub(crate) static RENEW: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/renew.lua"), Flags::AllowOom));
 
+/// `lua/started.lua`: records that claimed tasks start (a lost lease then counts).
+pub(crate) static STARTED: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/started.lua"), Flags::AllowOom));
+
 /// `lua/cancel.lua`: cancels a queued task, or asks the workers to cancel a running one.
 pub(crate) static CANCEL: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/cancel.lua"), Flags::AllowOom));
@@ -120,13 +133,14 @@ mod tests {
     use super::*;
 
     /// Every script file, by name.
-    const FILES: [(&str, &str); 10] = [
+    const FILES: [(&str, &str); 11] = [
         ("prelude", PRELUDE),
         ("enqueue", include_str!("../lua/enqueue.lua")),
         ("claim", include_str!("../lua/claim.lua")),
         ("complete", include_str!("../lua/complete.lua")),
         ("requeue", include_str!("../lua/requeue.lua")),
         ("renew", include_str!("../lua/renew.lua")),
+        ("started", include_str!("../lua/started.lua")),
         ("cancel", include_str!("../lua/cancel.lua")),
         ("stats", include_str!("../lua/stats.lua")),
         ("heartbeat", include_str!("../lua/heartbeat.lua")),
@@ -170,11 +184,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\nlocal function reap("));
-        assert!(text.ends_with("return {wait, out}\n"));
+        assert!(text.ends_with("return {wait, out, mode, REPORT}\n"));
         assert_eq!(CLAIM.get_hash(), Script::new(&text).get_hash());
         let enqueue = super::text(FILES[1].1, Flags::Plain);
         assert!(enqueue.starts_with("#!lua\n\nlocal P"), "{enqueue}");
         assert_eq!(ENQUEUE.get_hash(), Script::new(&enqueue).get_hash());
-        assert!(super::text(FILES[7].1, Flags::NoWrites).starts_with("#!lua flags=no-writes\n"));
+        assert!(super::text(FILES[8].1, Flags::NoWrites).starts_with("#!lua flags=no-writes\n"));
     }
 }

@@ -1,42 +1,90 @@
 //! The storage: task records (`get`), waiting for a final state (`wait`, woken by the `done`
-//! notifications of `notify`), and reading the dead-letter.
+//! notifications of `notify`), and reading the dead-letter ([`DeadLetter`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_redis::redis;
 use futures::future::BoxFuture;
-use qtasks_core::backend::Storage;
+use qtasks_core::backend::{DeadLetterReason, Storage};
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
 
 use crate::wire::decode_record;
 use crate::RedisBackend;
 
+/// One entry of the dead-letter ([`RedisBackend::dead_letter_entries`]).
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The entry as stored: the task's uuid, or what was found where a task was expected
+    /// (garbage in a queue, the uuid of a key of another type).
+    pub entry: String,
+    /// The task's uuid, when the entry is one.
+    pub uuid: Option<Uuid>,
+    /// Why it is there (`None` for a reason this version does not know).
+    pub reason: Option<DeadLetterReason>,
+    /// The task's record (with its raw arguments, the error in `traceback` and the reason in
+    /// `extra["dead_letter"]`), when there is one: entries that are not task records have none.
+    pub task: Option<Task>,
+}
+
 impl RedisBackend {
     /// The dead-lettered tasks, newest first, at most `limit`: their records with the raw
     /// arguments (`args`), the error (`traceback`) and the reason in `extra["dead_letter"]`.
+    /// Entries that are not task records are left out (see [`Self::dead_letter_entries`]).
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<Task>> {
+        Ok(self
+            .dead_letter_entries(limit)
+            .await?
+            .into_iter()
+            .filter_map(|d| d.task)
+            .collect())
+    }
+
+    /// Every entry of the dead-letter, newest first, at most `limit`: dead-lettered tasks
+    /// with their records, and entries found where a task was expected that are not task
+    /// records (stored as `!<reason>:<entry>`), with their reason.
+    pub async fn dead_letter_entries(&self, limit: usize) -> Result<Vec<DeadLetter>> {
         let limit = isize::try_from(limit).unwrap_or(isize::MAX).max(1);
-        let ids: Vec<String> = self
-            .query(
+        let key = self.key("dead");
+        let entries: Vec<Vec<u8>> = self
+            .query_key(
                 "storage",
                 "reading the dead-letter",
-                redis::cmd("LRANGE")
-                    .arg(self.key("dead"))
-                    .arg(0)
-                    .arg(limit - 1),
+                &key,
+                "a list",
+                redis::cmd("LRANGE").arg(&key).arg(0).arg(limit - 1),
             )
             .await?;
-        let mut tasks = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Ok(uuid) = Uuid::parse_str(&id) {
-                if let Some(task) = Storage::get(self, uuid).await? {
-                    tasks.push(task);
-                }
+        let mut out = Vec::with_capacity(entries.len());
+        for raw in entries {
+            let raw = String::from_utf8_lossy(&raw).into_owned();
+            if let Some((reason, entry)) = raw.strip_prefix('!').and_then(|r| r.split_once(':')) {
+                out.push(DeadLetter {
+                    uuid: Uuid::try_parse(entry).ok(),
+                    reason: DeadLetterReason::parse(reason),
+                    entry: entry.to_string(),
+                    task: None,
+                });
+                continue;
             }
+            let uuid = Uuid::try_parse(&raw).ok();
+            let task = match uuid {
+                // A record that cannot be read is listed without it.
+                Some(uuid) => Storage::get(self, uuid).await.ok().flatten(),
+                None => None,
+            };
+            out.push(DeadLetter {
+                reason: task
+                    .as_ref()
+                    .and_then(|t| t.extra.get("dead_letter"))
+                    .and_then(|r| DeadLetterReason::parse(r)),
+                entry: raw,
+                uuid,
+                task,
+            });
         }
-        Ok(tasks)
+        Ok(out)
     }
 }
 

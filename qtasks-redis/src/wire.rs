@@ -1,7 +1,9 @@
 //! What goes over the wire to the scripts and back: the keys of an app, durations and times
-//! as milliseconds, lease arguments, and the decoding of the claim script's reply and of task
-//! records. Nothing here trusts data from Redis: a malformed reply or record is an error (or
-//! a default for a missing optional field), never a panic.
+//! as milliseconds, lease arguments, and the decoding of the scripts' replies (claimed tasks,
+//! lease positions, the reports of dropped entries) and of task records. Nothing here trusts
+//! data from Redis: a claim reply is decoded entry by entry (a bad entry is set aside, the
+//! others are delivered), a malformed record is an error (or a default for a missing optional
+//! field), never a panic.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -75,41 +77,171 @@ pub(crate) fn from_epoch_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// The claim script's reply: the deliveries, and how long until something is due (ms, or
-/// `None`).
-pub(crate) fn parse_claim(
-    reply: Value,
-) -> std::result::Result<(Vec<Delivery>, Option<u64>), String> {
+/// An entry a script dropped or dead-lettered (a queue entry, a lease, a record), with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    /// The entry: a task's uuid, or what was found where one was expected.
+    pub(crate) entry: String,
+    /// The dead-letter reason (`malformed_record`, `wrong_type`, `crashed_worker`).
+    pub(crate) reason: String,
+    /// What is wrong with it.
+    pub(crate) detail: String,
+}
+
+/// The `report` part of a script's reply: entry, reason and detail triples.
+pub(crate) fn parse_report(value: &Value) -> Vec<Dropped> {
+    let Value::Array(items) = value else {
+        return Vec::new();
+    };
+    items
+        .chunks_exact(3)
+        .map(|triple| {
+            let text = |v: &Value| match v {
+                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                Value::SimpleString(s) => s.clone(),
+                Value::Int(n) => n.to_string(),
+                other => format!("{other:?}"),
+            };
+            Dropped {
+                entry: text(&triple[0]),
+                reason: text(&triple[1]),
+                detail: text(&triple[2]),
+            }
+        })
+        .collect()
+}
+
+/// A script reply of the shape `{positions, report}` (renew, started, complete): the leases
+/// at those 1-based positions of `leases`, and the report. A position outside the batch would
+/// be a script bug, and is skipped.
+pub(crate) fn parse_positions(
+    reply: &Value,
+    leases: &[Lease],
+) -> std::result::Result<(Vec<Lease>, Vec<Dropped>), String> {
+    let bad = || format!("unexpected reply of a lease script: {reply:?}");
+    let Value::Array(parts) = reply else {
+        return Err(bad());
+    };
+    let (positions, report) = match parts.as_slice() {
+        [Value::Array(positions), report] => (positions, parse_report(report)),
+        // The reply of scripts before the report was added.
+        _ => (parts, Vec::new()),
+    };
+    let mut out = Vec::with_capacity(positions.len());
+    for position in positions {
+        let Value::Int(k) = position else {
+            return Err(bad());
+        };
+        if let Some(lease) = usize::try_from(*k - 1).ok().and_then(|i| leases.get(i)) {
+            out.push(*lease);
+        }
+    }
+    Ok((out, report))
+}
+
+/// What the claim script asks of the caller besides running the deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClaimMode {
+    /// Nothing.
+    Normal,
+    /// The one delivery is a suspect: the process runs it alone.
+    Suspect,
+    /// A suspect waits for an idle worker: claim again once this process holds nothing.
+    Drain,
+}
+
+/// The claim script's reply.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    /// The tasks claimed.
+    pub(crate) deliveries: Vec<Delivery>,
+    /// How long until something is due (ms), if anything is.
+    pub(crate) due_in: Option<u64>,
+    /// What else the caller does.
+    pub(crate) mode: ClaimMode,
+    /// Entries the script dropped or dead-lettered.
+    pub(crate) report: Vec<Dropped>,
+    /// Entries of the reply that cannot be decoded, with why: claimed in Redis, but not
+    /// deliverable. The caller dead-letters those whose lease is known.
+    pub(crate) undecodable: Vec<(Option<Lease>, String)>,
+}
+
+/// The claim script's reply, decoded entry by entry: an entry that cannot be decoded is set
+/// aside in `undecodable` and the others are delivered. Only a reply of the wrong shape as a
+/// whole is an error.
+pub(crate) fn parse_claim(reply: Value) -> std::result::Result<Claimed, String> {
     let bad = || format!("unexpected reply to the claim script: {reply:?}");
     let Value::Array(parts) = &reply else {
         return Err(bad());
     };
-    let [Value::Int(wait), Value::Array(items)] = parts.as_slice() else {
-        return Err(bad());
+    let (wait, items, mode, report) = match parts.as_slice() {
+        [Value::Int(wait), Value::Array(items)] => (*wait, items, ClaimMode::Normal, Vec::new()),
+        [Value::Int(wait), Value::Array(items), mode, report] => {
+            let mode = match mode {
+                Value::BulkString(m) if m.as_slice() == b"suspect" => ClaimMode::Suspect,
+                Value::BulkString(m) if m.as_slice() == b"drain" => ClaimMode::Drain,
+                _ => ClaimMode::Normal,
+            };
+            (*wait, items, mode, parse_report(report))
+        }
+        _ => return Err(bad()),
     };
     let mut deliveries = Vec::with_capacity(items.len() / 6);
-    for item in items.chunks_exact(6) {
-        let [Value::BulkString(id), Value::BulkString(name), Value::BulkString(prio), args, Value::Int(attempt), Value::BulkString(token)] =
-            item
-        else {
-            return Err(bad());
-        };
-        let args = match args {
-            Value::BulkString(bytes) => bytes.clone(),
-            _ => Vec::new(),
-        };
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        deliveries.push(Delivery {
-            uuid: Uuid::try_parse_ascii(id).map_err(|_| bad())?,
-            task_name: text(name).into(),
-            priority: text(prio).parse().map_err(|_| bad())?,
-            args: Payload::from_bytes(args),
-            attempt: u32::try_from(*attempt).unwrap_or(u32::MAX),
-            token: text(token).parse().map_err(|_| bad())?,
-        });
+    let mut undecodable = Vec::new();
+    for item in items.chunks(6) {
+        match decode_delivery(item) {
+            Ok(d) => deliveries.push(d),
+            Err(why) => undecodable.push((lease_of(item), why)),
+        }
     }
-    let due_in = u64::try_from(*wait).ok();
-    Ok((deliveries, due_in))
+    Ok(Claimed {
+        deliveries,
+        due_in: u64::try_from(wait).ok(),
+        mode,
+        report,
+        undecodable,
+    })
+}
+
+/// One entry of the claim script's reply: uuid, name, priority, args, attempt, token.
+fn decode_delivery(item: &[Value]) -> std::result::Result<Delivery, String> {
+    let [Value::BulkString(id), Value::BulkString(name), Value::BulkString(prio), args, Value::Int(attempt), Value::BulkString(token)] =
+        item
+    else {
+        return Err(format!(
+            "an entry of the claim reply has the wrong shape: {item:?}"
+        ));
+    };
+    let args = match args {
+        Value::BulkString(bytes) => bytes.clone(),
+        _ => Vec::new(),
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok(Delivery {
+        uuid: Uuid::try_parse_ascii(id)
+            .map_err(|_| format!("the task id {:?} is not a uuid", text(id)))?,
+        task_name: text(name).into(),
+        priority: text(prio)
+            .parse()
+            .map_err(|_| format!("the priority {:?} is not a whole number", text(prio)))?,
+        args: Payload::from_bytes(args),
+        attempt: u32::try_from(*attempt).unwrap_or(u32::MAX),
+        token: text(token)
+            .parse()
+            .map_err(|_| format!("the fencing token {:?} is not a number", text(token)))?,
+    })
+}
+
+/// The lease of an entry of the claim reply, when its uuid and token can be read.
+fn lease_of(item: &[Value]) -> Option<Lease> {
+    let (Some(Value::BulkString(id)), Some(Value::BulkString(token))) = (item.first(), item.get(5))
+    else {
+        return None;
+    };
+    Some(Lease {
+        uuid: Uuid::try_parse_ascii(id).ok()?,
+        token: std::str::from_utf8(token).ok()?.parse().ok()?,
+    })
 }
 
 /// A task record (the fields of its hash, see the key layout in `scripts`).
@@ -171,49 +303,103 @@ mod tests {
                 Value::Int(2),
                 bulk("17"),
             ]),
+            bulk("suspect"),
+            Value::Array(vec![
+                bulk("garbage"),
+                bulk("malformed_record"),
+                bulk("not a uuid"),
+            ]),
         ]);
-        let (deliveries, due_in) = parse_claim(reply).unwrap();
-        assert_eq!(due_in, Some(250));
-        let [d] = deliveries.as_slice() else {
-            panic!("one delivery: {deliveries:?}")
+        let claimed = parse_claim(reply).unwrap();
+        assert_eq!(claimed.due_in, Some(250));
+        assert_eq!(claimed.mode, ClaimMode::Suspect);
+        let [d] = claimed.deliveries.as_slice() else {
+            panic!("one delivery: {claimed:?}")
         };
         assert_eq!(d.uuid, id);
         assert_eq!(d.task_name, "send_mail");
         assert_eq!((d.priority, d.attempt, d.token), (-3, 2, 17));
         assert_eq!(d.args.as_bytes(), [0x91, 0x01]);
+        assert_eq!(
+            claimed.report,
+            vec![Dropped {
+                entry: "garbage".into(),
+                reason: "malformed_record".into(),
+                detail: "not a uuid".into()
+            }]
+        );
         let idle = Value::Array(vec![Value::Int(-1), Value::Array(Vec::new())]);
-        assert_eq!(parse_claim(idle).unwrap().1, None);
+        let idle = parse_claim(idle).unwrap();
+        assert_eq!((idle.due_in, idle.mode), (None, ClaimMode::Normal));
     }
 
     #[test]
-    fn malformed_claim_replies_are_errors() {
-        let id = bulk(&Uuid::new_v4().hyphenated().to_string());
-        let item = |uuid: Value, prio: &str| {
-            Value::Array(vec![
-                Value::Int(-1),
-                Value::Array(vec![
-                    uuid,
-                    bulk("t"),
-                    bulk(prio),
-                    bulk(""),
-                    Value::Int(1),
-                    bulk("1"),
-                ]),
-            ])
+    fn bad_entries_of_a_claim_reply_are_set_aside_alone() {
+        let good = Uuid::new_v4();
+        let odd = Uuid::new_v4();
+        let entry = |uuid: Value, prio: &str, token: &str| {
+            vec![
+                uuid,
+                bulk("t"),
+                bulk(prio),
+                bulk(""),
+                Value::Int(1),
+                bulk(token),
+            ]
         };
+        let mut items = entry(bulk(&good.to_string()), "0", "1");
+        items.extend(entry(bulk("not-a-uuid"), "0", "2"));
+        items.extend(entry(bulk(&odd.to_string()), "high", "3"));
+        items.extend(entry(Value::Int(3), "0", "4"));
+        items.extend(entry(bulk(&good.to_string()), "1", "5"));
+        let reply = Value::Array(vec![Value::Int(-1), Value::Array(items)]);
+        let claimed = parse_claim(reply).unwrap();
+        let tokens: Vec<u64> = claimed.deliveries.iter().map(|d| d.token).collect();
+        assert_eq!(tokens, vec![1, 5], "the good entries are delivered");
+        let leases: Vec<_> = claimed.undecodable.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            leases,
+            vec![
+                None,
+                Some(Lease {
+                    uuid: odd,
+                    token: 3
+                }),
+                None
+            ],
+            "{:?}",
+            claimed.undecodable
+        );
+        assert!(claimed.undecodable[1].1.contains("priority"));
         for reply in [
             Value::Nil,
             Value::Int(1),
             Value::Array(vec![Value::Int(1)]),
             Value::Array(vec![bulk("1"), Value::Array(Vec::new())]),
-            item(bulk("not-a-uuid"), "0"),
-            item(id.clone(), "high"),
-            item(Value::Int(3), "0"),
         ] {
             let err = parse_claim(reply).unwrap_err();
             assert!(err.contains("unexpected reply"), "{err}");
         }
-        assert!(parse_claim(item(id, "0")).is_ok());
+    }
+
+    #[test]
+    fn lease_positions_are_mapped_back() {
+        let leases: Vec<Lease> = (1..=3)
+            .map(|token| Lease {
+                uuid: Uuid::new_v4(),
+                token,
+            })
+            .collect();
+        let reply = Value::Array(vec![
+            Value::Array(vec![Value::Int(3), Value::Int(1), Value::Int(9)]),
+            Value::Array(Vec::new()),
+        ]);
+        let (lost, report) = parse_positions(&reply, &leases).unwrap();
+        assert_eq!(lost, vec![leases[2], leases[0]]);
+        assert!(report.is_empty());
+        let old = Value::Array(vec![Value::Int(2)]);
+        assert_eq!(parse_positions(&old, &leases).unwrap().0, vec![leases[1]]);
+        assert!(parse_positions(&Value::Int(1), &leases).is_err());
     }
 
     #[test]

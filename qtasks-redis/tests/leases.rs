@@ -24,6 +24,17 @@ fn open(options: RedisOptions) -> Option<Arc<RedisBackend>> {
     Some(RedisBackend::new(&url, &app, &Config::default(), options).unwrap())
 }
 
+/// Another process's backend for the same app as `backend`.
+fn another(backend: &RedisBackend, options: RedisOptions) -> Arc<RedisBackend> {
+    let url = server::test_url().expect("a server, since `backend` exists");
+    let app = backend
+        .prefix()
+        .trim_start_matches('{')
+        .trim_end_matches("}:")
+        .to_string();
+    RedisBackend::new(&url, &app, &Config::default(), options).unwrap()
+}
+
 fn new_task(name: &str) -> NewTask {
     NewTask {
         uuid: Uuid::new_v4(),
@@ -122,8 +133,9 @@ async fn renewed_lease_is_kept() {
     assert_eq!(record.attempts, 1);
 }
 
-/// After `max_deliveries` expired leases, the next expiry sends the task to the dead-letter
-/// with reason `too_many_deliveries`, and waiters are told.
+/// After `max_deliveries` expired leases of runs that started, the next expiry sends the task
+/// to the dead-letter with reason `crashed_worker` (named `too_many_deliveries` before
+/// deliveries counted only started runs), and waiters are told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_lost_leases_end_in_the_dead_letter() {
     let Some(backend) = open(RedisOptions {
@@ -136,7 +148,9 @@ async fn too_many_lost_leases_end_in_the_dead_letter() {
     let t = new_task("cursed");
     backend.enqueue(std::slice::from_ref(&t)).await.unwrap();
     let first = claim(&backend, 1).await.remove(0);
+    assert!(backend.started(&[first.lease()]).await.unwrap().is_empty());
     let second = claim(&backend, 1).await.remove(0);
+    assert!(backend.started(&[second.lease()]).await.unwrap().is_empty());
     assert_eq!((first.attempt, second.attempt), (1, 2));
     // A claimer wakes at the second deadline and reaps: this time into the dead-letter.
     let claimer = {
@@ -151,7 +165,7 @@ async fn too_many_lost_leases_end_in_the_dead_letter() {
     assert_eq!(done.status, TaskStatus::Error);
     assert_eq!(
         done.extra.get("dead_letter").map(String::as_str),
-        Some("too_many_deliveries")
+        Some("crashed_worker")
     );
     assert!(done
         .traceback
@@ -221,4 +235,128 @@ async fn enqueue_is_idempotent_per_uuid() {
     assert!(backend.complete(&[success(&d)]).await.unwrap().is_empty());
     let stats = backend.stats().await.unwrap();
     assert!(stats.ready_by_priority.is_empty(), "{stats:?}");
+}
+
+/// Leases of tasks that never started (prefetched by a worker that vanished) expire again and
+/// again without a delivery counted: the task is never dead-lettered for it, and runs when a
+/// worker finally starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_leases_of_unstarted_tasks_are_not_deliveries() {
+    let Some(backend) = open(RedisOptions {
+        lease: Duration::from_millis(150),
+        max_deliveries: 1,
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let t = new_task("prefetched");
+    backend.enqueue(std::slice::from_ref(&t)).await.unwrap();
+    for attempt in 1..=4 {
+        let d = claim(&backend, 1).await.remove(0);
+        assert_eq!((d.uuid, d.attempt), (t.uuid, attempt));
+    }
+    let last = claim(&backend, 1).await.remove(0);
+    assert!(backend.started(&[last.lease()]).await.unwrap().is_empty());
+    assert!(backend
+        .complete(&[success(&last)])
+        .await
+        .unwrap()
+        .is_empty());
+    let record = Storage::get(&*backend, t.uuid).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Success);
+    assert!(backend.dead_letters(10).await.unwrap().is_empty());
+}
+
+/// `started` reports the leases that are no longer current (expired, or never this caller's)
+/// and marks the others started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_reports_leases_that_are_gone() {
+    let lease = Duration::from_millis(200);
+    let Some(backend) = open(RedisOptions {
+        lease,
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let t = new_task("s");
+    backend.enqueue(std::slice::from_ref(&t)).await.unwrap();
+    let first = claim(&backend, 1).await.remove(0);
+    // The lease expires unrenewed and unstarted: a claimer waiting for it gets the task.
+    let rival = claim(&backend, 1).await.remove(0);
+    assert_eq!(rival.uuid, t.uuid);
+    let lost = backend
+        .started(&[first.lease(), rival.lease()])
+        .await
+        .unwrap();
+    assert_eq!(lost, vec![first.lease()], "the expired lease is gone");
+    assert!(backend
+        .complete(&[success(&rival)])
+        .await
+        .unwrap()
+        .is_empty());
+    let record = Storage::get(&*backend, t.uuid).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Success);
+}
+
+/// A task whose worker vanished while it ran is a suspect: it is claimed alone, by a caller
+/// that holds no other task, before anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspect_is_claimed_alone() {
+    let lease = Duration::from_millis(200);
+    let Some(backend) = open(RedisOptions {
+        lease,
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let crashed = new_task("crashed");
+    backend
+        .enqueue(std::slice::from_ref(&crashed))
+        .await
+        .unwrap();
+    let first = claim(&backend, 1).await.remove(0);
+    assert!(backend.started(&[first.lease()]).await.unwrap().is_empty());
+    let others: Vec<_> = (0..5).map(|i| new_task(&format!("o{i}"))).collect();
+    backend.enqueue(&others).await.unwrap();
+    // Another process (its own backend: it holds nothing) claims once the lease expired (an
+    // expiry has no notification: wait for its deadline).
+    let rescuer = another(
+        &backend,
+        RedisOptions {
+            lease,
+            ..RedisOptions::default()
+        },
+    );
+    tokio::time::sleep(lease + Duration::from_millis(20)).await;
+    let alone = claim(&rescuer, 10).await;
+    let _ = first;
+    assert_eq!(alone.len(), 1, "a suspect comes alone: {alone:?}");
+    assert_eq!((alone[0].uuid, alone[0].attempt), (crashed.uuid, 2));
+    let record = Storage::get(&*rescuer, crashed.uuid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, TaskStatus::Process);
+    // While it runs, that process claims nothing else; once it is acknowledged, the rest.
+    let next = {
+        let rescuer = rescuer.clone();
+        tokio::spawn(async move { rescuer.claim(10).await })
+    };
+    assert!(rescuer
+        .started(&[alone[0].lease()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!next.is_finished());
+    assert!(rescuer
+        .complete(&[success(&alone[0])])
+        .await
+        .unwrap()
+        .is_empty());
+    let rest = tokio::time::timeout(DEADLINE, next)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(rest.len(), 5, "{rest:?}");
 }
