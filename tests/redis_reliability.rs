@@ -302,8 +302,11 @@ async fn frozen_worker_is_fenced() {
     let frozen = WorkerProcess::start(&url, &name);
 
     let key = Uuid::new_v4().to_string();
+    // The first run ends while its worker is frozen (which lasts at least the lease), so the
+    // worker sends its late completion as soon as it resumes. (A run still going when the
+    // worker resumes is cancelled instead, once a renewal reports its lease lost.)
     let task = tracked
-        .call(key.clone(), 1500)
+        .call(key.clone(), 500)
         .on(&app)
         .add_task()
         .await
