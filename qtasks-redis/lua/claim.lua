@@ -22,7 +22,8 @@ local NOW = fmt(now)
 local max, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local dead_max = tonumber(ARGV[5])
 local idle, caller = ARGV[6] == '1', ARGV[7]
-local bad_key = check_keys('prios', 'sched', 'lease', 'suspect', 'dead', 'wake', 'drain')
+local bad_key = check_keys('prios', 'sched', 'lease', 'started', 'suspect', 'dead', 'wake',
+  'drain')
 if bad_key then return redis.error_reply(bad_key) end
 local deadline = fmt(now + lease)
 local finished = reap(now, tonumber(ARGV[4]), dead_max)
@@ -85,7 +86,7 @@ local function take(id, from)
   leases[#leases + 1] = id .. ':' .. t
   out[#out + 1] = id
   out[#out + 1] = r[2]
-  out[#out + 1] = fmt(int32(r[3]))
+  out[#out + 1] = r[3]
   out[#out + 1] = r[4]
   out[#out + 1] = at
   out[#out + 1] = t

@@ -16,7 +16,7 @@
 local now = now_ms()
 local NOW = fmt(now)
 local ttl, dead_max = ARGV[2], tonumber(ARGV[3])
-local bad_key = check_keys('lease', 'sched', 'dead', 'wake')
+local bad_key = check_keys('lease', 'started', 'sched', 'dead', 'wake')
 if bad_key then return redis.error_reply(bad_key) end
 local rejected, done, freed = {}, {}, {}
 local retried = false
@@ -71,7 +71,10 @@ for i = 4, #ARGV, 5 do
     end
   end
 end
-if #freed > 0 then chunked('ZREM', P .. 'lease', freed) end
+if #freed > 0 then
+  chunked('ZREM', P .. 'lease', freed)
+  chunked('SREM', P .. 'started', freed)
+end
 notify_done(done)
 if retried then wake() end
 return {rejected, REPORT}

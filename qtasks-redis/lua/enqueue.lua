@@ -19,15 +19,15 @@ if bad_key then return redis.error_reply(bad_key) end
 local fresh, queues, foreign_keys = {}, {}, {}
 for i = 2, #ARGV, 6 do
   local id, prio = ARGV[i], ARGV[i + 2]
-  local kind = redis.call('TYPE', T .. id)['ok']
-  if kind == 'none' then
+  if redis.call('EXISTS', T .. id) == 0 then
     if fresh[id] == nil then fresh[id] = i end
-  elseif kind ~= 'hash' then
-    foreign_keys[#foreign_keys + 1] = T .. id .. ' (a ' .. kind .. ')'
+  else
+    local kind = redis.call('TYPE', T .. id)['ok']
+    if kind ~= 'hash' then foreign_keys[#foreign_keys + 1] = T .. id .. ' (a ' .. kind .. ')' end
   end
   if not queues[prio] then
     queues[prio] = true
-    kind = redis.call('TYPE', P .. 'q:' .. prio)['ok']
+    local kind = redis.call('TYPE', P .. 'q:' .. prio)['ok']
     if kind ~= 'none' and kind ~= 'list' then
       foreign_keys[#foreign_keys + 1] = P .. 'q:' .. prio .. ' (a ' .. kind .. ')'
     end

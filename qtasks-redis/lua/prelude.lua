@@ -13,7 +13,8 @@
 --                     than qtasks keeps there (nil when all are fine); scripts return it
 --                     before changing anything
 --   report(entry, reason, detail)  notes an entry taken out of the queue (dead-lettered or
---                     dropped), for the caller to log (every script returns REPORT as the last element of its reply)
+--                     dropped), for the caller to log (every script returns REPORT as the
+--                     last element of its reply)
 --   wake()            wakes one idle worker (the `wake` list holds at most one element)
 --   push_ready(id, prio, front)   queues a ready task (front: to run next); false when the
 --                     queue key holds something else than a list
@@ -21,6 +22,7 @@
 --   chunked(cmd, key, items)      runs cmd over items, at most 1000 arguments per call
 --   lease_scores(members)         the `lease` scores of `<uuid>:<token>` members
 --                                 (false where the claim is no longer current)
+--   members_of(key, members)      1 or 0 for each member: whether it is in the set `key`
 --   notify_done(ids)  publishes finished uuids on `done`, comma separated
 --   load(id, ...)     the fields (first `s`) of the record of a queue, schedule or lease
 --                     entry, or nil, reason and detail when the entry is not a task's
@@ -66,6 +68,7 @@ end
 local KINDS = {
   prios = 'zset', sched = 'zset', lease = 'zset', workers = 'zset', dead = 'list',
   suspect = 'list', wake = 'list', kv = 'hash', tok = 'string', drain = 'string',
+  started = 'set',
 }
 local function check_keys(...)
   for _, name in ipairs({...}) do
@@ -108,6 +111,19 @@ local function chunked(cmd, key, items)
     i = j + 1
   end
 end
+-- Whether each of `members` is in the set `key` (1 or 0), in one call per 1000.
+local function members_of(key, members)
+  local out = {}
+  local n = #members
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 999, n)
+    local part = redis.call('SMISMEMBER', key, unpack(members, i, j))
+    for k = 1, #part do out[i + k - 1] = part[k] end
+    i = j + 1
+  end
+  return out
+end
 -- The scores in `lease` of `members` (false where the claim is no longer current).
 local function lease_scores(members)
   local out = {}
@@ -145,6 +161,7 @@ local function load(id, ...)
 end
 -- What is wrong with a record read as {s, n, p, a, ...}: nil when it can be claimed.
 local function record_problem(r)
+  if r[1] and r[2] and r[2] ~= '' and r[4] and int32(r[3]) then return nil end
   local missing = {}
   if not r[1] then missing[#missing + 1] = 'status (s)' end
   if not r[2] or r[2] == '' then missing[#missing + 1] = 'task name (n)' end
@@ -183,7 +200,8 @@ local function dead_letter_raw(entry, reason, detail, cap)
   trim_dead(cap)
   report(entry, reason, detail .. '; the entry is kept in the dead-letter')
 end
--- Returns expired leases: a task that had not started (prefetched by a worker that vanished)
+-- Returns expired leases: a task that had not started (its lease is not in `started`: it was
+-- prefetched by a worker that vanished)
 -- goes back where it was claimed from (the front of its queue, or the suspects) without a
 -- delivery counted; a task that had started counts a delivery (`rc`) and goes to the
 -- suspects, which run alone on an idle worker (so that a task that crashes its worker takes
@@ -195,16 +213,19 @@ local function reap(now, max_deliveries, dead_max)
   if #expired == 0 then return finished end
   local at = fmt(now)
   local pushed = false
+  -- The leases whose task started (`started`), then they all go.
+  local started = members_of(P .. 'started', expired)
   chunked('ZREM', P .. 'lease', expired)
-  for _, member in ipairs(expired) do
-    local id, token = string.sub(member, 1, 36), string.sub(member, 38)
+  chunked('SREM', P .. 'started', expired)
+  for k, member in ipairs(expired) do
+    local id = string.sub(member, 1, 36)
     local r, why, detail
     local raw = id
     if string.sub(member, 37, 37) ~= ':' or not is_uuid(id) then
       why, detail, raw = 'malformed_record', 'a lease that is not <uuid>:<token>', member
     else
-      -- s, rc, p, n, st (the token the task started under), sq (a suspect)
-      r, why, detail = load(id, 's', 'rc', 'p', 'n', 'st', 'sq')
+      -- s, rc, p, n, sq (a suspect)
+      r, why, detail = load(id, 's', 'rc', 'p', 'n', 'sq')
     end
     if not r then
       dead_letter_raw(raw, why, detail .. ' (an expired lease)', dead_max)
@@ -215,7 +236,7 @@ local function reap(now, max_deliveries, dead_max)
         finished[#finished + 1] = dead_letter_record(id, 'malformed_record',
           not prio and 'the priority (p) ' .. string.format('%q', tostring(r[3])) ..
           ' is not a whole number' or 'the record has no task name (n)', dead_max)
-      elseif r[5] == token then
+      elseif started[k] == 1 then
         local rc = (tonumber(r[2]) or 0) + 1
         if rc > max_deliveries then
           local why_dead = 'task ' .. r[4] .. ' (' .. id .. ') started ' .. rc .. ' times and ' ..
@@ -231,7 +252,7 @@ local function reap(now, max_deliveries, dead_max)
         end
       else
         redis.call('HSET', key, 's', 'new', 'u', at)
-        if r[6] then
+        if r[5] then
           push_suspect(id)
         elseif not push_ready(id, prio, true) then
           finished[#finished + 1] = dead_letter_record(id, 'wrong_type',

@@ -8,7 +8,7 @@
 -- Runs after prelude.lua (see its header).
 
 local now = now_ms()
-local bad_key = check_keys('prios', 'lease', 'suspect', 'dead', 'wake')
+local bad_key = check_keys('prios', 'lease', 'started', 'suspect', 'dead', 'wake')
 if bad_key then return redis.error_reply(bad_key) end
 local deadline = fmt(now + tonumber(ARGV[2]))
 local members = {}

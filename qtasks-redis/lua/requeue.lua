@@ -13,7 +13,7 @@
 local now = now_ms()
 local NOW = fmt(now)
 local dead_max = tonumber(ARGV[2])
-local bad_key = check_keys('prios', 'lease', 'suspect', 'dead', 'wake')
+local bad_key = check_keys('prios', 'lease', 'started', 'suspect', 'dead', 'wake')
 if bad_key then return redis.error_reply(bad_key) end
 local freed, members, finished = {}, {}, {}
 local returned = 0
@@ -55,7 +55,10 @@ for i = 3, #ARGV, 2 do
     end
   end
 end
-if #freed > 0 then chunked('ZREM', P .. 'lease', freed) end
+if #freed > 0 then
+  chunked('ZREM', P .. 'lease', freed)
+  chunked('SREM', P .. 'started', freed)
+end
 if returned > 0 then wake() end
 notify_done(finished)
 return {returned, REPORT}

@@ -28,19 +28,24 @@ pub(crate) struct Held {
     changed: Notify,
 }
 
-#[derive(Default)]
 struct State {
     /// Each held lease with its last sign of life.
     leases: HashMap<Lease, Instant>,
     /// The suspect this process runs, and since when (its claim, then its start).
     suspect: Option<(Lease, Instant)>,
+    /// When leases without a sign of life are looked for next (not on every claim).
+    next_purge: Instant,
 }
 
 impl Held {
     pub(crate) fn new(lease: Duration) -> Self {
         Held {
             lease,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                leases: HashMap::new(),
+                suspect: None,
+                next_purge: Instant::now(),
+            }),
             changed: Notify::new(),
         }
     }
@@ -95,12 +100,18 @@ impl Held {
     /// Whether the process holds no task (forgetting leases without a sign of life for a
     /// whole lease duration: they have expired).
     pub(crate) fn is_idle(&self) -> bool {
-        let now = Instant::now();
         let mut state = self.state.lock();
-        let lease = self.lease;
-        state
-            .leases
-            .retain(|_, seen| now.saturating_duration_since(*seen) < lease);
+        if state.leases.is_empty() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= state.next_purge {
+            let lease = self.lease;
+            state
+                .leases
+                .retain(|_, seen| now.saturating_duration_since(*seen) < lease);
+            state.next_purge = now + lease / 4;
+        }
         state.leases.is_empty()
     }
 

@@ -24,14 +24,15 @@
 //! Key layout (see `docs/redis.md`):
 //! - `t:<uuid>` hash: the task record (`n` name, `p` priority, `a` args, `s` status,
 //!   `c` created ms, `u` updated ms, `at` attempts, `rc` deliveries lost after the task
-//!   started, `st` the fencing token it last started under, `sq` set while it is a suspect,
+//!   started, `sq` set while it is a suspect,
 //!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason);
 //! - `prios` zset: the priorities that have ready tasks; `q:<priority>` list: ready uuids
 //!   (pushed left, claimed from the right, returned to the right to run next);
 //! - `sched` zset: delayed tasks and retry backoff, scored by due time (ms);
 //! - `lease` zset: claimed tasks as `<uuid>:<token>`, scored by lease deadline (ms). A claim
 //!   is current exactly while its member is there, which is how acknowledgements, renewals
-//!   and requeues check the fencing token (one `ZMSCORE` per batch);
+//!   and requeues check the fencing token (one `ZMSCORE` per batch); `started` set: the
+//!   members of `lease` whose task started (`Broker::started`), removed with them;
 //! - `suspect` list: tasks whose worker vanished while running them, claimed one at a time by
 //!   an idle worker (FIFO); `drain` string (with a TTL): which busy worker finishes what it
 //!   holds to take an overdue suspect;
