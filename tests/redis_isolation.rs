@@ -26,8 +26,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use qtasks::backend::{
-    Backend, Broker, CancelOutcome, CancelRequest, Completion, Delivery, Lease, NewTask, Outcome,
-    QueueStats,
+    Backend, Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease,
+    NewTask, Outcome, QueueStats,
 };
 use qtasks::prelude::*;
 use qtasks::redis::redis::{self, AsyncCommands};
@@ -743,11 +743,27 @@ async fn garbage_queue_entry_harms_no_other_task() {
     let garbage = "not a uuid at all: \u{2603}";
     push_entry(&mut case.conn, &case.name, garbage.as_bytes()).await;
     case.enqueue_good(GOOD - 5).await;
+    let backend = RedisBackend::new(
+        &case.url,
+        &case.name,
+        case.app.config(),
+        RedisOptions::default(),
+    )
+    .unwrap();
     case.run_and_check(
         "garbage entry",
         &[(garbage.to_string(), "malformed_record")],
     )
     .await;
+    // The dead-letter as the backend lists it: the raw entry, its reason, no record.
+    let entries = backend.dead_letter_entries(10).await.unwrap();
+    let [entry] = entries.as_slice() else {
+        panic!("one entry: {entries:?}")
+    };
+    assert_eq!(entry.entry, garbage);
+    assert_eq!(entry.reason, Some(DeadLetterReason::MalformedRecord));
+    assert!(entry.uuid.is_none() && entry.task.is_none(), "{entry:?}");
+    assert!(backend.dead_letters(10).await.unwrap().is_empty());
 }
 
 /// What the broker wrapper of [`unknown_lease_in_a_batch_harms_no_other_lease`] saw.
