@@ -63,6 +63,15 @@ pub use deadpool_redis::redis;
 pub use options::RedisOptions;
 pub use storage::DeadLetter;
 
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("prefix", &self.prefix)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The Redis broker, storage and global config of one app.
 pub struct RedisBackend {
     conns: Arc<Connections>,

@@ -7,12 +7,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use qtasks_core::backend::CancelRequest;
+use qtasks_core::Backoff;
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
@@ -104,11 +104,11 @@ impl Notifier {
 }
 
 async fn subscribe_loop(state: Arc<State>, stop: CancellationToken) {
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = Backoff::RECONNECT.steps();
     loop {
         match subscribe(&state).await {
             Ok(pubsub) => {
-                delay = Duration::from_millis(50);
+                backoff.reset();
                 wake_all(&state);
                 let mut messages = pubsub.into_on_message();
                 loop {
@@ -127,14 +127,14 @@ async fn subscribe_loop(state: Arc<State>, stop: CancellationToken) {
                 tracing::warn!("lost the Redis pub/sub connection; reconnecting");
             }
             Err(e) => {
-                tracing::warn!(error = %e, ?delay, "cannot subscribe to Redis notifications; trying again");
+                tracing::warn!(error = %e, "cannot subscribe to Redis notifications; trying again");
             }
         }
+        let delay = backoff.next_delay();
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

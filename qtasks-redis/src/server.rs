@@ -22,6 +22,7 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 /// println!("Redis at {}", server.url());
 /// # Ok::<(), std::io::Error>(())
 /// ```
+#[derive(Debug)]
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
