@@ -96,6 +96,7 @@ impl Exit {
             Error::Config { .. }
             | Error::UnknownTask { .. }
             | Error::Encode { .. }
+            | Error::BadArguments { .. }
             | Error::NotFound(_) => Exit::BadInput,
             Error::Timeout { .. } => Exit::TimedOut,
             Error::Backend { .. } => Exit::BackendUnreachable,

@@ -153,19 +153,16 @@ async fn a_list_of_the_wrong_length_or_another_value_is_refused() {
 }
 
 #[tokio::test]
-async fn the_error_is_an_encode_error_whose_source_can_be_inspected() {
+async fn the_error_is_a_bad_arguments_error_whose_problem_can_be_inspected() {
     let app = builder("by-name-source").build().unwrap();
     let err = app
         .add_task("add", json!({"a": "x", "b": 2}))
         .await
         .unwrap_err();
-    let qtasks::Error::Encode { task, source } = &err else {
-        panic!("not an encode error: {err:?}");
+    let qtasks::Error::BadArguments { task, problem } = &err else {
+        panic!("not a bad-arguments error: {err:?}");
     };
     assert_eq!(task, "add");
-    let problem = source
-        .downcast_ref::<qtasks::registry::ArgsError>()
-        .expect("an ArgsError");
     assert!(
         matches!(problem, qtasks::registry::ArgsError::WrongType { name, .. } if *name == "a"),
         "{problem:?}"

@@ -52,6 +52,15 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// Arguments given by name (`app.add_task(name, args)`, `cli add`) do not fit the task's
+    /// parameters; nothing was written.
+    #[error("task {task:?}: {problem}")]
+    BadArguments {
+        /// The task.
+        task: String,
+        /// Which argument, the type it expects and the value given.
+        problem: crate::task::args::ArgsError,
+    },
     /// A stored value could not be decoded into the expected Rust type.
     #[error("cannot decode the {what} of task {task:?} ({uuid}) as `{expected}`: {source}")]
     Decode {

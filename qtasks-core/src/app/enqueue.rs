@@ -38,9 +38,9 @@ impl App {
     /// `args` is a named map (`{"a": 2, "b": 3}`) or a positional list (`[2, 3]`). It is checked
     /// against the task's parameters before anything is written: a map must have exactly the
     /// parameters' keys, a list one value per parameter, and each value must decode as its
-    /// parameter's type. When they do not fit, this fails with [`Error::Encode`] whose source
-    /// is the [`ArgsError`](crate::registry::ArgsError) naming the argument, the type it
-    /// expects and the value given (`argument "a" expects i64, got "x"`). Typed calls
+    /// parameter's type. When they do not fit, this fails with [`Error::BadArguments`], whose
+    /// [`ArgsError`](crate::registry::ArgsError) names the argument, the type it expects and
+    /// the value given (`task "add": argument "a" expects i64, got "x"`). Typed calls
     /// (`add.call(2, 3).on(&app)`) are checked at compile time instead.
     pub async fn add_task(&self, task_name: &str, args: impl Serialize) -> Result<Task> {
         let entry = self
@@ -53,7 +53,10 @@ impl App {
         let args = Payload::encode(&args).map_err(|e| encode_error(Box::new(e)))?;
         entry
             .check_args(&args)
-            .map_err(|e| encode_error(Box::new(e)))?;
+            .map_err(|problem| Error::BadArguments {
+                task: task_name.to_string(),
+                problem,
+            })?;
         self.enqueue(Uuid::new_v4(), entry, None, args).await
     }
 
