@@ -456,20 +456,7 @@ impl Bench {
         let (app, counting) = self.app(Scenario::EndToEnd)?;
         let worker = app.spawn_worker();
         let start = Instant::now();
-        let producer = {
-            let app = app.clone();
-            let data = self.data.clone();
-            tokio::spawn(async move {
-                let mut next = 0;
-                while next < n {
-                    let end = (next + App::BULK_CHUNK as u32).min(n);
-                    let calls: Vec<_> = (next..end).map(|i| noop.call(i, data.clone())).collect();
-                    app.add_tasks(calls).await?;
-                    next = end;
-                }
-                Ok::<_, qtasks::Error>(())
-            })
-        };
+        let producer = produce(app.clone(), n, self.data.clone());
         wait_stored(&counting, n as u64, Duration::from_secs(600), worker).await?;
         let elapsed = start.elapsed();
         producer
@@ -539,20 +526,7 @@ impl Bench {
             }
         }
         let start = Instant::now();
-        let producer = {
-            let app = app.clone();
-            let data = self.data.clone();
-            tokio::spawn(async move {
-                let mut next = 0;
-                while next < n {
-                    let end = (next + App::BULK_CHUNK as u32).min(n);
-                    let calls: Vec<_> = (next..end).map(|i| noop.call(i, data.clone())).collect();
-                    app.add_tasks(calls).await?;
-                    next = end;
-                }
-                Ok::<_, qtasks::Error>(())
-            })
-        };
+        let producer = produce(app.clone(), n, self.data.clone());
         let elapsed = tokio::task::block_in_place(|| -> qtasks::Result<Duration> {
             while stored.iter().sum::<u64>() < n as u64 {
                 let (k, line) = next_line(&rx)?;
@@ -697,6 +671,20 @@ impl Bench {
         );
         Ok(r)
     }
+}
+
+/// The bulk producer of `end_to_end`: `n` no-op calls in batches of [`App::BULK_CHUNK`].
+fn produce(app: App, n: u32, data: String) -> tokio::task::JoinHandle<qtasks::Result<()>> {
+    tokio::spawn(async move {
+        let mut next = 0;
+        while next < n {
+            let end = (next + App::BULK_CHUNK as u32).min(n);
+            let calls: Vec<_> = (next..end).map(|i| noop.call(i, data.clone())).collect();
+            app.add_tasks(calls).await?;
+            next = end;
+        }
+        Ok(())
+    })
 }
 
 /// This process's resident set size, in bytes.

@@ -17,10 +17,9 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
@@ -35,6 +34,7 @@ use qtasks::redis::{server, RedisBackend, RedisOptions};
 use qtasks::{Payload, Result as QResult};
 use uuid::Uuid;
 
+use common::worker_process::{send_signal, WorkerProcess};
 use common::DEADLINE;
 
 /// The environment variable that turns this binary into a worker process (`url\napp`).
@@ -157,78 +157,6 @@ fn worker_process_entry_point() {
     });
 }
 
-/// This test binary running a worker in another process, its output readable line by line.
-struct WorkerProcess {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl WorkerProcess {
-    fn start(url: &str, app: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "worker_process_entry_point", "--nocapture"])
-            .env(WORKER_ENV, format!("{url}\n{app}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        for out in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        let process = WorkerProcess { child, lines };
-        process.wait_for_line("worker ready");
-        process
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Blocks until the process prints a line containing `needle`.
-    fn wait_for_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
-                Err(e) => panic!("worker process never printed {needle:?}: {e}"),
-            }
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// Sends `signal` to process `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid} failed");
-}
-
 /// Restarts the worker process of an app whenever it dies, a bounded number of times.
 struct Supervisor {
     stop: Arc<AtomicBool>,
@@ -247,7 +175,7 @@ impl Supervisor {
             let (stop, current, starts) = (stop.clone(), current.clone(), starts.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) && starts.load(Ordering::SeqCst) < max_starts {
-                    let mut worker = WorkerProcess::start(&url, &app);
+                    let mut worker = WorkerProcess::start(WORKER_ENV, &url, &app);
                     starts.fetch_add(1, Ordering::SeqCst);
                     current.store(worker.pid(), Ordering::SeqCst);
                     if stop.load(Ordering::SeqCst) {
@@ -1085,7 +1013,7 @@ async fn stale_worker_starts_nothing_it_lost() {
         .map(|i| probe.call(hash.clone(), list.clone(), format!("t{i}"), 1200))
         .collect();
     let tasks = app.add_tasks(calls).await.unwrap();
-    let frozen = tokio::task::block_in_place(|| WorkerProcess::start(&url, &name));
+    let frozen = tokio::task::block_in_place(|| WorkerProcess::start(WORKER_ENV, &url, &name));
     let mut running = HashSet::new();
     for _ in 0..LANES {
         let popped: Option<(String, String)> =
@@ -1093,7 +1021,7 @@ async fn stale_worker_starts_nothing_it_lost() {
         let (_, value) = popped.expect("ten tasks start in the worker");
         running.insert(value.split(':').next().unwrap_or("").to_string());
     }
-    signal(frozen.pid(), "-STOP");
+    send_signal(frozen.pid(), "-STOP");
     let _thaw = Thaw(frozen.pid());
 
     let rescuer = app.spawn_worker();
@@ -1102,21 +1030,11 @@ async fn stale_worker_starts_nothing_it_lost() {
         assert_eq!(done.status, TaskStatus::Success);
     }
     rescuer.shutdown().await.unwrap();
-    signal(frozen.pid(), "-CONT");
+    send_signal(frozen.pid(), "-CONT");
     // The resumed worker drops each prefetched task whose lease it lost, and says so (a
     // worker that starts them instead says nothing: give up after the deadline, then count).
     let dropped = tokio::task::block_in_place(|| {
-        let deadline = Instant::now() + DEADLINE / 2;
-        let mut dropped = 0;
-        while dropped < LANES {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match frozen.lines.recv_timeout(left) {
-                Ok(line) if line.contains("not starting a prefetched task") => dropped += 1,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        dropped
+        frozen.count_lines("not starting a prefetched task", LANES, DEADLINE / 2)
     });
     let starts = runs_of(&mut conn, &hash).await;
     let prefetched: Vec<String> = (0..2 * LANES)
@@ -1268,7 +1186,7 @@ async fn producer_times_out_and_retries_without_duplicate() {
         .find_map(|l| l.strip_prefix("process_id:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap();
-    signal(pid, "-STOP");
+    send_signal(pid, "-STOP");
     let thaw = Thaw(pid);
     let start = Instant::now();
     let failed = counted
@@ -1364,8 +1282,8 @@ async fn killed_workers_lose_and_duplicate_nothing() {
 
     let mut workers = tokio::task::block_in_place(|| {
         vec![
-            WorkerProcess::start(&url, &name),
-            WorkerProcess::start(&url, &name),
+            WorkerProcess::start(WORKER_ENV, &url, &name),
+            WorkerProcess::start(WORKER_ENV, &url, &name),
         ]
     });
     let calls: Vec<_> = (0..total)
@@ -1379,7 +1297,8 @@ async fn killed_workers_lose_and_duplicate_nothing() {
         assert!(reached.is_ok(), "no progress to {threshold} completions");
         let victim = k % workers.len();
         workers[victim].kill9();
-        workers[victim] = tokio::task::block_in_place(|| WorkerProcess::start(&url, &name));
+        workers[victim] =
+            tokio::task::block_in_place(|| WorkerProcess::start(WORKER_ENV, &url, &name));
     }
     let deadline = Instant::now() + DEADLINE * 3;
     let mut lost = 0;

@@ -12,10 +12,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use qtasks::backend::NewTask;
@@ -25,6 +22,7 @@ use qtasks::redis::{server, RedisBackend, RedisOptions};
 use qtasks::{Payload, Result as QResult};
 use uuid::Uuid;
 
+use common::worker_process::WorkerProcess;
 use common::DEADLINE;
 
 /// The environment variable that turns this binary into a worker process.
@@ -113,83 +111,6 @@ fn worker_process_entry_point() {
     });
 }
 
-/// This test binary running a worker in another process, with its output readable line by line.
-struct WorkerProcess {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl WorkerProcess {
-    fn start(url: &str, app: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "worker_process_entry_point", "--nocapture"])
-            .env(WORKER_ENV, format!("{url}\n{app}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        for out in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        let process = WorkerProcess { child, lines };
-        process.wait_for_line("worker ready");
-        process
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Blocks until the process prints a line containing `needle`.
-    fn wait_for_line(&self, needle: &str) -> String {
-        self.wait_for_any(&[needle])
-    }
-
-    /// Blocks until the process prints a line containing one of `needles`.
-    fn wait_for_any(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if needles.iter().any(|n| line.contains(n)) => return line,
-                Ok(_) => continue,
-                Err(e) => panic!("worker process never printed one of {needles:?}: {e}"),
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A unique app name for one test.
 fn app_name(test: &str) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -228,7 +149,7 @@ async fn killed_worker_task_runs_again_elsewhere() {
     let name = app_name("kill9");
     let app = common::builder(&name).broker_url(&url).build().unwrap();
     let mut conn = raw(&url).await;
-    let mut victim = WorkerProcess::start(&url, &name);
+    let mut victim = WorkerProcess::start(WORKER_ENV, &url, &name);
 
     let key = Uuid::new_v4().to_string();
     let task = tracked
@@ -299,7 +220,7 @@ async fn frozen_worker_is_fenced() {
     let name = app_name("sigstop");
     let app = common::builder(&name).broker_url(&url).build().unwrap();
     let mut conn = raw(&url).await;
-    let frozen = WorkerProcess::start(&url, &name);
+    let frozen = WorkerProcess::start(WORKER_ENV, &url, &name);
 
     let key = Uuid::new_v4().to_string();
     // The first run ends while its worker is frozen (which lasts at least the lease), so the
@@ -715,7 +636,7 @@ async fn cancel_reaches_a_worker_in_another_process() {
     let name = app_name("cancel");
     let app = common::builder(&name).broker_url(&url).build().unwrap();
     let mut conn = raw(&url).await;
-    let _worker = WorkerProcess::start(&url, &name);
+    let _worker = WorkerProcess::start(WORKER_ENV, &url, &name);
     let key = Uuid::new_v4().to_string();
     let task = tracked
         .call(key.clone(), 60_000)
