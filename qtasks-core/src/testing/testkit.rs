@@ -4,7 +4,7 @@
 //! (The guide chapter `docs/testing.md` has this example compiled and run.)
 //!
 //! ```text
-//! use qtasks::testkit::TestKit;
+//! use qtasks::testing::TestKit;
 //!
 //! #[qtasks::task]
 //! async fn double(n: i64) -> i64 { n * 2 }
