@@ -97,3 +97,29 @@ fn task_specs_carry_their_location_and_signature() {
     assert_eq!(spec.kind, qtasks::registry::TaskKind::Async);
     assert!(spec.module_path.ends_with("app_build"));
 }
+
+#[test]
+fn memory_url_options_are_checked() {
+    builder("memory-capped")
+        .broker_url("memory://?max_finished=5")
+        .build()
+        .unwrap();
+    let err = builder("memory-bad-option")
+        .broker_url("memory://?max_records=5")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("max_finished") && err.contains("max_records"),
+        "{err}"
+    );
+    let err = builder("memory-bad-value")
+        .broker_url("memory://?max_finished=lots")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("whole number") && err.contains("lots"),
+        "{err}"
+    );
+}

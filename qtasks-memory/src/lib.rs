@@ -4,7 +4,8 @@
 //! Tasks live in sharded maps; the ready queue orders them by (priority, enqueue sequence), so
 //! lower priority numbers run first and equal priorities run in FIFO order.
 //! Claiming blocks on a [`Notify`] wake-up (and, for delayed tasks, a timer until the earliest
-//! one is due), never on a polling sleep. Finished records are dropped after the result TTL.
+//! one is due), never on a polling sleep. Finished records are dropped after the result TTL, and
+//! beyond `max_finished` (`memory://?max_finished=N`) the oldest go first.
 //!
 //! The source, by concern: `queue` (the ready queue and the delayed tasks), `records` (the
 //! sharded record store and its expiry), `waiters` (waiting for a final state), and `broker`,
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use qtasks_core::backend::{Backend, BackendFactory, OpenRequest, BACKENDS};
-use qtasks_core::Result;
+use qtasks_core::{Error, Result};
 use tokio::sync::Notify;
 
 use crate::queue::Queue;
@@ -43,6 +44,9 @@ pub struct MemoryBackend {
     heartbeats: Mutex<HashMap<String, Instant>>,
     dead_letter: Mutex<u64>,
     result_ttl: Duration,
+    /// The most finished records kept (the oldest go first); `None`: as many as finish within
+    /// the result TTL.
+    max_finished: Option<usize>,
     /// Waits parked right now ([`Storage::parked_waits`](qtasks_core::backend::Storage::parked_waits)).
     parked_waits: std::sync::atomic::AtomicUsize,
 }
@@ -67,8 +71,17 @@ impl MemoryBackend {
             heartbeats: Mutex::new(HashMap::new()),
             dead_letter: Mutex::new(0),
             result_ttl,
+            max_finished: None,
             parked_waits: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Keeps at most `n` finished records (the oldest finished go first, before their result
+    /// TTL), so a long-running process holds a bounded number of results. URL:
+    /// `memory://?max_finished=100000`.
+    pub fn with_max_finished(mut self, n: usize) -> Self {
+        self.max_finished = Some(n);
+        self
     }
 
     /// The backend's components, for `App::builder().backend(..)`.
@@ -83,7 +96,38 @@ impl MemoryBackend {
 }
 
 fn open(request: &OpenRequest<'_>) -> Result<Backend> {
-    Ok(Arc::new(MemoryBackend::new(request.config.result_ttl)).backend())
+    let mut backend = MemoryBackend::new(request.config.result_ttl);
+    let query = request
+        .url
+        .and_then(|url| url.split_once('?'))
+        .map_or("", |(_, query)| query);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "max_finished" => match value.parse::<usize>() {
+                Ok(n) => backend = backend.with_max_finished(n),
+                Err(_) => {
+                    return Err(Error::Config {
+                        key: "broker_url".into(),
+                        value: request.url.unwrap_or_default().into(),
+                        expected: format!(
+                            "`max_finished` as a whole number of records, not {value:?}"
+                        ),
+                    })
+                }
+            },
+            _ => {
+                return Err(Error::Config {
+                    key: "broker_url".into(),
+                    value: request.url.unwrap_or_default().into(),
+                    expected: format!(
+                        "memory:// takes the option `max_finished=N` (the most finished records kept); {key:?} is not one"
+                    ),
+                })
+            }
+        }
+    }
+    Ok(Arc::new(backend).backend())
 }
 
 #[linkme::distributed_slice(BACKENDS)]

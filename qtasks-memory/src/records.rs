@@ -55,13 +55,15 @@ impl Records {
 }
 
 impl MemoryBackend {
-    /// Drops the finished records whose result TTL has passed by `now`.
+    /// Drops the finished records whose result TTL has passed by `now`, and the oldest
+    /// finished ones beyond the cap ([`MemoryBackend::with_max_finished`]).
     pub(crate) fn expire(&self, now: Instant) {
         let mut due = Vec::new();
         {
             let mut q = self.queue.lock();
+            let cap = self.max_finished.unwrap_or(usize::MAX);
             while let Some((at, _)) = q.expiry.front() {
-                if *at > now {
+                if *at > now && q.expiry.len() <= cap {
                     break;
                 }
                 if let Some((_, uuid)) = q.expiry.pop_front() {
@@ -75,5 +77,52 @@ impl MemoryBackend {
                 shard.remove(&uuid);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use qtasks_core::backend::{Broker, Completion, NewTask, Outcome, Storage};
+    use qtasks_core::Payload;
+    use uuid::Uuid;
+
+    use crate::MemoryBackend;
+
+    #[tokio::test]
+    async fn finished_records_beyond_the_cap_go_oldest_first() {
+        let backend = Arc::new(MemoryBackend::new(Duration::from_secs(3600)).with_max_finished(10));
+        let mut finished = Vec::new();
+        for i in 0..100 {
+            let task = NewTask {
+                uuid: Uuid::new_v4(),
+                task_name: "capped".into(),
+                priority: 0,
+                args: Payload::encode(&i).unwrap(),
+                created_at: SystemTime::now(),
+                not_before: None,
+            };
+            backend.enqueue(std::slice::from_ref(&task)).await.unwrap();
+            let claimed = backend.claim(1).await.unwrap();
+            let done = [Completion {
+                lease: claimed[0].lease(),
+                outcome: Outcome::Success(Payload::encode(&i).unwrap()),
+            }];
+            assert!(backend.complete(&done).await.unwrap().is_empty());
+            finished.push(task.uuid);
+        }
+        let mut kept = Vec::new();
+        for uuid in &finished {
+            if Storage::get(&*backend, *uuid).await.unwrap().is_some() {
+                kept.push(*uuid);
+            }
+        }
+        // The cap holds, and what is kept is the newest.
+        assert!(kept.len() <= 11, "{} kept", kept.len());
+        assert!(kept.len() >= 10, "{} kept", kept.len());
+        assert_eq!(kept.last(), finished.last());
+        assert!(!kept.contains(&finished[0]));
     }
 }
