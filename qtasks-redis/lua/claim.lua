@@ -41,13 +41,11 @@ if #due > 0 then
           string.format('%q', tostring(r[2])) .. ' is not a whole number', dead_max)
       elseif r[3] then
         push_suspect(id)
-      elseif not push_ready(id, prio, false) then
-        finished[#finished + 1] = dead_letter_record(id, 'wrong_type',
-          foreign(P .. 'q:' .. fmt(prio), 'a queue (list)'), dead_max)
+      else
+        requeue_or_dead(id, prio, false, finished, dead_max)
       end
     elseif not r[1] then
-      finished[#finished + 1] = dead_letter_record(id, 'malformed_record',
-        'the record has no status (s)', dead_max)
+      dead_without_status(id, finished, dead_max)
     end
   end
 end

@@ -31,6 +31,9 @@
 --   dead_letter_record(id, reason, detail, cap)  ends a record with status `error` there
 --   dead_letter_raw(entry, reason, detail, cap)  keeps an entry that is not a task record
 --                                 (`!<reason>:<entry>`), leaving whatever key it names alone
+--   requeue_or_dead(id, prio, front, finished, cap)  queues a task again, or dead-letters it
+--                                 (`wrong_type`) when its queue's key holds something else
+--   dead_without_status(id, finished, cap)  dead-letters a record that has no status
 --   reap(now, max_deliveries, dead_max)   returns expired leases to the queue (a task that
 --                                 had started: to the suspects, counted as a delivery, or to
 --                                 the dead-letter after max_deliveries); returns the uuids
@@ -204,6 +207,20 @@ local function dead_letter_raw(entry, reason, detail, cap)
   trim_dead(cap)
   report(entry, reason, detail .. '; the entry is kept in the dead-letter')
 end
+-- Puts task `id` back in the queue of priority `prio` (at its front when `front`); when that
+-- key holds something else, dead-letters the task instead, adding it to `finished`. True when
+-- it was queued.
+local function requeue_or_dead(id, prio, front, finished, cap)
+  if push_ready(id, prio, front) then return true end
+  finished[#finished + 1] = dead_letter_record(id, 'wrong_type',
+    foreign(P .. 'q:' .. fmt(prio), 'a queue (list)'), cap)
+  return false
+end
+-- Dead-letters task `id`, whose record has no status, adding it to `finished`.
+local function dead_without_status(id, finished, cap)
+  finished[#finished + 1] = dead_letter_record(id, 'malformed_record',
+    'the record has no status (s)', cap)
+end
 -- Returns expired leases: a task that had not started (its lease is not in `started`: it was
 -- prefetched by a worker that vanished)
 -- goes back where it was claimed from (the front of its queue, or the suspects) without a
@@ -258,15 +275,13 @@ local function reap(now, max_deliveries, dead_max)
         redis.call('HSET', key, 's', 'new', 'u', at)
         if r[5] then
           push_suspect(id)
-        elseif not push_ready(id, prio, true) then
-          finished[#finished + 1] = dead_letter_record(id, 'wrong_type',
-            foreign(P .. 'q:' .. fmt(prio), 'a queue (list)'), dead_max)
+        else
+          requeue_or_dead(id, prio, true, finished, dead_max)
         end
         pushed = true
       end
     elseif not r[1] then
-      finished[#finished + 1] = dead_letter_record(id, 'malformed_record',
-        'the record has no status (s)', dead_max)
+      dead_without_status(id, finished, dead_max)
     end
     -- Any other status: the task finished meanwhile, and its lease is simply gone.
   end

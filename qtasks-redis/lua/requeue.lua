@@ -42,16 +42,12 @@ for i = 3, #ARGV, 2 do
         if r[4] then
           push_suspect(id)
           returned = returned + 1
-        elseif push_ready(id, prio, true) then
+        elseif requeue_or_dead(id, prio, true, finished, dead_max) then
           returned = returned + 1
-        else
-          finished[#finished + 1] = dead_letter_record(id, 'wrong_type',
-            foreign(P .. 'q:' .. fmt(prio), 'a queue (list)'), dead_max)
         end
       end
     elseif not r[1] then
-      finished[#finished + 1] = dead_letter_record(id, 'malformed_record',
-        'the record has no status (s)', dead_max)
+      dead_without_status(id, finished, dead_max)
     end
   end
 end
