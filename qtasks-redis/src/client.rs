@@ -194,6 +194,25 @@ pub(crate) fn is_connection_error(e: &RedisError) -> bool {
 }
 
 impl RedisBackend {
+    /// The shared connection, or the error that says why there is none.
+    async fn shared_conn(
+        &self,
+        component: &'static str,
+        what: &str,
+    ) -> qtasks_core::Result<MultiplexedConnection> {
+        self.conns
+            .shared()
+            .await
+            .map_err(|e| self.conns.connect_error(component, what, &e))
+    }
+
+    /// The error of a command on the shared connection, dropping the connection when the error
+    /// says it broke.
+    fn command_error(&self, component: &'static str, what: &str, e: &RedisError) -> Error {
+        self.conns.discard_shared(e);
+        self.conns.error(component, what, e)
+    }
+
     /// Runs a script on the shared connection (EVALSHA, loading the script when Redis lacks it).
     pub(crate) async fn eval<T: FromRedisValue>(
         &self,
@@ -207,15 +226,11 @@ impl RedisBackend {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut conn = self
-            .conns
-            .shared()
+        let mut conn = self.shared_conn(component, what).await?;
+        invocation
+            .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.conns.connect_error(component, what, &e))?;
-        invocation.invoke_async(&mut conn).await.map_err(|e| {
-            self.conns.discard_shared(&e);
-            self.conns.error(component, what, &e)
-        })
+            .map_err(|e| self.command_error(component, what, &e))
     }
 
     /// Runs one command on the shared connection.
@@ -225,15 +240,10 @@ impl RedisBackend {
         what: &str,
         cmd: &Cmd,
     ) -> qtasks_core::Result<T> {
-        let mut conn = self
-            .conns
-            .shared()
+        let mut conn = self.shared_conn(component, what).await?;
+        cmd.query_async(&mut conn)
             .await
-            .map_err(|e| self.conns.connect_error(component, what, &e))?;
-        cmd.query_async(&mut conn).await.map_err(|e| {
-            self.conns.discard_shared(&e);
-            self.conns.error(component, what, &e)
-        })
+            .map_err(|e| self.command_error(component, what, &e))
     }
 
     /// Runs one command on `key` on the shared connection; when Redis says the key holds the
@@ -246,11 +256,7 @@ impl RedisBackend {
         expected: &str,
         cmd: &Cmd,
     ) -> qtasks_core::Result<T> {
-        let mut conn = self
-            .conns
-            .shared()
-            .await
-            .map_err(|e| self.conns.connect_error(component, what, &e))?;
+        let mut conn = self.shared_conn(component, what).await?;
         let e = match cmd.query_async(&mut conn).await {
             Ok(value) => return Ok(value),
             Err(e) => e,
