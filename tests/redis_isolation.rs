@@ -34,7 +34,7 @@ use qtasks::redis::{server, RedisBackend, RedisOptions};
 use qtasks::{Payload, Result as QResult};
 use uuid::Uuid;
 
-use common::worker_process::{send_signal, WorkerProcess};
+use common::worker_process::{raw_redis as raw, send_signal, WorkerProcess};
 use common::DEADLINE;
 
 /// The environment variable that turns this binary into a worker process (`url\napp`).
@@ -59,17 +59,6 @@ async fn bookkeeping(task: &AsyncTask) -> redis::aio::MultiplexedConnection {
     let conn = raw(&url).await;
     CONNS.lock().unwrap().push((id, conn.clone()));
     conn
-}
-
-/// A raw connection without a response timeout (the tests block on lists).
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    let (_, url) = RedisOptions::from_url(url).unwrap();
-    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap()
 }
 
 /// Counts its runs in the hash `hash` under `key`.

@@ -22,23 +22,11 @@ use qtasks::redis::{server, RedisBackend, RedisOptions};
 use qtasks::{Payload, Result as QResult};
 use uuid::Uuid;
 
-use common::worker_process::WorkerProcess;
+use common::worker_process::{raw_redis as raw, WorkerProcess};
 use common::DEADLINE;
 
 /// The environment variable that turns this binary into a worker process.
 const WORKER_ENV: &str = "QTASKS_TEST_WORKER";
-
-/// A raw connection for the test's own bookkeeping keys (`test:*`, outside every app).
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    let (_, url) = RedisOptions::from_url(url).unwrap();
-    // No response timeout: the tests block on lists (BLPOP) for up to the deadline.
-    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap()
-}
 
 /// Counts its runs and announces each start (`pid:run` pushed to `test:started:{key}`); on its
 /// first run it then sleeps `first_run_ms` (the run a fault interrupts), later runs return at once.

@@ -106,6 +106,20 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// A raw connection to the Redis at `url` for a test's own bookkeeping keys, without a
+/// response timeout (the tests block on lists, BLPOP, for up to the deadline).
+#[cfg(feature = "redis")]
+pub(crate) async fn raw_redis(url: &str) -> qtasks::redis::redis::aio::MultiplexedConnection {
+    use qtasks::redis::redis;
+    let (_, url) = qtasks::redis::RedisOptions::from_url(url).unwrap();
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
+}
+
 /// Sends `signal` to process `pid`.
 pub(crate) fn send_signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
