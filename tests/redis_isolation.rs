@@ -124,25 +124,8 @@ async fn noop(i: u32) -> u32 {
 /// until the process is killed; otherwise does nothing.
 #[test]
 fn worker_process_entry_point() {
-    let Ok(spec) = std::env::var(WORKER_ENV) else {
-        return;
-    };
-    let (url, app_name) = spec.split_once('\n').expect("url\\napp");
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let app = common::builder(app_name)
-            .broker_url(url)
-            .max_tasks_process(LANES)
-            .prefetch(LANES)
-            .build()
-            .unwrap();
-        println!("worker ready");
-        app.run_forever().await.unwrap();
+    common::worker_process::run_worker_if_asked(WORKER_ENV, |builder| {
+        builder.max_tasks_process(LANES).prefetch(LANES)
     });
 }
 

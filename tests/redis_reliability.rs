@@ -82,21 +82,7 @@ async fn add(a: i64, b: i64) -> i64 {
 /// (the reliability tests start this binary as a worker process); otherwise it does nothing.
 #[test]
 fn worker_process_entry_point() {
-    let Ok(spec) = std::env::var(WORKER_ENV) else {
-        return;
-    };
-    let (url, app_name) = spec.split_once('\n').expect("url\\napp");
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let app = common::builder(app_name).broker_url(url).build().unwrap();
-        println!("worker ready");
-        app.run_forever().await.unwrap();
-    });
+    common::worker_process::run_worker_if_asked(WORKER_ENV, |builder| builder);
 }
 
 /// A unique app name for one test.

@@ -9,6 +9,32 @@ use std::time::Instant;
 
 use super::DEADLINE;
 
+/// The body of a binary's `worker_process_entry_point` test: when `env` holds `url\napp`, runs a
+/// worker of that app (its builder passed through `configure`) until the process is killed;
+/// otherwise returns at once.
+pub(crate) fn run_worker_if_asked(
+    env: &str,
+    configure: impl FnOnce(qtasks::AppBuilder) -> qtasks::AppBuilder,
+) {
+    let Ok(spec) = std::env::var(env) else {
+        return;
+    };
+    let (url, app_name) = spec.split_once('\n').expect("url\\napp");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let app = configure(super::builder(app_name).broker_url(url))
+            .build()
+            .unwrap();
+        println!("worker ready");
+        app.run_forever().await.unwrap();
+    });
+}
+
 /// This test binary running a worker in another process, its output readable line by line.
 pub(crate) struct WorkerProcess {
     pub(crate) child: Child,
