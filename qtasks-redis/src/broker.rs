@@ -159,20 +159,29 @@ impl RedisBackend {
                 )
                 .await?;
             if !keys.is_empty() {
+                // A claimed task is `process` while its `run` entry is there.
+                let run = self.key("run");
                 let mut pipe = redis::pipe();
                 for key in &keys {
+                    let uuid = key.rsplit(':').next().unwrap_or_default();
                     pipe.cmd("HGET").arg(key).arg("s");
+                    pipe.cmd("HEXISTS").arg(&run).arg(uuid);
                 }
                 let mut conn = self
                     .conns
                     .shared()
                     .await
                     .map_err(|e| self.conns.error("broker", "counting tasks", &e))?;
-                let statuses: Vec<Option<String>> = pipe
+                let statuses: Vec<(Option<String>, bool)> = pipe
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| self.conns.error("broker", "counting tasks", &e))?;
-                for status in statuses.into_iter().flatten() {
+                for (status, claimed) in statuses {
+                    let status = match status {
+                        Some(s) if claimed && (s == "new" || s == "retry") => "process".into(),
+                        Some(s) => s,
+                        None => continue,
+                    };
                     *counts.entry(status).or_default() += 1;
                 }
             }

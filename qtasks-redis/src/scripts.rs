@@ -25,13 +25,20 @@
 //! - `t:<uuid>` hash: the task record (`n` name, `p` priority, `a` args, `s` status,
 //!   `c` created ms, `u` updated ms, `at` attempts, `rc` deliveries lost after the task
 //!   started, `sq` set while it is a suspect,
-//!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason);
-//! - `prios` zset: the priorities that have ready tasks; `q:<priority>` list: ready uuids
-//!   (pushed left, claimed from the right, returned to the right to run next);
+//!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason). A claimed
+//!   task's status is `process` while its `run` entry is there, whatever `s` says (`s` keeps
+//!   `new` or `retry`: a claim writes no record);
+//! - `prios` zset: the priorities that have ready tasks; `q:<priority>` list: ready entries
+//!   `<uuid>:<attempts so far>:<priority>:<name length>:<name><args>`, everything a claim
+//!   needs, so a claim reads no record (pushed left, claimed from the right, returned to the
+//!   right to run next; a bare uuid, as earlier versions queued, is claimed through its
+//!   record);
 //! - `sched` zset: delayed tasks and retry backoff, scored by due time (ms);
-//! - `lease` zset: claimed tasks as `<uuid>:<token>`, scored by lease deadline (ms). A claim
-//!   is current exactly while its member is there, which is how acknowledgements, renewals
-//!   and requeues check the fencing token (one `ZMSCORE` per batch); `started` set: the
+//! - `lease` zset: claimed tasks as `<uuid>:<token>`, scored by lease deadline (ms), which is
+//!   how the reaper finds expired claims; `run` hash: uuid -> `<token>:<attempt>:<claimed ms>`
+//!   for every current claim, written and removed with its `lease` member: a claim is current
+//!   exactly while its `run` entry has its token, which is how acknowledgements, renewals,
+//!   starts and requeues check the fencing token (one `HMGET` per batch); `started` set: the
 //!   members of `lease` whose task started (`Broker::started`), removed with them;
 //! - `suspect` list: tasks whose worker vanished while running them, claimed one at a time by
 //!   an idle worker (FIFO); `drain` string (with a TTL): which busy worker finishes what it
@@ -117,6 +124,11 @@ pub(crate) static STARTED: LazyLock<Script> =
 pub(crate) static CANCEL: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/cancel.lua"), Flags::AllowOom));
 
+/// `lua/get.lua`: a task's record with its `run` entry (the task is `process` while it is
+/// there).
+pub(crate) static GET: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/get.lua"), Flags::NoWrites));
+
 /// `lua/stats.lua`: the queue's counts.
 pub(crate) static STATS: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/stats.lua"), Flags::NoWrites));
@@ -134,7 +146,7 @@ mod tests {
     use super::*;
 
     /// Every script file, by name.
-    const FILES: [(&str, &str); 11] = [
+    const FILES: [(&str, &str); 12] = [
         ("prelude", PRELUDE),
         ("enqueue", include_str!("../lua/enqueue.lua")),
         ("claim", include_str!("../lua/claim.lua")),
@@ -146,6 +158,7 @@ mod tests {
         ("stats", include_str!("../lua/stats.lua")),
         ("heartbeat", include_str!("../lua/heartbeat.lua")),
         ("live_workers", include_str!("../lua/live_workers.lua")),
+        ("get", include_str!("../lua/get.lua")),
     ];
 
     #[test]

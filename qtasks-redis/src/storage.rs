@@ -11,7 +11,7 @@ use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
 
 use crate::wire::decode_record;
-use crate::RedisBackend;
+use crate::{scripts, RedisBackend};
 
 /// One entry of the dead-letter ([`RedisBackend::dead_letter_entries`]).
 #[derive(Debug, Clone)]
@@ -91,20 +91,14 @@ impl RedisBackend {
 impl Storage for RedisBackend {
     fn get(&self, uuid: Uuid) -> BoxFuture<'_, Result<Option<Task>>> {
         Box::pin(async move {
-            let key = self.record_key(uuid);
-            let fields: HashMap<String, Vec<u8>> = self
-                .query_key(
-                    "storage",
-                    &format!("reading task {uuid}"),
-                    &key,
-                    "a task record (hash)",
-                    redis::cmd("HGETALL").arg(&key),
-                )
-                .await?;
+            let args = vec![uuid.hyphenated().to_string().into_bytes()];
+            let what = format!("reading task {uuid}");
+            let (run, fields): (Option<Vec<u8>>, HashMap<String, Vec<u8>>) =
+                self.eval("storage", &what, &scripts::GET, args).await?;
             if fields.is_empty() {
                 return Ok(None);
             }
-            decode_record(uuid, fields)
+            decode_record(uuid, fields, run.as_deref())
                 .map(Some)
                 .map_err(|m| Error::backend("storage", m))
         })
