@@ -88,6 +88,11 @@ pub use qtasks_memory as memory;
 #[cfg(feature = "redis")]
 pub use qtasks_redis as redis;
 
+/// The PostgreSQL backend (feature `postgres`), with enqueue in the caller's transaction
+/// ([`postgres::EnqueueInTransaction`]).
+#[cfg(feature = "postgres")]
+pub use qtasks_postgres as postgres;
+
 #[cfg(feature = "cli")]
 pub mod cli;
 
