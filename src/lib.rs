@@ -114,6 +114,9 @@ pub mod guide {
     #[cfg(feature = "redis")]
     #[doc = include_str!("../docs/redis.md")]
     pub struct Redis;
+    #[cfg(feature = "postgres")]
+    #[doc = include_str!("../docs/postgres.md")]
+    pub struct Postgres;
     #[doc = include_str!("../docs/events.md")]
     pub struct Events;
     #[doc = include_str!("../docs/plugins.md")]
