@@ -38,7 +38,9 @@ CREATE TABLE {schema}.tasks (
     dead_at       timestamptz,
     expires_at    timestamptz,
     PRIMARY KEY (app, uuid)
-);
+-- Room on each page, so that updates that change no indexed column (a task's start) are HOT
+-- (no index entry written).
+) WITH (fillfactor = 60);
 
 -- The ready queue, in claim order.
 CREATE INDEX tasks_ready ON {schema}.tasks (app, priority, run_at, seq)
@@ -118,6 +120,12 @@ LANGUAGE sql AS $$
         WHERE d.app = p_app AND d.dead_at IS NOT NULL
         ORDER BY d.dead_at DESC OFFSET p_cap)
 $$;
+
+-- A claim is current while its row has status `process` (which is when `lease_until` is set)
+-- and its token. The functions that take a batch of leases join `unnest` of the batch with the
+-- rows by primary key, and test the status, not `lease_until` (the partial index of leases
+-- would tempt the planner to scan every lease of the app). Those plans need the table's
+-- statistics: the reaper analyzes a fresh or fast-growing table (src/reaper.rs).
 
 -- Writes new tasks (status `new`), each with its queue position, in one statement. A uuid
 -- that exists is left alone (a producer may retry an enqueue whose reply it lost), unless its
@@ -232,7 +240,13 @@ CREATE FUNCTION {schema}.claim(
     p_dead_max integer, p_idle boolean, p_caller text
 ) RETURNS TABLE (kind text, uuid uuid, name text, priority integer, args bytea,
                  attempt integer, token bigint, info text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- The ready queue is read in the order of `tasks_ready`, never sorted: without statistics (a
+-- fresh table) the planner would sort the whole queue to take a batch. No JIT: the penalty of a
+-- disabled sort must not make the planner compile a statement that takes microseconds.
+SET enable_sort = off
+SET jit = off
+AS $$
 DECLARE
     v_lease interval := p_lease_ms * interval '1 millisecond';
     v_until timestamptz := now() + p_lease_ms * interval '1 millisecond';
@@ -244,6 +258,9 @@ DECLARE
     v_wait bigint := -1;
     v_ms bigint;
 BEGIN
+    -- A claim lost in a server crash leaves its tasks queued (they run, maybe again): at least
+    -- once holds without waiting for the WAL flush.
+    PERFORM set_config('synchronous_commit', 'off', true);
     RETURN QUERY SELECT 'dead'::text, r.uuid, r.name, 0, NULL::bytea, 0, 0::bigint, r.info
         FROM {schema}.reap(p_app, p_max_deliveries, p_dead_max) r;
 
@@ -375,17 +392,17 @@ CREATE FUNCTION {schema}.complete(
 ) RETURNS integer[]
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_first integer[];
     v_ok integer[];
     v_done uuid[];
     v_retry boolean;
     v_dead boolean;
 BEGIN
-    WITH input AS (
-        SELECT * FROM unnest(p_uuids, p_tokens, p_kinds, p_results, p_texts, p_reasons, p_delays)
-            WITH ORDINALITY AS i(u, tok, kind, res, txt, reason, delay, pos)
-    ), firsts AS (
-        SELECT DISTINCT ON (i.u, i.tok) * FROM input i ORDER BY i.u, i.tok, i.pos
-    ), upd AS (
+    -- Only the first of the same lease twice in the batch counts.
+    v_first := ARRAY(SELECT DISTINCT ON (x.u, x.tok) x.k::integer
+                     FROM unnest(p_uuids, p_tokens) WITH ORDINALITY AS x(u, tok, k)
+                     ORDER BY x.u, x.tok, x.k);
+    WITH upd AS (
         UPDATE {schema}.tasks t SET
             status = CASE f.kind WHEN 's' THEN 'success' WHEN 'c' THEN 'cancel'
                                  WHEN 'r' THEN 'retry' ELSE 'error' END,
@@ -402,9 +419,10 @@ BEGIN
             lease_until = NULL,
             started = false,
             updated_at = now()
-        FROM firsts f
-        WHERE t.app = p_app AND t.uuid = f.u AND t.token = f.tok
-          AND t.lease_until IS NOT NULL AND t.status = 'process'
+        FROM unnest(p_uuids, p_tokens, p_kinds, p_results, p_texts, p_reasons, p_delays)
+            WITH ORDINALITY AS f(u, tok, kind, res, txt, reason, delay, pos)
+        WHERE t.app = p_app AND t.uuid = f.u AND t.token = f.tok AND t.status = 'process'
+          AND f.pos = ANY (v_first)
         RETURNING f.pos, t.uuid, f.kind
     )
     SELECT array_agg(u.pos::integer), array_agg(u.uuid) FILTER (WHERE u.kind <> 'r'),
@@ -432,15 +450,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_n integer;
 BEGIN
-    WITH input AS (
-        SELECT DISTINCT i.u, i.tok FROM unnest(p_uuids, p_tokens) AS i(u, tok)
-    ), upd AS (
+    WITH upd AS (
         UPDATE {schema}.tasks t SET
             status = 'new', attempts = greatest(t.attempts - 1, 0), lease_until = NULL,
             started = false, updated_at = now()
-        FROM input i
-        WHERE t.app = p_app AND t.uuid = i.u AND t.token = i.tok
-          AND t.lease_until IS NOT NULL AND t.status = 'process'
+        FROM unnest(p_uuids, p_tokens) AS i(u, tok)
+        WHERE t.app = p_app AND t.uuid = i.u AND t.token = i.tok AND t.status = 'process'
         RETURNING 1
     )
     SELECT count(*) INTO v_n FROM upd;
@@ -460,28 +475,24 @@ CREATE FUNCTION {schema}.touch(
 ) RETURNS TABLE (kind text, pos integer, uuid uuid, name text, info text)
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- A start or renewal lost in a server crash only makes a lease shorter or a delivery
+    -- uncounted: no need to wait for the WAL flush.
+    PERFORM set_config('synchronous_commit', 'off', true);
     RETURN QUERY SELECT 'dead'::text, 0, r.uuid, r.name, r.info
         FROM {schema}.reap(p_app, p_max_deliveries, p_dead_max) r;
     RETURN QUERY
-    WITH input AS (
-        SELECT i.u, i.tok, i.k::integer AS k FROM unnest(p_uuids, p_tokens)
-            WITH ORDINALITY AS i(u, tok, k)
-    ), cur AS (
-        SELECT i.u, i.tok, i.k, (t.uuid IS NOT NULL) AS ok
-        FROM input i LEFT JOIN {schema}.tasks t
-            ON t.app = p_app AND t.uuid = i.u AND t.token = i.tok
-           AND t.lease_until IS NOT NULL AND t.status = 'process'
-    ), upd AS (
+    WITH upd AS (
         UPDATE {schema}.tasks t SET
             started = CASE WHEN p_renew THEN t.started ELSE true END,
             lease_until = CASE WHEN p_renew
                 THEN now() + p_lease_ms * interval '1 millisecond' ELSE t.lease_until END
-        FROM (SELECT DISTINCT c.u, c.tok FROM cur c WHERE c.ok) AS c
-        WHERE t.app = p_app AND t.uuid = c.u AND t.token = c.tok
-        RETURNING 1
+        FROM unnest(p_uuids, p_tokens) AS i(u, tok)
+        WHERE t.app = p_app AND t.uuid = i.u AND t.token = i.tok AND t.status = 'process'
+        RETURNING t.uuid, t.token
     )
-    SELECT 'lost'::text, c.k, c.u, NULL::text, NULL::text FROM cur c
-    WHERE NOT c.ok;
+    SELECT 'lost'::text, x.k::integer, x.u, NULL::text, NULL::text
+    FROM unnest(p_uuids, p_tokens) WITH ORDINALITY AS x(u, tok, k)
+    WHERE NOT EXISTS (SELECT 1 FROM upd u WHERE u.uuid = x.u AND u.token = x.tok);
 END $$;
 
 -- Cancels a queued or scheduled task; for a running one, publishes a cancel request

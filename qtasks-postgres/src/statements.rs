@@ -28,6 +28,8 @@ pub(crate) struct Statements {
     pub(crate) reap_records: String,
     pub(crate) reap_claims: String,
     pub(crate) reap_workers: String,
+    pub(crate) needs_analyze: String,
+    pub(crate) analyze: String,
 }
 
 /// The columns `get` and the dead-letter read, in the order `decode_record` expects.
@@ -105,6 +107,12 @@ impl Statements {
                 "DELETE FROM {s}.workers WHERE ctid = ANY (ARRAY(SELECT ctid FROM {s}.workers \
                  WHERE expires_at <= now() LIMIT 1000 FOR UPDATE SKIP LOCKED))"
             ),
+            needs_analyze: format!(
+                "SELECT c.reltuples < 0 OR s.n_live_tup > 2 * c.reltuples + 1000 \
+                 FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid \
+                 WHERE c.oid = '{s}.tasks'::regclass"
+            ),
+            analyze: format!("ANALYZE {s}.tasks"),
         }
     }
 }
