@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example bench -- --backend memory --tasks 1000000 --concurrency 256
 //! cargo run --release --features redis --example bench -- --backend redis --tasks 200000 --json
+//! cargo run --release --features postgres --example bench -- --backend postgres --tasks 100000
 //! ```
 //!
 //! Scenarios (`--scenarios` picks some; all by default):
@@ -60,6 +61,10 @@ struct Args {
     /// Redis URL (backend redis); defaults to `QTASKS_REDIS_URL` or redis://127.0.0.1:6379/0.
     #[arg(long)]
     redis_url: Option<String>,
+    /// PostgreSQL URL (backend postgres); defaults to `QTASKS_POSTGRES_URL` or
+    /// postgres://postgres@127.0.0.1:5432/test?schema=qtasks_bench.
+    #[arg(long)]
+    postgres_url: Option<String>,
     /// Which scenarios to run (comma separated).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
@@ -80,6 +85,7 @@ struct Args {
 enum BackendKind {
     Memory,
     Redis,
+    Postgres,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +265,7 @@ fn print(args: &Args, r: &Report) {
     let backend = match args.backend {
         BackendKind::Memory => "memory",
         BackendKind::Redis => "redis",
+        BackendKind::Postgres => "postgres",
     };
     if args.json {
         let mut obj = serde_json::json!({
@@ -330,13 +337,7 @@ impl Bench {
             .max_tasks_process(self.args.concurrency)
             .prefetch(self.args.concurrency.max(1024))
             .result_ttl(Duration::from_secs(120));
-        if self.args.backend == BackendKind::Redis {
-            let url = self
-                .args
-                .redis_url
-                .clone()
-                .or_else(|| std::env::var("QTASKS_REDIS_URL").ok())
-                .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
+        if let Some(url) = self.url() {
             builder = builder.broker_url(url);
         }
         // Build once to open the configured backend, then wrap its broker.
@@ -362,6 +363,29 @@ impl Bench {
             .backend(backend)
             .build()?;
         Ok((app, counting))
+    }
+
+    /// The URL of the backend measured (`None`: memory).
+    fn url(&self) -> Option<String> {
+        match self.args.backend {
+            BackendKind::Memory => None,
+            BackendKind::Redis => Some(
+                self.args
+                    .redis_url
+                    .clone()
+                    .or_else(|| std::env::var("QTASKS_REDIS_URL").ok())
+                    .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into()),
+            ),
+            BackendKind::Postgres => Some(
+                self.args
+                    .postgres_url
+                    .clone()
+                    .or_else(|| std::env::var("QTASKS_POSTGRES_URL").ok())
+                    .unwrap_or_else(|| {
+                        "postgres://postgres@127.0.0.1:5432/test?schema=qtasks_bench".into()
+                    }),
+            ),
+        }
     }
 
     fn calls(&self, n: u32) -> impl Iterator<Item = TaskCall<noop>> + '_ {
@@ -478,17 +502,21 @@ impl Bench {
         let name = self.app_name(Scenario::EndToEnd);
         let (app, _counting) = self.app_named(name.clone())?;
         let exe = std::env::current_exe().map_err(|e| qtasks::Error::Worker(e.to_string()))?;
-        let url = self
-            .args
-            .redis_url
-            .clone()
-            .or_else(|| std::env::var("QTASKS_REDIS_URL").ok())
-            .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
+        let url = self.url().unwrap_or_default();
+        let backend_args: [&str; 2] = match self.args.backend {
+            BackendKind::Postgres => ["--backend", "postgres"],
+            _ => ["--backend", "redis"],
+        };
+        let url_flag = match self.args.backend {
+            BackendKind::Postgres => "--postgres-url",
+            _ => "--redis-url",
+        };
         let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
         let mut children = Vec::new();
         for k in 0..self.args.workers {
             let mut child = std::process::Command::new(&exe)
-                .args(["--backend", "redis", "--redis-url", &url])
+                .args(backend_args)
+                .args([url_flag, &url])
                 .args(["--concurrency", &self.args.concurrency.to_string()])
                 .args(["--worker-process", &name])
                 .stdin(std::process::Stdio::piped())

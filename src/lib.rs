@@ -88,6 +88,11 @@ pub use qtasks_memory as memory;
 #[cfg(feature = "redis")]
 pub use qtasks_redis as redis;
 
+/// The PostgreSQL backend (feature `postgres`), with enqueue in the caller's transaction
+/// ([`postgres::EnqueueInTransaction`]).
+#[cfg(feature = "postgres")]
+pub use qtasks_postgres as postgres;
+
 #[cfg(feature = "cli")]
 pub mod cli;
 
@@ -109,6 +114,9 @@ pub mod guide {
     #[cfg(feature = "redis")]
     #[doc = include_str!("../docs/redis.md")]
     pub struct Redis;
+    #[cfg(feature = "postgres")]
+    #[doc = include_str!("../docs/postgres.md")]
+    pub struct Postgres;
     #[doc = include_str!("../docs/events.md")]
     pub struct Events;
     #[doc = include_str!("../docs/plugins.md")]

@@ -49,6 +49,7 @@ mod worker;
 
 pub use crate::app::builder::AppBuilder;
 pub use crate::app::config::Config;
+pub use crate::app::enqueue::PreparedTasks;
 pub use crate::app::handle::App;
 pub use crate::context::component::Component;
 pub use crate::context::echo::{AsyncTask, SyncTask};

@@ -15,12 +15,12 @@ use qtasks_core::backend::{
 use qtasks_core::{Error, Result};
 use uuid::Uuid;
 
-use crate::held::Held;
 use crate::wire::{
     epoch_ms, glob_escape, lease_args, millis, parse_claim, parse_positions, parse_report,
     ClaimMode, Claimed, Dropped,
 };
 use crate::{scripts, RedisBackend};
+use qtasks_core::backend::Held;
 
 /// The longest an idle worker blocks on its wake-up before looking again (a safety net for a
 /// silently broken connection; wake-ups and due times normally end the wait much sooner).
@@ -120,22 +120,6 @@ impl RedisBackend {
                 "broker",
                 "Redis did not answer a blocking wait in time; reconnecting",
             )),
-        }
-    }
-
-    /// Tells the record of what this process holds which leases of a `renew` or `started`
-    /// call are alive and which were lost.
-    fn note_lost(&self, leases: &[Lease], lost: &[Lease], started: bool) {
-        if lost.is_empty() {
-            self.held.alive(leases, started);
-        } else {
-            let alive: Vec<Lease> = leases
-                .iter()
-                .filter(|l| !lost.contains(l))
-                .copied()
-                .collect();
-            self.held.alive(&alive, started);
-            self.held.gone(lost);
         }
     }
 
@@ -380,7 +364,7 @@ impl Broker for RedisBackend {
             let (lost, report) =
                 parse_positions(&reply, leases).map_err(|m| Error::backend("broker", m))?;
             log_dropped(&self.prefix, &report);
-            self.note_lost(leases, &lost, true);
+            self.held.note_lost(leases, &lost, true);
             Ok(lost)
         })
     }
@@ -399,7 +383,7 @@ impl Broker for RedisBackend {
             let (lost, report) =
                 parse_positions(&reply, leases).map_err(|m| Error::backend("broker", m))?;
             log_dropped(&self.prefix, &report);
-            self.note_lost(leases, &lost, false);
+            self.held.note_lost(leases, &lost, false);
             Ok(lost)
         })
     }

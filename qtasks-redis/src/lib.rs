@@ -36,7 +36,6 @@
 mod broker;
 mod client;
 mod global_config;
-mod held;
 mod notify;
 mod options;
 mod scripts;
@@ -53,10 +52,10 @@ use qtasks_core::{Config, Error, Result};
 use uuid::Uuid;
 
 use crate::client::Connections;
-use crate::held::Held;
 use crate::notify::Notifier;
 use crate::options::hide_password;
 use crate::wire::key_prefix;
+use qtasks_core::backend::Held;
 
 /// The `redis` crate this backend uses, for direct access to the same server.
 pub use deadpool_redis::redis;

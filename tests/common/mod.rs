@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use qtasks::App;
 
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod worker_process;
 
 /// How long a test waits for work before failing. Generous: CI runs on 2 cores.

@@ -2,6 +2,7 @@
 //! `ping`. Every enqueue goes through one path (`write_batch`), with the enqueue plugins
 //! around the broker call.
 
+use std::marker::PhantomData;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -115,19 +116,35 @@ impl App {
 
     /// Writes a batch to the broker in one call, with the enqueue plugins around it, and hands
     /// each task's `new` record to `each`, in order. The one path of `add_task`, typed calls and
-    /// `add_tasks`.
+    /// `add_tasks` (and, with the writer of [`PreparedTasks`], of enqueues in a caller's own
+    /// database transaction).
     async fn write_batch(
         &self,
         batch: &mut [NewTask],
-        mut each: impl FnMut(Task) -> Result<()>,
+        each: impl FnMut(Task) -> Result<()>,
     ) -> Result<()> {
-        let plugged = !self.hooks().plugins.is_empty();
-        if plugged {
+        self.before_write(batch).await;
+        self.inner().backend.broker.enqueue(batch).await?;
+        self.after_write(batch, each).await
+    }
+
+    /// The enqueue plugins' `before_enqueue` on each task of a batch about to be written.
+    async fn before_write(&self, batch: &mut [NewTask]) {
+        if !self.hooks().plugins.is_empty() {
             for new in batch.iter_mut() {
                 hooks::before_enqueue(self, new).await;
             }
         }
-        self.inner().backend.broker.enqueue(batch).await?;
+    }
+
+    /// Hands the `new` record of each task of a written batch to `each`, in order, after the
+    /// enqueue plugins' `after_enqueue`.
+    async fn after_write(
+        &self,
+        batch: &[NewTask],
+        mut each: impl FnMut(Task) -> Result<()>,
+    ) -> Result<()> {
+        let plugged = !self.hooks().plugins.is_empty();
         for new in batch.iter() {
             tracing::debug!(task_name = %new.task_name, task_uuid = %new.uuid, "task enqueued");
             let mut task = Task::new(
@@ -143,6 +160,36 @@ impl App {
             each(task.with_app(self))?;
         }
         Ok(())
+    }
+
+    /// Builds the tasks of `calls` exactly as [`add_tasks`](Self::add_tasks) does (uuids,
+    /// priorities, encoded arguments, the `before_enqueue` plugins) without writing them: the
+    /// caller writes [`PreparedTasks::tasks`] itself (a backend's enqueue inside the user's
+    /// own database transaction, say), then calls [`PreparedTasks::written`]. Timeouts set on
+    /// the calls are ignored.
+    pub async fn prepare_tasks<T: TaskDef>(
+        &self,
+        calls: impl IntoIterator<Item = TaskCall<T>>,
+    ) -> Result<PreparedTasks<T>> {
+        let entry = T::entry();
+        self.check_serves(entry)?;
+        let now = SystemTime::now();
+        let mut tasks = Vec::new();
+        for call in calls {
+            let uuid = call.uuid(self);
+            let (args, priority) = call.into_parts();
+            let args = Payload::encode(&args).map_err(|e| Error::Encode {
+                task: entry.name.to_string(),
+                source: Box::new(e),
+            })?;
+            tasks.push(self.new_task(uuid, entry, priority, args, now));
+        }
+        self.before_write(&mut tasks).await;
+        Ok(PreparedTasks {
+            app: self.clone(),
+            tasks,
+            _task: PhantomData,
+        })
     }
 
     /// Refuses a task attached to a router this app did not include (the worker would not
@@ -227,5 +274,47 @@ impl App {
             .live_workers()
             .await?
             .is_empty())
+    }
+}
+
+/// Tasks built for an app by [`App::prepare_tasks`] and written by the caller: a backend's
+/// transactional enqueue writes [`tasks`](Self::tasks) in the user's transaction, then
+/// [`written`](Self::written) gives the `new` records (running the `after_enqueue` plugins).
+pub struct PreparedTasks<T: TaskDef> {
+    app: App,
+    tasks: Vec<NewTask>,
+    _task: PhantomData<T>,
+}
+
+impl<T: TaskDef> PreparedTasks<T> {
+    /// The tasks to write, in the order of the calls.
+    pub fn tasks(&self) -> &[NewTask] {
+        &self.tasks
+    }
+
+    /// The app they were built for.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// The tasks were written: their records with status `new`, in order.
+    pub async fn written(self) -> Result<Vec<Task<T::Output>>> {
+        let mut out = Vec::with_capacity(self.tasks.len());
+        self.app
+            .after_write(&self.tasks, |task| {
+                out.push(task.decode()?);
+                Ok(())
+            })
+            .await?;
+        Ok(out)
+    }
+}
+
+impl<T: TaskDef> std::fmt::Debug for PreparedTasks<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedTasks")
+            .field("task", &T::entry().name)
+            .field("tasks", &self.tasks.len())
+            .finish()
     }
 }

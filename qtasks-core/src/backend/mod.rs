@@ -22,7 +22,10 @@
 //! and `Storage` is the read side: wrapping it (`AppBuilder::map_backend`) sees every read
 //! and wait, wrapping the broker sees every write.
 
+mod held;
 mod wire;
+
+pub use held::Held;
 
 pub use wire::{
     CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, NewTask, Outcome,

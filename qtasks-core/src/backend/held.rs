@@ -1,4 +1,5 @@
-//! What this process holds of the app's tasks, for the rule that a suspect runs alone.
+//! [`Held`]: what this process holds of the app's tasks, for the rule that a suspect runs
+//! alone. Shared by the backends with leases (Redis, PostgreSQL).
 //!
 //! A *suspect* is a task whose worker vanished while running it (its lease expired after it
 //! started): maybe the task itself crashes its worker process. Running it beside other tasks
@@ -16,18 +17,22 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::backend::{Delivery, Lease};
 use parking_lot::Mutex;
-use qtasks_core::backend::{Delivery, Lease};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-pub(crate) struct Held {
+/// What this process holds of the app's tasks (its leases, and the suspect it runs), kept by a
+/// backend from its own calls, so that a suspect runs alone (see the module docs).
+#[derive(Debug)]
+pub struct Held {
     lease: Duration,
     state: Mutex<State>,
     /// Notified whenever a lease goes.
     changed: Notify,
 }
 
+#[derive(Debug)]
 struct State {
     /// Each held lease with its last sign of life.
     leases: HashMap<Lease, Instant>,
@@ -38,7 +43,8 @@ struct State {
 }
 
 impl Held {
-    pub(crate) fn new(lease: Duration) -> Self {
+    /// Nothing held yet; `lease` is the backend's lease duration.
+    pub fn new(lease: Duration) -> Self {
         Held {
             lease,
             state: Mutex::new(State {
@@ -51,7 +57,7 @@ impl Held {
     }
 
     /// A claim handed these tasks to this process (`suspect`: the one task is a suspect).
-    pub(crate) fn claimed(&self, deliveries: &[Delivery], suspect: bool) {
+    pub fn claimed(&self, deliveries: &[Delivery], suspect: bool) {
         let now = Instant::now();
         let mut state = self.state.lock();
         for d in deliveries {
@@ -63,7 +69,7 @@ impl Held {
     }
 
     /// These leases were renewed (`started`: their tasks start now).
-    pub(crate) fn alive(&self, leases: &[Lease], started: bool) {
+    pub fn alive(&self, leases: &[Lease], started: bool) {
         let now = Instant::now();
         let mut state = self.state.lock();
         for lease in leases {
@@ -80,8 +86,24 @@ impl Held {
         }
     }
 
+    /// The answer of a `renew` or `started` call for `leases`: those in `lost` are gone, the
+    /// others are alive (`started`: their tasks start now).
+    pub fn note_lost(&self, leases: &[Lease], lost: &[Lease], started: bool) {
+        if lost.is_empty() {
+            self.alive(leases, started);
+        } else {
+            let alive: Vec<Lease> = leases
+                .iter()
+                .filter(|l| !lost.contains(l))
+                .copied()
+                .collect();
+            self.alive(&alive, started);
+            self.gone(lost);
+        }
+    }
+
     /// These leases are no longer held (acknowledged, given back, or lost).
-    pub(crate) fn gone<'a>(&self, leases: impl IntoIterator<Item = &'a Lease>) {
+    pub fn gone<'a>(&self, leases: impl IntoIterator<Item = &'a Lease>) {
         let mut state = self.state.lock();
         let mut changed = false;
         for lease in leases {
@@ -99,7 +121,7 @@ impl Held {
 
     /// Whether the process holds no task (forgetting leases without a sign of life for a
     /// whole lease duration: they have expired).
-    pub(crate) fn is_idle(&self) -> bool {
+    pub fn is_idle(&self) -> bool {
         let mut state = self.state.lock();
         if state.leases.is_empty() {
             return true;
@@ -117,7 +139,7 @@ impl Held {
 
     /// How much longer this process's suspect runs alone (`None`: no suspect, or it has run a
     /// whole lease).
-    pub(crate) fn suspect_alone_for(&self) -> Option<Duration> {
+    pub fn suspect_alone_for(&self) -> Option<Duration> {
         let now = Instant::now();
         let mut state = self.state.lock();
         let (_, since) = state.suspect?;
@@ -131,7 +153,7 @@ impl Held {
 
     /// Waits until a lease goes, at most `at_most`; `ready` is checked after registering for
     /// the notification, so a change in between is not missed.
-    pub(crate) async fn wait_until(&self, at_most: Duration, ready: impl Fn(&Held) -> bool) {
+    pub async fn wait_until(&self, at_most: Duration, ready: impl Fn(&Held) -> bool) {
         let deadline = Instant::now() + at_most;
         loop {
             let notified = self.changed.notified();
@@ -150,7 +172,7 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qtasks_core::Payload;
+    use crate::task::payload::Payload;
     use uuid::Uuid;
 
     fn delivery(token: u64) -> Delivery {

@@ -1,0 +1,29 @@
+//! The backend conformance suite, run against a real PostgreSQL server
+//! (`QTASKS_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`), on a schema of
+//! this test binary's own, each case with an app name of its own.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use qtasks_core::backend::Backend;
+use qtasks_core::Config;
+use qtasks_postgres::{testing, PostgresBackend, PostgresOptions};
+use tokio::sync::OnceCell;
+
+/// A fresh backend: its own app name, so its rows are its own.
+async fn open(config: Config) -> Backend {
+    static SCHEMA: OnceCell<String> = OnceCell::const_new();
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let schema = SCHEMA
+        .get_or_init(|| testing::fresh_schema("conformance"))
+        .await;
+    let app = format!("conformance-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    let options = PostgresOptions {
+        schema: schema.clone(),
+        ..PostgresOptions::default()
+    };
+    PostgresBackend::new(&testing::url(), &app, &config, options)
+        .expect("a valid PostgreSQL URL")
+        .backend()
+}
+
+qtasks_core::conformance_tests!(open, run_if = testing::available());
