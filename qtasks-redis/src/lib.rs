@@ -37,6 +37,7 @@ mod broker;
 mod client;
 mod global_config;
 mod held;
+mod inspect;
 mod notify;
 mod options;
 mod scripts;

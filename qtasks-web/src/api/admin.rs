@@ -138,7 +138,9 @@ pub(crate) async fn purge(
             "only finished tasks are purged (success, error, cancel), not {s}: cancel queued tasks first"
         )));
     }
-    let before = SystemTime::now() - Duration::from_secs(body.older_than_secs.unwrap_or(0));
+    // `before` is exclusive: a record that changed exactly `older_than_secs` ago goes too.
+    let before = SystemTime::now() - Duration::from_secs(body.older_than_secs.unwrap_or(0))
+        + Duration::from_millis(1);
     let purged = shared
         .app
         .backend()
