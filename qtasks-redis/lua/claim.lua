@@ -62,6 +62,10 @@ if not tok then
   end
 end
 local n = 0
+-- Paused (the `paused` hash: task names, `*` for the whole app): left where they are.
+local paused, held = redis.call('HGETALL', P .. 'paused'), {}
+local hold = {}
+for i = 1, #paused, 2 do hold[paused[i]] = true end
 -- Claims the task of entry `id` (found in `from`): true when it was claimable.
 local function take(id, from)
   local r, why, detail = load(id, 's', 'n', 'p', 'a', 'at')
@@ -71,6 +75,7 @@ local function take(id, from)
   end
   -- A stale entry of a task that is accounted for elsewhere (finished, running, cancelled).
   if r[1] and r[1] ~= 'new' and r[1] ~= 'retry' then return false end
+  if r[2] and hold[r[2]] then held[#held + 1] = {id, from, r[3]}; return false end
   local problem = record_problem(r)
   if problem then
     finished[#finished + 1] = dead_letter_record(id, 'malformed_record', problem, dead_max)
@@ -80,6 +85,7 @@ local function take(id, from)
   local at = (tonumber(r[5]) or 0) + 1
   local t = fmt(tok)
   redis.call('HSET', T .. id, 's', 'process', 'u', NOW, 'at', fmt(at))
+  index(id, r[1], 'process', NOW)
   leases[#leases + 1] = deadline
   leases[#leases + 1] = id .. ':' .. t
   out[#out + 1] = id
@@ -94,7 +100,9 @@ end
 local mode = ''
 local overdue_in = -1
 local suspects = P .. 'suspect'
-if redis.call('EXISTS', suspects) == 1 then
+if hold['*'] then
+  mode = 'paused'
+elseif redis.call('EXISTS', suspects) == 1 then
   if idle then
     for _ = 1, 100 do
       local id = redis.call('RPOP', suspects)
@@ -142,8 +150,13 @@ if mode == '' then
     end
   end
   -- Too many bad entries for one call: the caller comes back at once for the rest.
-  if budget <= 0 and n == 0 then wake() end
+  if budget <= 0 and n == 0 and #held == 0 then wake() end
 end
+for i = #held, 1, -1 do
+  local h = held[i]
+  if h[2] == suspects then redis.call('RPUSH', suspects, h[1]) else push_ready(h[1], h[3], true) end
+end
+if mode == 'paused' then mode = '' end
 if n > 0 then
   redis.call('SET', P .. 'tok', fmt(tok))
   chunked('ZADD', P .. 'lease', leases)

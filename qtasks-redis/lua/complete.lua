@@ -25,6 +25,7 @@ for i = 4, #ARGV, 5 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
 local current = lease_scores(members)
 local seen = {}
 local k = 0
+local STATUS_OF = {s = 'success', e = 'error', c = 'cancel', r = 'retry', d = 'error'}
 -- HSET that fails (instead of aborting the script) on a key of another type.
 local function write(key, ...)
   local r = redis.pcall('HSET', key, ...)
@@ -63,6 +64,7 @@ for i = 4, #ARGV, 5 do
       ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW)
       if ok then dead_letter(id, dead_max) end
     end
+    if ok then index(id, 'process', STATUS_OF[kind] or 'error', NOW) end
     if not ok then
       dead_letter_raw(id, 'wrong_type', foreign(key, 'a task record (hash)') ..
         ' (its outcome is lost)', dead_max)
@@ -70,6 +72,10 @@ for i = 4, #ARGV, 5 do
       done[#done + 1] = id
     end
   end
+end
+if #done > 0 then
+  local expired = '(' .. fmt(now - tonumber(ttl))
+  for _, s in ipairs({'success', 'error', 'cancel'}) do redis.call('ZREMRANGEBYSCORE', P .. 'ix:' .. s, '-inf', expired) end
 end
 if #freed > 0 then
   chunked('ZREM', P .. 'lease', freed)

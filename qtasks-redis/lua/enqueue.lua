@@ -46,6 +46,7 @@ for i = 2, #ARGV, 6 do
     -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
     redis.call('HSET', key, 'n', ARGV[i + 1], 'p', prio, 'a', ARGV[i + 3], 's', 'new',
       'c', ARGV[i + 4])
+    index(id, nil, 'new', ARGV[i + 4])
     if delay > 0 then
       redis.call('ZADD', P .. 'sched', fmt(now + delay), id)
     else

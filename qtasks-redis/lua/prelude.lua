@@ -24,6 +24,8 @@
 --                                 (false where the claim is no longer current)
 --   members_of(key, members)      1 or 0 for each member: whether it is in the set `key`
 --   notify_done(ids)  publishes finished uuids on `done`, comma separated
+--   index(id, from, to, at)       moves id from the per-status index `ix:<from>` (nil: none)
+--                                 to `ix:<to>`, scored `at` (ms): every status change calls it
 --   load(id, ...)     the fields (first `s`) of the record of a queue, schedule or lease
 --                     entry, or nil, reason and detail when the entry is not a task's
 --   record_problem(r) what is wrong with a claimable record (`s`, `n`, `p`, `a` read first)
@@ -144,6 +146,10 @@ local function lease_scores(members)
   end
   return out
 end
+local function index(id, from, to, at)
+  if from then redis.call('ZREM', P .. 'ix:' .. from, id) end
+  redis.call('ZADD', P .. 'ix:' .. to, at, id)
+end
 local function notify_done(ids)
   if #ids > 0 then redis.call('PUBLISH', P .. 'done', table.concat(ids, ',')) end
 end
@@ -196,6 +202,8 @@ local function dead_letter(id, cap)
   trim_dead(cap)
 end
 local function dead_letter_record(id, reason, detail, cap)
+  redis.call('ZREM', P .. 'ix:new', id); redis.call('ZREM', P .. 'ix:retry', id)
+  index(id, 'process', 'error', now_ms())
   redis.call('HSET', T .. id, 's', 'error', 'dr', reason, 'u', fmt(now_ms()),
     'tb', reason .. ': ' .. detail .. '; the task is kept in the dead-letter and not run')
   dead_letter(id, cap)
@@ -268,11 +276,13 @@ local function reap(now, max_deliveries, dead_max)
           finished[#finished + 1] = dead_letter_record(id, 'crashed_worker', why_dead, dead_max)
         else
           redis.call('HSET', key, 's', 'new', 'rc', fmt(rc), 'u', at, 'sq', '1')
+          index(id, 'process', 'new', at)
           push_suspect(id)
           pushed = true
         end
       else
         redis.call('HSET', key, 's', 'new', 'u', at)
+        index(id, 'process', 'new', at)
         if r[5] then
           push_suspect(id)
         else

@@ -39,6 +39,7 @@ for i = 3, #ARGV, 2 do
       else
         local at = math.max((tonumber(r[2]) or 1) - 1, 0)
         redis.call('HSET', T .. id, 's', 'new', 'at', fmt(at), 'u', NOW)
+        index(id, 'process', 'new', NOW)
         if r[4] then
           push_suspect(id)
           returned = returned + 1
