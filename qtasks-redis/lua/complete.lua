@@ -75,7 +75,10 @@ for i = 4, #ARGV, 5 do
 end
 if #done > 0 then
   local expired = '(' .. fmt(now - tonumber(ttl))
-  for _, s in ipairs({'success', 'error', 'cancel'}) do redis.call('ZREMRANGEBYSCORE', P .. 'ix:' .. s, '-inf', expired) end
+  for _, s in ipairs({'success', 'error', 'cancel'}) do
+    redis.call('ZREMRANGEBYSCORE', P .. 'ix:' .. s, '-inf', expired)
+    redis.call('PEXPIRE', P .. 'ix:' .. s, ttl)
+  end
 end
 if #freed > 0 then
   chunked('ZREM', P .. 'lease', freed)
