@@ -86,7 +86,7 @@ async fn main() -> qtasks::Result<()> {
             for n in 0u64.. {
                 tick.tick().await;
                 let sent = match n % 5 {
-                    0 | 1 | 2 => resize
+                    0..=2 => resize
                         .call(640 + (n % 97) as u32, 480)
                         .on(&app)
                         .add_task()

@@ -159,8 +159,7 @@ async fn screenshot(client: &Client, name: &str) {
 
 /// Enqueues from the overview's form; returns the new task's uuid.
 async fn enqueue_from_page(client: &Client, task: &str, args: &str) -> Uuid {
-    let select = wait_for(client, "#enqueue-task option[value]").await;
-    drop(select);
+    wait_for(client, "#enqueue-task option[value]").await;
     client
         .find(Locator::Css("#enqueue-task"))
         .await
@@ -193,8 +192,8 @@ async fn enqueue_from_page(client: &Client, task: &str, args: &str) -> Uuid {
             .attr("data-uuid")
             .await
             .unwrap();
-        if now.is_some() && now != before {
-            return Uuid::try_parse(&now.unwrap()).unwrap();
+        if let Some(uuid) = now.filter(|u| Some(u) != before.as_ref()) {
+            return Uuid::try_parse(&uuid).unwrap();
         }
         assert!(
             tokio::time::Instant::now() < until,
@@ -204,7 +203,8 @@ async fn enqueue_from_page(client: &Client, task: &str, args: &str) -> Uuid {
     }
 }
 
-async fn go(client: &Client, base: &str, page: &str) {
+/// Follows a link of the navigation bar (the page changes without a reload).
+async fn go(client: &Client, page: &str) {
     client
         .find(Locator::Css(&format!("nav a[data-page={page}]")))
         .await
@@ -212,7 +212,6 @@ async fn go(client: &Client, base: &str, page: &str) {
         .click()
         .await
         .unwrap();
-    let _ = base;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,14 +287,14 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(result.trim(), "42");
 
     // A failure into the dead letter, retried from the page.
-    go(&client, &base, "overview").await;
+    go(&client, "overview").await;
     let flaky_uuid = enqueue_from_page(&client, "ui.flaky", r#"{"key": "k1"}"#).await;
     wait_for(
         &client,
         &format!("#enqueue-result[data-uuid='{flaky_uuid}'][data-status=error]"),
     )
     .await;
-    go(&client, &base, "dead").await;
+    go(&client, "dead").await;
     let row = format!("#dead-table tr[data-uuid='{flaky_uuid}']");
     wait_for(&client, &row).await;
     screenshot(&client, "dead").await;
@@ -327,7 +326,7 @@ async fn the_dashboard_in_a_real_browser() {
     }
 
     // A result holding HTML is text.
-    go(&client, &base, "overview").await;
+    go(&client, "overview").await;
     let html_uuid = enqueue_from_page(&client, "ui.html", "{}").await;
     wait_for(
         &client,
@@ -365,10 +364,10 @@ async fn the_dashboard_in_a_real_browser() {
     screenshot(&client, "task").await;
 
     // The other pages.
-    go(&client, &base, "tasks").await;
+    go(&client, "tasks").await;
     wait_for(&client, "#tasks-table tr[data-status=success]").await;
     screenshot(&client, "tasks").await;
-    go(&client, &base, "schedules").await;
+    go(&client, "schedules").await;
     let timer = wait_for(&client, "#schedules td")
         .await
         .text()
@@ -376,7 +375,7 @@ async fn the_dashboard_in_a_real_browser() {
         .unwrap();
     assert_eq!(timer, "nightly-sum");
     screenshot(&client, "schedules").await;
-    go(&client, &base, "workers").await;
+    go(&client, "workers").await;
     wait_for(&client, "#workers li.mono").await;
     screenshot(&client, "workers").await;
 

@@ -86,6 +86,8 @@ let onStats = null;
 function connect() {
   const live = document.getElementById('live');
   const source = new EventSource(BASE + '/api/events');
+  // One stream per tab, closed when the page goes (browsers allow few connections per host).
+  window.addEventListener('pagehide', () => source.close());
   source.addEventListener('open', () => { live.textContent = 'live'; live.classList.add('on'); });
   source.addEventListener('error', () => { live.textContent = 'reconnecting'; live.classList.remove('on'); });
   source.addEventListener('stats', (e) => {
@@ -98,6 +100,14 @@ function connect() {
 
 // ---- navigation ----
 function go(path) { history.pushState(null, '', BASE + path); render(); }
+// The navigation bar changes the page in place: the live stream stays open.
+for (const a of document.querySelectorAll('header nav a')) {
+  a.addEventListener('click', (e) => {
+    if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+    e.preventDefault();
+    go(a.getAttribute('href').slice(BASE.length) || '/');
+  });
+}
 window.addEventListener('popstate', render);
 function page() { return location.pathname.slice(BASE.length) || '/'; }
 
