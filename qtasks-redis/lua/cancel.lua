@@ -24,6 +24,8 @@ if running then
   return 'running'
 elseif r[1] == 'new' or r[1] == 'retry' then
   redis.call('HSET', key, 's', 'cancel', 'cr', ARGV[3], 'u', NOW)
+  index(id, r[1], 'cancel', NOW)
+  redis.call('PEXPIRE', P .. 'ix:cancel', ARGV[4])
   redis.call('PEXPIRE', key, ARGV[4])
   redis.call('ZREM', P .. 'sched', id)
   if r[3] then redis.call('LREM', P .. 'suspect', 1, id) end

@@ -25,7 +25,7 @@ local max, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local dead_max = tonumber(ARGV[5])
 local idle, caller = ARGV[6] == '1', ARGV[7]
 local bad_key = check_keys('prios', 'sched', 'lease', 'started', 'suspect', 'dead', 'wake',
-  'drain', 'run')
+  'drain', 'run', 'paused', 'ix:new', 'ix:retry', 'ix:error')
 if bad_key then return redis.error_reply(bad_key) end
 local deadline = fmt(now + lease)
 local finished = reap(now, tonumber(ARGV[4]), dead_max)
@@ -56,6 +56,12 @@ if not tok then
   end
 end
 local n = 0
+-- Paused task names (the `paused` hash; `*` pauses the whole app): their entries are put
+-- back where they were, in order (`held`: entry, where from, priority).
+local paused = redis.call('HGETALL', P .. 'paused')
+local hold, held = {}, {}
+for i = 1, #paused, 2 do hold[paused[i]] = true end
+local holding = #paused > 0
 -- Leases ready entry `entry` of task `id` (`at` attempts so far) to the caller.
 local function lease_entry(id, at, entry)
   tok = tok + 1
@@ -83,6 +89,10 @@ local function take_by_record(id, from)
     finished[#finished + 1] = dead_letter_record(id, 'malformed_record', problem, dead_max)
     return false
   end
+  if holding and hold[r.n] then
+    held[#held + 1] = {id, from, int32(r.p)}
+    return false
+  end
   local at = tonumber(r.at) or 0
   lease_entry(id, at, ready_entry(id, at, int32(r.p), r.n, r.a))
   return true
@@ -94,13 +104,23 @@ local function take(e, from)
   local id = string.sub(e, 1, 36)
   local at = byte(e, 37) == 58 and is_uuid(id) and string.match(e, '^%d+', 38)
   if not at then return take_by_record(e, from) end
+  if holding then
+    local name = entry_name(e)
+    if name and hold[name] then
+      held[#held + 1] = {e, from, tonumber(string.match(e, '^%d+:(%-?%d+):', 38))}
+      return false
+    end
+  end
   lease_entry(id, tonumber(at), e)
   return true
 end
 local mode = ''
 local overdue_in = -1
 local suspects = P .. 'suspect'
-if redis.call('EXISTS', suspects) == 1 then
+if hold['*'] then
+  -- The whole app is paused: nothing is claimed.
+  mode = 'paused'
+elseif redis.call('EXISTS', suspects) == 1 then
   if idle then
     for _ = 1, 100 do
       local id = redis.call('RPOP', suspects)
@@ -148,8 +168,18 @@ if mode == '' then
     end
   end
   -- Too many bad entries for one call: the caller comes back at once for the rest.
-  if budget <= 0 and n == 0 then wake() end
+  if budget <= 0 and n == 0 and #held == 0 then wake() end
 end
+-- Paused entries go back to the front of where they were, in their order.
+for i = #held, 1, -1 do
+  local entry, from, prio = held[i][1], held[i][2], held[i][3]
+  if from == suspects then
+    redis.call('RPUSH', suspects, entry)
+  elseif prio then
+    push_ready(entry, prio, true)
+  end
+end
+if mode == 'paused' then mode = '' end
 if n > 0 then
   redis.call('SET', P .. 'tok', fmt(tok))
   chunked('ZADD', P .. 'lease', leases)

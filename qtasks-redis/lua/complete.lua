@@ -16,7 +16,8 @@
 local now = now_ms()
 local NOW = fmt(now)
 local ttl, dead_max = ARGV[2], tonumber(ARGV[3])
-local bad_key = check_keys('lease', 'started', 'sched', 'dead', 'wake', 'run')
+local bad_key = check_keys('lease', 'started', 'sched', 'dead', 'wake', 'run', 'ix:new',
+  'ix:retry', 'ix:success', 'ix:error', 'ix:cancel')
 if bad_key then return redis.error_reply(bad_key) end
 local rejected, done, freed, gone = {}, {}, {}, {}
 local retried = false
@@ -25,6 +26,9 @@ for i = 4, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
 -- A claim is current while its `run` entry has its token (see `run_attempt`).
 local runs = read_chunked('HMGET', P .. 'run', ids)
 local seen = {}
+-- The per-status index entries of the batch, one call per status (see `index`).
+local STATUS_OF = {s = 'success', e = 'error', c = 'cancel', r = 'retry', d = 'error'}
+local indexed = {success = {}, error = {}, cancel = {}, retry = {}}
 -- HSET that fails (instead of aborting the script) on a key of another type.
 local function write(key, ...)
   local r = redis.pcall('HSET', key, ...)
@@ -65,7 +69,11 @@ for k = 1, #ids do
       ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'at', attempts)
       if ok then dead_letter(id, dead_max) end
     end
-    if not ok then
+    if ok then
+      local ix = indexed[STATUS_OF[kind] or 'error']
+      ix[#ix + 1] = NOW
+      ix[#ix + 1] = id
+    else
       dead_letter_raw(id, 'wrong_type', foreign(key, 'a task record (hash)') ..
         ' (its outcome is lost)', dead_max)
     elseif kind ~= 'r' then
@@ -77,6 +85,18 @@ if #freed > 0 then
   chunked('ZREM', P .. 'lease', freed)
   chunked('SREM', P .. 'started', freed)
   chunked('HDEL', P .. 'run', gone)
+  -- Out of the index of the status they were claimed in, into that of their outcome; the
+  -- finished ones older than the result TTL leave theirs (their records expired).
+  chunked('ZREM', P .. 'ix:new', gone)
+  chunked('ZREM', P .. 'ix:retry', gone)
+  for status, entries in pairs(indexed) do
+    if #entries > 0 then chunked('ZADD', P .. 'ix:' .. status, entries) end
+  end
+  local expired = '(' .. fmt(now - tonumber(ttl))
+  for _, status in ipairs({'success', 'error', 'cancel'}) do
+    redis.call('ZREMRANGEBYSCORE', P .. 'ix:' .. status, '-inf', expired)
+    redis.call('PEXPIRE', P .. 'ix:' .. status, ttl)
+  end
 end
 notify_done(done)
 if retried then wake() end

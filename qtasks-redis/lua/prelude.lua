@@ -17,6 +17,7 @@
 --                     last element of its reply)
 --   wake()            wakes one idle worker (the `wake` list holds at most one element)
 --   ready_entry(id, at, prio, name, args)   a ready-queue entry: everything a claim needs
+--   entry_name(e)     the task name in ready entry e
 --   push_ready(entry, prio, front)   queues a ready entry (front: to run next); false when the
 --                     queue key holds something else than a list
 --   push_suspect(id)  queues a task whose worker vanished while running it (see reap)
@@ -25,6 +26,9 @@
 --                                 at most 1000 per call, its replies in one list
 --   run_attempt(entry, token)     the attempt of a `run` entry when it is of claim `token`
 --   notify_done(ids)  publishes finished uuids on `done`, comma separated
+--   index(id, from, to, at)       moves id from the per-status index `ix:<from>` (nil: none)
+--                                 to `ix:<to>`, scored `at` (ms), for one task (the batch
+--                                 scripts index whole batches with one call per status)
 --   load(id)          the record of a queue, schedule or lease entry ({s, p, n, a, at, sq,
 --                     rc, u}), or nil, reason and detail when the entry is not a task's
 --   record_problem(r) what is wrong with a record that is to run (nil: nothing)
@@ -79,7 +83,8 @@ end
 local KINDS = {
   prios = 'zset', sched = 'zset', lease = 'zset', workers = 'zset', dead = 'list',
   suspect = 'list', wake = 'list', kv = 'hash', tok = 'string', drain = 'string',
-  started = 'set', run = 'hash',
+  started = 'set', run = 'hash', paused = 'hash', ['ix:new'] = 'zset', ['ix:retry'] = 'zset',
+  ['ix:success'] = 'zset', ['ix:error'] = 'zset', ['ix:cancel'] = 'zset',
 }
 local function check_keys(...)
   for _, name in ipairs({...}) do
@@ -108,6 +113,12 @@ end
 -- uuid, as earlier versions queued, is claimed through its record.)
 local function ready_entry(id, at, prio, name, args)
   return id .. ':' .. at .. ':' .. prio .. ':' .. #name .. ':' .. name .. args
+end
+-- The task name in ready entry `e` (nil when it has none).
+local function entry_name(e)
+  local _, last, len = string.find(e, '^%d+:%-?%d+:(%d+):', 38)
+  if not last then return nil end
+  return string.sub(e, last + 1, last + tonumber(len))
 end
 local function push_ready(entry, prio, front)
   local q = P .. 'q:' .. fmt(prio)
@@ -150,6 +161,13 @@ local function run_attempt(entry, token)
   local t, at = string.match(entry, '^(%d+):(%d+):')
   if t ~= token then return nil end
   return tonumber(at)
+end
+-- The per-status indexes `ix:<status>` (zsets scored by the ms of the last change) list the
+-- tasks of each status without a scan. A claim writes none (a claimed task stays in `ix:new`
+-- or `ix:retry`; `process` is the `run` hash), so claiming stays free of per-task writes.
+local function index(id, from, to, at)
+  if from and from ~= to then redis.call('ZREM', P .. 'ix:' .. from, id) end
+  redis.call('ZADD', P .. 'ix:' .. to, at, id)
 end
 local function notify_done(ids)
   if #ids > 0 then redis.call('PUBLISH', P .. 'done', table.concat(ids, ',')) end
@@ -200,6 +218,9 @@ local function dead_letter(id, cap)
   trim_dead(cap)
 end
 local function dead_letter_record(id, reason, detail, cap)
+  redis.call('ZREM', P .. 'ix:new', id)
+  redis.call('ZREM', P .. 'ix:retry', id)
+  redis.call('ZADD', P .. 'ix:error', now_ms(), id)
   redis.call('HSET', T .. id, 's', 'error', 'dr', reason, 'u', fmt(now_ms()),
     'tb', reason .. ': ' .. detail .. '; the task is kept in the dead-letter and not run')
   dead_letter(id, cap)
@@ -302,6 +323,7 @@ local function reap(now, max_deliveries, dead_max)
           else
             redis.call('HSET', T .. id, 's', 'new', 'rc', fmt(rc), 'at', fmt(claim_at),
               'u', at_now, 'sq', '1')
+            index(id, r.s, 'new', at_now)
             push_suspect(id)
             pushed = true
           end
@@ -309,6 +331,7 @@ local function reap(now, max_deliveries, dead_max)
       else
         -- Prefetched, never started: this claim does not count.
         redis.call('HSET', T .. id, 's', 'new', 'at', fmt(claim_at - 1), 'u', at_now)
+        index(id, r.s, 'new', at_now)
         if queue_task(id, r, claim_at - 1, true, finished, dead_max) then pushed = true end
       end
     end

@@ -35,6 +35,7 @@ for k = 1, #ids do
     else
       -- This claim does not count.
       redis.call('HSET', T .. id, 's', 'new', 'at', fmt(at - 1), 'u', NOW)
+      index(id, r.s, 'new', NOW)
       if queue_task(id, r, at - 1, true, finished, dead_max) then returned = returned + 1 end
     end
   end

@@ -36,6 +36,7 @@
 mod broker;
 mod client;
 mod global_config;
+mod inspect;
 mod notify;
 mod options;
 mod scripts;

@@ -47,6 +47,11 @@
 //!   idle worker; `dead` list: dead-lettered uuids, and `!<reason>:<entry>` for entries that
 //!   are not task records (garbage in a queue, a key of another type), capped;
 //! - `kv` hash, `claim:<key>` strings, `workers` zset: the global config;
+//! - `ix:<status>` zsets: the per-status indexes (uuids scored by the ms of their record's
+//!   last change), written by the scripts that change a status, read by the dashboard's
+//!   listing; the final statuses' are trimmed and expire with the result TTL (so a
+//!   dead-lettered record, which does not expire, leaves the `error` index after it);
+//! - `paused` hash: the paused task names (`*`: the whole app), which claims skip;
 //! - channels `done` (finished uuids, comma separated) and `cancel` (`uuid\nreason`).
 
 use std::sync::LazyLock;
@@ -133,6 +138,15 @@ pub(crate) static GET: LazyLock<Script> =
 pub(crate) static STATS: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/stats.lua"), Flags::NoWrites));
 
+/// `lua/retry_dead.lua`: queues failed tasks again.
+pub(crate) static RETRY_DEAD: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/retry_dead.lua"), Flags::Plain));
+/// `lua/delete.lua`: deletes finished tasks.
+pub(crate) static DELETE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/delete.lua"), Flags::AllowOom));
+/// `lua/purge.lua`: deletes old finished tasks found in the per-status indexes.
+pub(crate) static PURGE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/purge.lua"), Flags::AllowOom));
 /// `lua/heartbeat.lua`: records a worker's heartbeat, forgets expired workers.
 pub(crate) static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/heartbeat.lua"), Flags::AllowOom));
@@ -146,7 +160,7 @@ mod tests {
     use super::*;
 
     /// Every script file, by name.
-    const FILES: [(&str, &str); 12] = [
+    const FILES: [(&str, &str); 15] = [
         ("prelude", PRELUDE),
         ("enqueue", include_str!("../lua/enqueue.lua")),
         ("claim", include_str!("../lua/claim.lua")),
@@ -159,6 +173,9 @@ mod tests {
         ("heartbeat", include_str!("../lua/heartbeat.lua")),
         ("live_workers", include_str!("../lua/live_workers.lua")),
         ("get", include_str!("../lua/get.lua")),
+        ("retry_dead", include_str!("../lua/retry_dead.lua")),
+        ("delete", include_str!("../lua/delete.lua")),
+        ("purge", include_str!("../lua/purge.lua")),
     ];
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis;
 use futures::future::BoxFuture;
+use qtasks_core::backend::inspect::{MinuteCount, TaskPage, TaskQuery};
 use qtasks_core::backend::{DeadLetterReason, Storage};
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
@@ -133,6 +134,14 @@ impl Storage for RedisBackend {
 
     fn parked_waits(&self) -> Option<usize> {
         Some(self.notifier.parked())
+    }
+
+    fn list<'a>(&'a self, query: &'a TaskQuery) -> BoxFuture<'a, Result<TaskPage>> {
+        Box::pin(self.list_page(query))
+    }
+
+    fn throughput(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteCount>>> {
+        Box::pin(self.finished_per_minute(minutes))
     }
 }
 

@@ -22,6 +22,11 @@ impl RedisBackend {
         format!("{}{name}", self.prefix)
     }
 
+    /// The key of a task's record: `{app}:t:<uuid>`.
+    pub(crate) fn record_key(&self, uuid: Uuid) -> String {
+        format!("{}t:{}", self.prefix, uuid.hyphenated())
+    }
+
     /// How long finished records are kept, in ms (at least 1).
     pub(crate) fn ttl_ms(&self) -> u64 {
         u64::try_from(self.result_ttl.as_millis())
@@ -34,18 +39,6 @@ impl RedisBackend {
 /// all of an app's keys are in one slot).
 pub(crate) fn key_prefix(app_name: &str) -> String {
     format!("{{{app_name}}}:")
-}
-
-/// `s` with the characters that are special in a `SCAN MATCH` pattern escaped.
-pub(crate) fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Script arguments for leases: uuid and token pairs.
@@ -500,7 +493,6 @@ mod tests {
     #[test]
     fn keys_and_times() {
         assert_eq!(key_prefix("shop"), "{shop}:");
-        assert_eq!(glob_escape("{a*b}:[x]?\\"), "{a\\*b}:\\[x\\]\\?\\\\");
         assert_eq!(millis(Duration::from_micros(2500)), 2);
         assert_eq!(millis(Duration::MAX), u64::MAX);
         assert_eq!(epoch_ms(from_epoch_ms(123_456)), 123_456);
