@@ -69,15 +69,14 @@ for k = 1, #ids do
       ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'at', attempts)
       if ok then dead_letter(id, dead_max) end
     end
-    if ok then
+    if not ok then
+      dead_letter_raw(id, 'wrong_type', foreign(key, 'a task record (hash)') ..
+        ' (its outcome is lost)', dead_max)
+    else
       local ix = indexed[STATUS_OF[kind] or 'error']
       ix[#ix + 1] = NOW
       ix[#ix + 1] = id
-    else
-      dead_letter_raw(id, 'wrong_type', foreign(key, 'a task record (hash)') ..
-        ' (its outcome is lost)', dead_max)
-    elseif kind ~= 'r' then
-      done[#done + 1] = id
+      if kind ~= 'r' then done[#done + 1] = id end
     end
   end
 end
