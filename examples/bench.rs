@@ -4,6 +4,7 @@
 //! cargo run --release --example bench -- --backend memory --tasks 1000000 --concurrency 256
 //! cargo run --release --features redis --example bench -- --backend redis --tasks 200000 --json
 //! cargo run --release --features postgres --example bench -- --backend postgres --tasks 100000
+//! cargo run --release --features bench-mimalloc --example bench -- --backend memory
 //! ```
 //!
 //! Scenarios (`--scenarios` picks some; all by default):
@@ -33,6 +34,12 @@ use qtasks::backend::{
 };
 use qtasks::prelude::*;
 use tokio::sync::Notify;
+
+/// With the `bench-mimalloc` feature, the bench runs on mimalloc instead of the system
+/// allocator (to measure what allocation costs; the library needs neither).
+#[cfg(feature = "bench-mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The most tasks one scenario can check.
 const MAX_TASKS: usize = 1 << 24;
