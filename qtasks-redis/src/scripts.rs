@@ -207,6 +207,26 @@ mod tests {
         }
     }
 
+    /// Every script as Redis runs it compiles: a syntax error names its file here, instead
+    /// of failing the first test that calls it with a bare `ERR Error compiling script`.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn every_script_compiles_on_redis() {
+        let Some(url) = crate::server::test_url() else {
+            return;
+        };
+        let client = deadpool_redis::redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        for (name, file) in FILES.iter().skip(1) {
+            let loaded: Result<String, _> = deadpool_redis::redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(text(file, Flags::AllowOom))
+                .query_async(&mut conn)
+                .await;
+            assert!(loaded.is_ok(), "{name}.lua does not compile: {loaded:?}");
+        }
+    }
+
     #[test]
     fn scripts_start_with_their_flags_then_the_prelude() {
         let text = text(FILES[2].1, Flags::AllowOom);
