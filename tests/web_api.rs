@@ -52,6 +52,8 @@ fn envs(name: &str) -> Vec<Env> {
     );
     let mut apps = vec![("memory", common::builder(&unique).build().unwrap())];
     if let Some(url) = redis_url() {
+        // With the per-status indexes the listing needs.
+        let url = format!("{url}?status_index=true");
         apps.push((
             "redis",
             common::builder(&unique).broker_url(&url).build().unwrap(),
@@ -962,4 +964,28 @@ async fn live_updates_are_server_sent_events() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_without_the_status_index_says_how_to_turn_it_on() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let name = format!("web-noindex-{}", std::process::id());
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    app.add_task("web.add", json!([1, 2])).await.unwrap();
+    let router = Dashboard::new(app).token(TOKEN).router();
+    let (status, body) = call(&router, "GET", "/api/tasks?status=new", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("status_index=true"),
+        "{body}"
+    );
+    // The counts come from a scan of the records instead.
+    let (status, stats) = call(&router, "GET", "/api/stats", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stats["by_status"]["new"], 1, "{stats}");
 }

@@ -8,7 +8,7 @@ files["*.lua"] = {
     "P", "T", "REPORT", "now_ms", "fmt", "is_uuid", "int32", "check_keys", "report", "wake",
     "push_ready", "push_suspect", "chunked", "members_of", "lease_scores", "notify_done", "key_kind",
     "foreign", "load", "record_problem", "trim_dead", "dead_letter", "dead_letter_record",
-    "dead_letter_raw", "reap",
+    "dead_letter_raw", "reap", "index", "flush_index", "IX_ON",
   },
 }
 -- The prelude defines helpers for the scripts, not for itself.

@@ -31,6 +31,7 @@ if r[1] == 'new' or r[1] == 'retry' then
     if redis.call('EXISTS', q) == 0 then redis.call('ZREM', P .. 'prios', fmt(prio)) end
   end
   notify_done({id})
+  flush_index()
   return 'cancelled'
 elseif r[1] == 'process' then
   redis.call('PUBLISH', P .. 'cancel', id .. '\n' .. ARGV[3])

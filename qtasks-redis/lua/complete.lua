@@ -73,7 +73,7 @@ for i = 4, #ARGV, 5 do
     end
   end
 end
-if #done > 0 then
+if #done > 0 and IX_ON then
   local expired = '(' .. fmt(now - tonumber(ttl))
   for _, s in ipairs({'success', 'error', 'cancel'}) do
     redis.call('ZREMRANGEBYSCORE', P .. 'ix:' .. s, '-inf', expired)
@@ -86,4 +86,5 @@ if #freed > 0 then
 end
 notify_done(done)
 if retried then wake() end
+flush_index()
 return {rejected, REPORT}

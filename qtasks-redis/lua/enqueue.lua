@@ -61,4 +61,5 @@ for _, prio in ipairs(order) do
   redis.call('ZADD', P .. 'prios', prio, prio)
 end
 wake()
+flush_index()
 return 1

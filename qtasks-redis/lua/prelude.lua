@@ -24,8 +24,11 @@
 --                                 (false where the claim is no longer current)
 --   members_of(key, members)      1 or 0 for each member: whether it is in the set `key`
 --   notify_done(ids)  publishes finished uuids on `done`, comma separated
---   index(id, from, to, at)       moves id from the per-status index `ix:<from>` (nil: none)
---                                 to `ix:<to>`, scored `at` (ms): every status change calls it
+--   index(id, from, to, at)       notes that id moved from the per-status index `ix:<from>`
+--                                 (nil: none; '*': any unfinished) to `ix:<to>`, scored `at`
+--                                 (ms): every status change calls it; flush_index() writes the
+--                                 net moves of the call in a few commands, before it returns;
+--                                 both do nothing while the indexes are off (IX_ON false)
 --   load(id, ...)     the fields (first `s`) of the record of a queue, schedule or lease
 --                     entry, or nil, reason and detail when the entry is not a task's
 --   record_problem(r) what is wrong with a claimable record (`s`, `n`, `p`, `a` read first)
@@ -146,9 +149,39 @@ local function lease_scores(members)
   end
   return out
 end
+-- The indexes are written only while they are on for the app (`ixon`, RedisOptions::status_index).
+local IX_ON = redis.call('EXISTS', P .. 'ixon') == 1
+local IX, IX_IDS = {}, {}
 local function index(id, from, to, at)
-  if from then redis.call('ZREM', P .. 'ix:' .. from, id) end
-  redis.call('ZADD', P .. 'ix:' .. to, at, id)
+  if not IX_ON then return end
+  local m = IX[id]
+  if m then
+    m[2], m[3] = to, at
+  else
+    IX[id] = {from, to, at}
+    IX_IDS[#IX_IDS + 1] = id
+  end
+end
+local function flush_index()
+  if #IX_IDS == 0 then return end
+  local rem, add, rem_keys, add_keys = {}, {}, {}, {}
+  local function put(groups, keys, key, ...)
+    local g = groups[key]
+    if not g then g = {}; groups[key] = g; keys[#keys + 1] = key end
+    for _, v in ipairs({...}) do g[#g + 1] = v end
+  end
+  for _, id in ipairs(IX_IDS) do
+    local m = IX[id]
+    if m[1] == '*' then
+      for _, s in ipairs({'new', 'process', 'retry'}) do put(rem, rem_keys, s, id) end
+    elseif m[1] then
+      put(rem, rem_keys, m[1], id)
+    end
+    put(add, add_keys, m[2], m[3], id)
+  end
+  for _, s in ipairs(rem_keys) do chunked('ZREM', P .. 'ix:' .. s, rem[s]) end
+  for _, s in ipairs(add_keys) do chunked('ZADD', P .. 'ix:' .. s, add[s]) end
+  IX, IX_IDS = {}, {}
 end
 local function notify_done(ids)
   if #ids > 0 then redis.call('PUBLISH', P .. 'done', table.concat(ids, ',')) end
@@ -202,8 +235,7 @@ local function dead_letter(id, cap)
   trim_dead(cap)
 end
 local function dead_letter_record(id, reason, detail, cap)
-  redis.call('ZREM', P .. 'ix:new', id); redis.call('ZREM', P .. 'ix:retry', id)
-  index(id, 'process', 'error', now_ms())
+  index(id, '*', 'error', now_ms())
   redis.call('HSET', T .. id, 's', 'error', 'dr', reason, 'u', fmt(now_ms()),
     'tb', reason .. ': ' .. detail .. '; the task is kept in the dead-letter and not run')
   dead_letter(id, cap)

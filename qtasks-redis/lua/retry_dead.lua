@@ -22,10 +22,10 @@ for i = 2, #ARGV do
     redis.call('HDEL', T .. id, 'tb', 'dr', 'sq', 'rc')
     redis.call('PERSIST', T .. id)
     if r[3] then redis.call('LREM', P .. 'dead', 1, id) end
-    redis.call('ZREM', P .. 'ix:error', id)
-    redis.call('ZADD', P .. 'ix:new', NOW, id)
+    index(id, 'error', 'new', NOW)
     if push_ready(id, prio, false) then queued[#queued + 1] = id end
   end
 end
 if #queued > 0 then wake() end
+flush_index()
 return {queued, REPORT}
