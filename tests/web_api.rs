@@ -319,6 +319,17 @@ async fn enqueue_by_name_get_and_wait() {
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{b}: wait too long");
 
+        // A body that is not JSON, or lacks a field: a JSON refusal too.
+        for bad in [json!("not an object"), json!({"args": [1, 2]})] {
+            let (status, body) =
+                call(&env.router, "POST", "/api/tasks", Some(TOKEN), Some(bad)).await;
+            assert!(status.is_client_error(), "{b}: {status}");
+            assert_eq!(body["error"], "bad_request", "{b}: {body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("request body"),
+                "{body}"
+            );
+        }
         let unknown = Uuid::new_v4();
         let (status, body) = call(
             &env.router,
