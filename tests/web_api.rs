@@ -52,6 +52,8 @@ fn envs(name: &str) -> Vec<Env> {
     );
     let mut apps = vec![("memory", common::builder(&unique).build().unwrap())];
     if let Some(url) = redis_url() {
+        // With the per-status indexes the listing needs.
+        let url = format!("{url}?status_index=true");
         apps.push((
             "redis",
             common::builder(&unique).broker_url(&url).build().unwrap(),
@@ -317,6 +319,17 @@ async fn enqueue_by_name_get_and_wait() {
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{b}: wait too long");
 
+        // A body that is not JSON, or lacks a field: a JSON refusal too.
+        for bad in [json!("not an object"), json!({"args": [1, 2]})] {
+            let (status, body) =
+                call(&env.router, "POST", "/api/tasks", Some(TOKEN), Some(bad)).await;
+            assert!(status.is_client_error(), "{b}: {status}");
+            assert_eq!(body["error"], "bad_request", "{b}: {body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("request body"),
+                "{body}"
+            );
+        }
         let unknown = Uuid::new_v4();
         let (status, body) = call(
             &env.router,
@@ -962,4 +975,98 @@ async fn live_updates_are_server_sent_events() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_without_the_status_index_says_how_to_turn_it_on() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let name = format!("web-noindex-{}", std::process::id());
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    app.add_task("web.add", json!([1, 2])).await.unwrap();
+    let router = Dashboard::new(app).token(TOKEN).router();
+    let (status, body) = call(&router, "GET", "/api/tasks?status=new", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("status_index=true"),
+        "{body}"
+    );
+    // The counts come from a scan of the records instead.
+    let (status, stats) = call(&router, "GET", "/api/stats", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stats["by_status"]["new"], 1, "{stats}");
+}
+
+/// One HTTP/1.1 request over a real socket: the status code and the body.
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((code, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_web_command_serves_the_dashboard() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let server = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let args = [
+            "shop",
+            "web",
+            "--listen",
+            &addr.to_string(),
+            "--token",
+            "cli-token",
+        ];
+        qtasks::cli::run_from(common::builder("web-cli"), args, &mut out).await
+    });
+    // Until it listens (a condition, with a deadline).
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let (code, body) = loop {
+        match http(addr, "GET", "/api/stats").await {
+            Ok(answer) => break answer,
+            Err(_) => {
+                assert!(
+                    tokio::time::Instant::now() < until,
+                    "the web command did not listen"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""app":"web-cli""#), "{body}");
+    let (code, body) = http(addr, "POST", "/api/pause").await.unwrap();
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("unauthorized"), "{body}");
+    let (code, page) = http(addr, "GET", "/").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(page.contains("qtasks dashboard"));
+    server.abort();
 }

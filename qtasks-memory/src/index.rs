@@ -9,15 +9,16 @@
 use std::collections::VecDeque;
 
 use qtasks_core::backend::inspect::{unix_ms, Cursor, TaskQuery};
-use qtasks_core::{Task, TaskStatus};
+use qtasks_core::TaskStatus;
 use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
 use crate::records::Slot;
 
-/// How far (ms) the order of entries may stray from their times: `updated_at` is taken just
-/// before a shard's lock, so two writers can append in the opposite order of their clocks.
-const DISORDER_MS: u64 = 1_000;
+/// How far back an entry is moved to keep a list ordered by time: `updated_at` is taken just
+/// before a shard's lock, so two writers can append in the opposite order of their clocks (by
+/// a few entries at most; only a clock stepped back leaves a list out of order, beyond this).
+const REORDER_MAX: usize = 64;
 
 /// One index entry: a record entered the status at `at_ms`, as its `ix`-th index change.
 #[derive(Debug, Clone, Copy)]
@@ -52,11 +53,18 @@ impl StatusIndex {
         slot.ix = slot.ix.wrapping_add(1);
         let s = slot_of(slot.task.status);
         self.counts[s] += 1;
-        self.lists[s].push_back(Entry {
+        let entry = Entry {
             at_ms: unix_ms(slot.task.updated_at),
             uuid,
             ix: slot.ix,
-        });
+        };
+        // Kept ordered by time (almost always in place: one comparison).
+        let list = &mut self.lists[s];
+        let mut at = list.len();
+        while at > 0 && list.len() - at < REORDER_MAX && list[at - 1].at_ms > entry.at_ms {
+            at -= 1;
+        }
+        list.insert(at, entry);
     }
 
     /// Notes that a record of status `status` left it (moved on, or was removed).
@@ -79,31 +87,32 @@ impl StatusIndex {
         self.counts[slot_of(status)]
     }
 
-    /// The live records of `status` that `query` selects, newest first, at most `max`.
+    /// Where the live records of `status` that `query` selects are, newest first, at least
+    /// `max` of them when there are (a few more when several share the last millisecond).
     pub(crate) fn select(
         &self,
         status: TaskStatus,
         map: &FxHashMap<Uuid, Box<Slot>>,
         query: &TaskQuery,
         max: usize,
-    ) -> Vec<Task> {
+    ) -> Vec<Cursor> {
         let list = &self.lists[slot_of(status)];
         let upper = query.upper_bound();
         let lower = query.lower_ms();
-        // Entries newer than the upper bound (beyond the disorder allowed) are skipped at once.
+        // Entries newer than the upper bound are skipped at once (the list is ordered by time).
         let end = match upper {
-            Some(c) => list.partition_point(|e| e.at_ms <= c.at_ms.saturating_add(DISORDER_MS)),
+            Some(c) => list.partition_point(|e| e.at_ms <= c.at_ms),
             None => list.len(),
         };
-        let mut out: Vec<Task> = Vec::new();
+        let mut out: Vec<Cursor> = Vec::new();
         let mut oldest = u64::MAX;
         for e in list.range(..end).rev() {
-            if e.at_ms.saturating_add(DISORDER_MS) < lower {
+            if e.at_ms < lower {
                 break;
             }
-            // Enough: only an entry out of order by less than DISORDER_MS can still belong
-            // among them.
-            if out.len() >= max && e.at_ms.saturating_add(DISORDER_MS) < oldest {
+            // Enough: older entries cannot come before what was found (those of the same ms
+            // can, by uuid).
+            if out.len() >= max && e.at_ms < oldest {
                 break;
             }
             let key = Cursor {
@@ -113,11 +122,12 @@ impl StatusIndex {
             if e.at_ms < lower || upper.is_some_and(|u| key >= u) || !live(map, e, status) {
                 continue;
             }
-            if let Some(slot) = map.get(&e.uuid) {
-                if query.matches(&slot.task) {
-                    oldest = oldest.min(e.at_ms);
-                    out.push(slot.task.clone());
-                }
+            if map
+                .get(&e.uuid)
+                .is_some_and(|slot| query.matches(&slot.task))
+            {
+                oldest = oldest.min(e.at_ms);
+                out.push(key);
             }
         }
         out
@@ -132,7 +142,7 @@ impl StatusIndex {
     ) -> Vec<Uuid> {
         self.lists[slot_of(status)]
             .iter()
-            .take_while(|e| e.at_ms < before_ms.saturating_add(DISORDER_MS))
+            .take_while(|e| e.at_ms < before_ms)
             .filter(|e| e.at_ms < before_ms && live(map, e, status))
             .map(|e| e.uuid)
             .collect()

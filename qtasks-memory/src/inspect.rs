@@ -96,14 +96,25 @@ impl MemoryBackend {
             Some(s) => vec![s],
             None => ALL_STATUSES.to_vec(),
         };
-        let mut candidates = Vec::new();
+        // First where the best candidates are (no record copied), then the page's records.
+        let mut keys = Vec::new();
         for shard in self.records.shards() {
             let shard = shard.lock();
             for status in &statuses {
-                candidates.extend(shard.index.select(*status, &shard.map, query, size + 1));
+                keys.extend(shard.index.select(*status, &shard.map, query, size + 1));
             }
         }
-        TaskPage::from_candidates(candidates, size)
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        keys.truncate(size + 1);
+        let tasks = keys
+            .iter()
+            .filter_map(|k| {
+                let shard = self.records.shard(&k.uuid).lock();
+                shard.get(&k.uuid).map(|slot| slot.task.clone())
+            })
+            .filter(|t| query.status.is_none_or(|s| t.status == s))
+            .collect();
+        TaskPage::from_candidates(tasks, size)
     }
 
     /// Queues failed tasks again (status `error` -> `new`), out of the dead-letter.

@@ -9,7 +9,7 @@ files["*.lua"] = {
     "ready_entry", "push_ready", "push_suspect", "chunked", "read_chunked", "run_attempt",
     "notify_done", "key_kind", "foreign", "load", "record_problem", "trim_dead", "dead_letter",
     "dead_letter_record", "dead_letter_raw", "requeue_or_dead", "dead_without_status",
-    "queue_task", "reap", "byte",
+    "queue_task", "reap", "byte", "entry_name", "index", "flush_index", "IX_ON",
   },
 }
 -- The prelude defines helpers for the scripts, not for itself.

@@ -41,6 +41,7 @@ elseif r[1] == 'new' or r[1] == 'retry' then
     if redis.call('EXISTS', q) == 0 then redis.call('ZREM', P .. 'prios', fmt(prio)) end
   end
   notify_done({id})
+  flush_index()
   return 'cancelled'
 end
 return 'finished'

@@ -200,4 +200,5 @@ if l[2] then
   if wait < 0 or w < wait then wait = w end
 end
 if wait >= 0 and wait < 1 then wait = 1 end
+flush_index()
 return {wait, out, mode, REPORT}

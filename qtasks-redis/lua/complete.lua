@@ -26,9 +26,8 @@ for i = 4, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
 -- A claim is current while its `run` entry has its token (see `run_attempt`).
 local runs = read_chunked('HMGET', P .. 'run', ids)
 local seen = {}
--- The per-status index entries of the batch, one call per status (see `index`).
+-- The status each outcome kind ends in, for the per-status indexes (see `index`).
 local STATUS_OF = {s = 'success', e = 'error', c = 'cancel', r = 'retry', d = 'error'}
-local indexed = {success = {}, error = {}, cancel = {}, retry = {}}
 -- HSET that fails (instead of aborting the script) on a key of another type.
 local function write(key, ...)
   local r = redis.pcall('HSET', key, ...)
@@ -73,9 +72,7 @@ for k = 1, #ids do
       dead_letter_raw(id, 'wrong_type', foreign(key, 'a task record (hash)') ..
         ' (its outcome is lost)', dead_max)
     else
-      local ix = indexed[STATUS_OF[kind] or 'error']
-      ix[#ix + 1] = NOW
-      ix[#ix + 1] = id
+      index(id, '*', STATUS_OF[kind] or 'error', NOW)
       if kind ~= 'r' then done[#done + 1] = id end
     end
   end
@@ -84,13 +81,9 @@ if #freed > 0 then
   chunked('ZREM', P .. 'lease', freed)
   chunked('SREM', P .. 'started', freed)
   chunked('HDEL', P .. 'run', gone)
-  -- Out of the index of the status they were claimed in, into that of their outcome; the
-  -- finished ones older than the result TTL leave theirs (their records expired).
-  chunked('ZREM', P .. 'ix:new', gone)
-  chunked('ZREM', P .. 'ix:retry', gone)
-  for status, entries in pairs(indexed) do
-    if #entries > 0 then chunked('ZADD', P .. 'ix:' .. status, entries) end
-  end
+end
+if #done > 0 and IX_ON then
+  -- The finished ones older than the result TTL leave their indexes (their records expired).
   local expired = '(' .. fmt(now - tonumber(ttl))
   for _, status in ipairs({'success', 'error', 'cancel'}) do
     redis.call('ZREMRANGEBYSCORE', P .. 'ix:' .. status, '-inf', expired)
@@ -99,4 +92,5 @@ if #freed > 0 then
 end
 notify_done(done)
 if retried then wake() end
+flush_index()
 return {rejected, REPORT}

@@ -51,15 +51,14 @@ if #foreign_keys > 0 then
     math.min(#foreign_keys, 5)) .. ': another type than qtasks keeps there: something ' ..
     'else writes into this app\'s keys. No task of this batch was stored.')
 end
-local groups, order, indexed = {}, {}, {}
+local groups, order = {}, {}
 for i = 2, #ARGV, 6 do
   local id, prio, delay = ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 5])
   if fresh[id] == i then
     -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
     local name, args = ARGV[i + 1], ARGV[i + 3]
     redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', ARGV[i + 4])
-    indexed[#indexed + 1] = ARGV[i + 4]
-    indexed[#indexed + 1] = id
+    index(id, nil, 'new', ARGV[i + 4])
     if delay > 0 then
       redis.call('ZADD', P .. 'sched', fmt(now + delay), id)
     else
@@ -69,10 +68,10 @@ for i = 2, #ARGV, 6 do
     end
   end
 end
-chunked('ZADD', P .. 'ix:new', indexed)
 for _, prio in ipairs(order) do
   chunked('LPUSH', P .. 'q:' .. prio, groups[prio])
   redis.call('ZADD', P .. 'prios', prio, prio)
 end
 wake()
+flush_index()
 return 1

@@ -26,9 +26,13 @@
 --                                 at most 1000 per call, its replies in one list
 --   run_attempt(entry, token)     the attempt of a `run` entry when it is of claim `token`
 --   notify_done(ids)  publishes finished uuids on `done`, comma separated
---   index(id, from, to, at)       moves id from the per-status index `ix:<from>` (nil: none)
---                                 to `ix:<to>`, scored `at` (ms), for one task (the batch
---                                 scripts index whole batches with one call per status)
+--   index(id, from, to, at)       notes that id moved from the per-status index `ix:<from>`
+--                                 (nil: none; '*': new or retry) to `ix:<to>`, scored `at`
+--                                 (ms); flush_index() writes the net moves of the call in a
+--                                 few commands, before it returns; both do nothing while the
+--                                 indexes are off (IX_ON false). A claim indexes nothing: a
+--                                 claimed task stays in `ix:new` or `ix:retry` (`process` is
+--                                 the `run` hash)
 --   load(id)          the record of a queue, schedule or lease entry ({s, p, n, a, at, sq,
 --                     rc, u}), or nil, reason and detail when the entry is not a task's
 --   record_problem(r) what is wrong with a record that is to run (nil: nothing)
@@ -162,12 +166,39 @@ local function run_attempt(entry, token)
   if t ~= token then return nil end
   return tonumber(at)
 end
--- The per-status indexes `ix:<status>` (zsets scored by the ms of the last change) list the
--- tasks of each status without a scan. A claim writes none (a claimed task stays in `ix:new`
--- or `ix:retry`; `process` is the `run` hash), so claiming stays free of per-task writes.
+-- The indexes are written only while they are on for the app (`ixon`, RedisOptions::status_index).
+local IX_ON = redis.call('EXISTS', P .. 'ixon') == 1
+local IX, IX_IDS = {}, {}
 local function index(id, from, to, at)
-  if from and from ~= to then redis.call('ZREM', P .. 'ix:' .. from, id) end
-  redis.call('ZADD', P .. 'ix:' .. to, at, id)
+  if not IX_ON then return end
+  local m = IX[id]
+  if m then
+    m[2], m[3] = to, at
+  else
+    IX[id] = {from, to, at}
+    IX_IDS[#IX_IDS + 1] = id
+  end
+end
+local function flush_index()
+  if #IX_IDS == 0 then return end
+  local rem, add, rem_keys, add_keys = {}, {}, {}, {}
+  local function put(groups, keys, key, ...)
+    local g = groups[key]
+    if not g then g = {}; groups[key] = g; keys[#keys + 1] = key end
+    for _, v in ipairs({...}) do g[#g + 1] = v end
+  end
+  for _, id in ipairs(IX_IDS) do
+    local m = IX[id]
+    if m[1] == '*' then
+      for _, s in ipairs({'new', 'retry'}) do put(rem, rem_keys, s, id) end
+    elseif m[1] then
+      put(rem, rem_keys, m[1], id)
+    end
+    put(add, add_keys, m[2], m[3], id)
+  end
+  for _, s in ipairs(rem_keys) do chunked('ZREM', P .. 'ix:' .. s, rem[s]) end
+  for _, s in ipairs(add_keys) do chunked('ZADD', P .. 'ix:' .. s, add[s]) end
+  IX, IX_IDS = {}, {}
 end
 local function notify_done(ids)
   if #ids > 0 then redis.call('PUBLISH', P .. 'done', table.concat(ids, ',')) end
@@ -218,9 +249,7 @@ local function dead_letter(id, cap)
   trim_dead(cap)
 end
 local function dead_letter_record(id, reason, detail, cap)
-  redis.call('ZREM', P .. 'ix:new', id)
-  redis.call('ZREM', P .. 'ix:retry', id)
-  redis.call('ZADD', P .. 'ix:error', now_ms(), id)
+  index(id, '*', 'error', now_ms())
   redis.call('HSET', T .. id, 's', 'error', 'dr', reason, 'u', fmt(now_ms()),
     'tb', reason .. ': ' .. detail .. '; the task is kept in the dead-letter and not run')
   dead_letter(id, cap)

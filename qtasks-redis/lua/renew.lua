@@ -30,4 +30,5 @@ for k = 1, #members do
 end
 if #renew > 0 then chunked('ZADD', P .. 'lease', renew) end
 notify_done(reap(now, tonumber(ARGV[3]), tonumber(ARGV[4])))
+flush_index()
 return {lost, REPORT}

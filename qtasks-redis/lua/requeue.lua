@@ -47,4 +47,5 @@ if #freed > 0 then
 end
 if returned > 0 then wake() end
 notify_done(finished)
+flush_index()
 return {returned, REPORT}

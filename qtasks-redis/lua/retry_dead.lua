@@ -29,4 +29,5 @@ for i = 2, #ARGV do
   end
 end
 if #queued > 0 then wake() end
+flush_index()
 return {queued, REPORT}

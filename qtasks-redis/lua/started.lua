@@ -30,4 +30,5 @@ for k = 1, #members do
   end
 end
 if #starting > 0 then chunked('SADD', P .. 'started', starting) end
+flush_index()
 return {lost, REPORT}

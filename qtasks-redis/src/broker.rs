@@ -45,6 +45,7 @@ pub(crate) fn log_dropped(prefix: &str, report: &[Dropped]) {
 impl RedisBackend {
     /// One claim attempt (`idle`: this process holds no task, so it may take a suspect).
     async fn claim_once(&self, max: usize, idle: bool) -> Result<Claimed> {
+        self.turn_index_on().await?;
         let args = vec![
             max.to_string().into_bytes(),
             millis(self.options.lease).to_string().into_bytes(),
@@ -127,6 +128,7 @@ impl RedisBackend {
 impl Broker for RedisBackend {
     fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            self.turn_index_on().await?;
             let now = SystemTime::now();
             for chunk in tasks.chunks(ENQUEUE_CHUNK) {
                 let mut args = Vec::with_capacity(chunk.len() * 6);

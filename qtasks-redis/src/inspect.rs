@@ -5,6 +5,7 @@
 //! tasks, purging finished ones, and pauses (the `paused` hash, which `claim.lua` reads).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 
 use std::time::SystemTime;
 
@@ -13,11 +14,11 @@ use qtasks_core::backend::inspect::{
     minute_buckets, unix_ms, Cursor, MinuteCount, PauseTarget, Pauses, Purge, TaskPage, TaskQuery,
     ALL_STATUSES,
 };
-use qtasks_core::{Result, Task, TaskStatus};
+use qtasks_core::{Error, Result, Task, TaskStatus};
 use uuid::Uuid;
 
 use crate::broker::log_dropped;
-use crate::wire::{decode_record, parse_report};
+use crate::wire::{decode_record, glob_escape, parse_report};
 use crate::{scripts, RedisBackend};
 
 /// A record's fields as `HGETALL` reads them.
@@ -94,9 +95,55 @@ impl RedisBackend {
         Ok(out)
     }
 
+    /// Turns the status indexes on for the app when this process has `status_index` (once).
+    pub(crate) async fn turn_index_on(&self) -> Result<()> {
+        if !self.options.status_index || self.index_on.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let key = self.key("ixon");
+        self.query::<()>(
+            "broker",
+            "turning the status indexes on",
+            redis::cmd("SET").arg(&key).arg(1),
+        )
+        .await?;
+        self.index_on.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the app's status indexes are on (by any process); an error saying how to turn
+    /// them on when they are not and `needed`.
+    async fn index_is_on(&self, needed: Option<&str>) -> Result<bool> {
+        self.turn_index_on().await?;
+        let key = self.key("ixon");
+        let on: bool = self
+            .query(
+                "storage",
+                "reading whether the status indexes are on",
+                redis::cmd("EXISTS").arg(&key),
+            )
+            .await?;
+        match (on, needed) {
+            (false, Some(what)) => Err(Error::backend(
+                "storage",
+                format!(
+                    "{what} needs the per-status indexes, which are off for app keys {}*: open the \
+                     backend with `status_index=true` in the broker URL \
+                     (redis://..?status_index=true) in at least one process of the app; tasks \
+                     are indexed from then on",
+                    self.prefix
+                ),
+            )),
+            (on, _) => Ok(on),
+        }
+    }
+
     /// How many records have each status: the sizes of the indexes, with the claimed tasks
-    /// (still in `ix:new` or `ix:retry`) counted as `process`.
+    /// (still in `ix:new` or `ix:retry`) counted as `process`; a SCAN without the indexes.
     pub(crate) async fn count_statuses(&self) -> Result<BTreeMap<String, u64>> {
+        if !self.index_is_on(None).await? {
+            return self.scan_statuses().await;
+        }
         self.trim_indexes().await?;
         let mut pipe = redis::pipe();
         for status in ALL_STATUSES {
@@ -196,6 +243,7 @@ impl RedisBackend {
 
     /// One page of the listing.
     pub(crate) async fn list_page(&self, query: &TaskQuery) -> Result<TaskPage> {
+        self.index_is_on(Some("listing tasks")).await?;
         self.trim_indexes().await?;
         let size = query.page_size();
         let statuses: Vec<TaskStatus> = match query.status {
@@ -291,8 +339,57 @@ impl RedisBackend {
         }
     }
 
+    /// How many records of this app are in each status, by a SCAN of the records: only when
+    /// the status indexes are off (inspection, never on a hot path).
+    async fn scan_statuses(&self) -> Result<BTreeMap<String, u64>> {
+        // Inspection only (never on a hot path): SCAN over this app's records.
+        let mut counts = BTreeMap::new();
+        let pattern = format!("{}t:*", glob_escape(&self.prefix));
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .query(
+                    "broker",
+                    "counting tasks",
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            if !keys.is_empty() {
+                // A claimed task is `process` while its `run` entry is there.
+                let run = self.key("run");
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    let uuid = key.rsplit(':').next().unwrap_or_default();
+                    pipe.cmd("HGET").arg(key).arg("s");
+                    pipe.cmd("HEXISTS").arg(&run).arg(uuid);
+                }
+                let statuses: Vec<(Option<String>, bool)> =
+                    self.pipeline("counting tasks", &pipe).await?;
+                for (status, claimed) in statuses {
+                    let status = match status {
+                        Some(s) if claimed && (s == "new" || s == "retry") => "process".into(),
+                        Some(s) => s,
+                        None => continue,
+                    };
+                    *counts.entry(status).or_default() += 1;
+                }
+            }
+            if next == 0 {
+                return Ok(counts);
+            }
+            cursor = next;
+        }
+    }
+
     /// Tasks finished per minute, from the `success` and `error` indexes.
     pub(crate) async fn finished_per_minute(&self, minutes: u32) -> Result<Vec<MinuteCount>> {
+        self.index_is_on(Some("counting finished tasks per minute"))
+            .await?;
         let mut out = minute_buckets(SystemTime::now(), minutes);
         let mut pipe = redis::pipe();
         for bucket in &out {

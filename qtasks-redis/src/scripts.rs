@@ -48,8 +48,8 @@
 //!   are not task records (garbage in a queue, a key of another type), capped;
 //! - `kv` hash, `claim:<key>` strings, `workers` zset: the global config;
 //! - `ix:<status>` zsets: the per-status indexes (uuids scored by the ms of their record's
-//!   last change), written by the scripts that change a status, read by the dashboard's
-//!   listing; the final statuses' are trimmed and expire with the result TTL (so a
+//!   last change), written by the scripts that change a status while the `ixon` string exists
+//!   (`RedisOptions::status_index`), read by the dashboard's listing; the final statuses' are trimmed and expire with the result TTL (so a
 //!   dead-lettered record, which does not expire, leaves the `error` index after it);
 //! - `paused` hash: the paused task names (`*`: the whole app), which claims skip;
 //! - channels `done` (finished uuids, comma separated) and `cancel` (`uuid\nreason`).

@@ -41,6 +41,18 @@ pub(crate) fn key_prefix(app_name: &str) -> String {
     format!("{{{app_name}}}:")
 }
 
+/// `s` with the characters that are special in a `SCAN MATCH` pattern escaped.
+pub(crate) fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Script arguments for leases: uuid and token pairs.
 pub(crate) fn lease_args(leases: &[Lease]) -> Vec<Vec<u8>> {
     let mut args = Vec::with_capacity(leases.len() * 2);
@@ -493,6 +505,7 @@ mod tests {
     #[test]
     fn keys_and_times() {
         assert_eq!(key_prefix("shop"), "{shop}:");
+        assert_eq!(glob_escape("{a*b}:[x]?\\"), "{a\\*b}:\\[x\\]\\?\\\\");
         assert_eq!(millis(Duration::from_micros(2500)), 2);
         assert_eq!(millis(Duration::MAX), u64::MAX);
         assert_eq!(epoch_ms(from_epoch_ms(123_456)), 123_456);

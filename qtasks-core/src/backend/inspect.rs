@@ -156,7 +156,7 @@ impl TaskPage {
     /// A page from up to `size + 1` tasks, newest first: the extra one only tells there is
     /// a next page.
     pub fn from_candidates(mut tasks: Vec<Task>, size: usize) -> TaskPage {
-        tasks.sort_by_key(|t| std::cmp::Reverse(Cursor::after(t)));
+        tasks.sort_by_cached_key(|t| std::cmp::Reverse(Cursor::after(t)));
         let more = tasks.len() > size;
         tasks.truncate(size);
         let next = if more {

@@ -11,6 +11,7 @@ use qtasks_core::{TaskStatus, Uuid};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::tasks::{parse_status, parse_uuid};
 use crate::Shared;
@@ -38,7 +39,7 @@ fn check_bulk(bulk: &Bulk) -> ApiResult<()> {
 /// `{"retried": [uuid, ..]}` (others are skipped).
 pub(crate) async fn retry(
     State(shared): State<Shared>,
-    Json(bulk): Json<Bulk>,
+    Body(bulk): Body<Bulk>,
 ) -> ApiResult<Json<Value>> {
     check_bulk(&bulk)?;
     let retried = shared.app.backend().broker.retry_dead(&bulk.uuids).await?;
@@ -85,7 +86,7 @@ async fn not_acted(shared: &Shared, uuid: Uuid, what: &str) -> ApiError {
 /// `{"deleted": [uuid, ..]}` (queued and running ones are skipped).
 pub(crate) async fn delete(
     State(shared): State<Shared>,
-    Json(bulk): Json<Bulk>,
+    Body(bulk): Body<Bulk>,
 ) -> ApiResult<Json<Value>> {
     check_bulk(&bulk)?;
     let deleted = shared.app.backend().broker.delete(&bulk.uuids).await?;
@@ -124,7 +125,7 @@ pub(crate) struct PurgeBody {
 /// `POST /api/purge`: deletes finished records; `{"purged": n}`.
 pub(crate) async fn purge(
     State(shared): State<Shared>,
-    Json(body): Json<PurgeBody>,
+    Body(body): Body<PurgeBody>,
 ) -> ApiResult<Json<Value>> {
     let statuses = match body.statuses {
         None => vec![TaskStatus::Success, TaskStatus::Cancel],
@@ -159,10 +160,10 @@ pub(crate) struct PauseBody {
 
 async fn set_paused(
     shared: &Shared,
-    body: Option<Json<PauseBody>>,
+    body: Option<Body<PauseBody>>,
     paused: bool,
 ) -> ApiResult<Json<Value>> {
-    let target = match body.and_then(|Json(b)| b.task).filter(|t| !t.is_empty()) {
+    let target = match body.and_then(|Body(b)| b.task).filter(|t| !t.is_empty()) {
         Some(name) => {
             if shared.app.task(&name).is_none() {
                 return Err(ApiError::new(
@@ -192,7 +193,7 @@ async fn set_paused(
 /// `POST /api/pause`: claims of the task name (or the app) stop; enqueues go on.
 pub(crate) async fn pause(
     State(shared): State<Shared>,
-    body: Option<Json<PauseBody>>,
+    body: Option<Body<PauseBody>>,
 ) -> ApiResult<Json<Value>> {
     set_paused(&shared, body, true).await
 }
@@ -200,7 +201,7 @@ pub(crate) async fn pause(
 /// `POST /api/resume`.
 pub(crate) async fn resume(
     State(shared): State<Shared>,
-    body: Option<Json<PauseBody>>,
+    body: Option<Body<PauseBody>>,
 ) -> ApiResult<Json<Value>> {
     set_paused(&shared, body, false).await
 }

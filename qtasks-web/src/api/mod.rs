@@ -1,9 +1,10 @@
 //! The JSON API, one file per group of endpoints: `tasks` (enqueue, get, list, cancel),
 //! `admin` (retry and delete failed tasks, purge, pause and resume), `stats` (counts,
 //! workers, throughput, schedules, registered tasks), `openapi` (the document at
-//! `/api/openapi.json`); `json` renders records, `error` renders refusals.
+//! `/api/openapi.json`); `json` renders records, `error` renders refusals, `body` reads request bodies.
 
 mod admin;
+mod body;
 pub(crate) mod error;
 pub(crate) mod json;
 mod openapi;

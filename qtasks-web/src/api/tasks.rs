@@ -13,6 +13,7 @@ use qtasks_core::{Error, TaskStatus, Uuid};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::json;
 use crate::Shared;
@@ -38,7 +39,7 @@ fn empty_args() -> Value {
 /// when it ended in time, else `202` with the record as it is.
 pub(crate) async fn enqueue(
     State(shared): State<Shared>,
-    Json(body): Json<Enqueue>,
+    Body(body): Body<Enqueue>,
 ) -> ApiResult<Response> {
     let wait = match body.wait_secs {
         None => None,
@@ -151,11 +152,11 @@ pub(crate) struct CancelBody {
 pub(crate) async fn cancel(
     State(shared): State<Shared>,
     Path(uuid): Path<String>,
-    body: Option<Json<CancelBody>>,
+    body: Option<Body<CancelBody>>,
 ) -> ApiResult<Json<Value>> {
     let uuid = parse_uuid(&uuid)?;
     let reason = body
-        .and_then(|Json(b)| b.reason)
+        .and_then(|Body(b)| b.reason)
         .unwrap_or_else(|| "cancelled from the dashboard".into());
     let outcome = match shared.app.cancel(uuid, &reason).await? {
         CancelOutcome::Cancelled => "cancelled",
