@@ -4,7 +4,8 @@
 //! A producer enqueues a mix of tasks (some fail into the dead letter, some return HTML, which
 //! the pages show as text), a worker runs them and a timer fires every 30 s. Options:
 //! `--listen ADDR` (default 127.0.0.1:8080), `--for-secs N` to stop on its own after N seconds
-//! (also `QTASKS_EXAMPLE_SECS=N`), `--broker-url redis://..` to run it on Redis.
+//! (also `QTASKS_EXAMPLE_SECS=N`), `--broker-url 'redis://127.0.0.1:6379/0?status_index=true'` to
+//! run it on Redis (`status_index=true` turns on the per-status indexes the task lists read).
 
 use std::time::Duration;
 

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::body::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use qtasks_core::backend::inspect::{PauseTarget, Purge};
 use qtasks_core::{TaskStatus, Uuid};
 use serde::Deserialize;

@@ -1,9 +1,9 @@
 //! [`ApiError`]: a refused or failed request, as a status code and a JSON body that says why
 //! (`{"error": "<code>", "message": "<what is wrong and what to do>"}`).
 
+use super::body::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use qtasks_core::Error;
 use serde_json::json;
 

@@ -4,8 +4,8 @@
 
 use std::time::SystemTime;
 
+use super::body::Json;
 use axum::extract::{Query, State};
-use axum::Json;
 use qtasks_core::backend::inspect::{unix_ms, TaskQuery, ALL_STATUSES};
 use qtasks_core::timer::Schedule;
 use qtasks_core::TaskStatus;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use super::body::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use qtasks_core::backend::inspect::{from_unix_ms, Cursor, TaskQuery, MAX_PAGE};
 use qtasks_core::backend::CancelOutcome;
 use qtasks_core::{Error, TaskStatus, Uuid};
