@@ -62,6 +62,9 @@ local paused = redis.call('HGETALL', P .. 'paused')
 local hold, held = {}, {}
 for i = 1, #paused, 2 do hold[paused[i]] = true end
 local holding = #paused > 0
+-- The text of the next attempt for the usual counts of attempts so far (no sprintf per task).
+local ATTEMPT = {}
+for k = 0, 9 do ATTEMPT[k] = fmt(k + 1) end
 -- Leases ready entry `entry` of task `id` (`at` attempts so far) to the caller.
 local function lease_entry(id, at, entry)
   tok = tok + 1
@@ -69,7 +72,7 @@ local function lease_entry(id, at, entry)
   leases[#leases + 1] = deadline
   leases[#leases + 1] = id .. ':' .. t
   runs[#runs + 1] = id
-  runs[#runs + 1] = t .. ':' .. fmt(at + 1) .. ':' .. NOW
+  runs[#runs + 1] = t .. ':' .. (ATTEMPT[at] or fmt(at + 1)) .. ':' .. NOW
   out[#out + 1] = entry
   out[#out + 1] = t
   n = n + 1
@@ -102,7 +105,8 @@ end
 -- through its lease).
 local function take(e, from)
   local id = string.sub(e, 1, 36)
-  local at = byte(e, 37) == 58 and is_uuid(id) and string.match(e, '^%d+', 38)
+  local stop = byte(e, 37) == 58 and is_uuid(id) and string.find(e, ':', 38, true)
+  local at = stop and tonumber(string.sub(e, 38, stop - 1))
   if not at then return take_by_record(e, from) end
   if holding then
     local name = entry_name(e)
@@ -111,7 +115,7 @@ local function take(e, from)
       return false
     end
   end
-  lease_entry(id, tonumber(at), e)
+  lease_entry(id, at, e)
   return true
 end
 local mode = ''

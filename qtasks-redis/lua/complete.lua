@@ -45,7 +45,7 @@ for k = 1, #ids do
     seen[id] = true
     freed[#freed + 1] = id .. ':' .. token
     gone[#gone + 1] = id
-    local kind, data, attempts = ARGV[i + 2], ARGV[i + 3], fmt(at)
+    local kind, data, attempts = ARGV[i + 2], ARGV[i + 3], at
     local ok
     if kind == 's' then
       ok = write(key, 's', 'success', 'r', data, 'u', NOW, 'at', attempts)

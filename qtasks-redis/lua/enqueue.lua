@@ -64,7 +64,7 @@ for i = 2, #ARGV, 6 do
     else
       local g = groups[prio]
       if not g then g = {}; groups[prio] = g; order[#order + 1] = prio end
-      g[#g + 1] = ready_entry(id, 0, prio, name, args)
+      g[#g + 1] = ready_entry(id, '0', prio, name, args)
     end
   end
 end

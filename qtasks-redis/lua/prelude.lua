@@ -115,8 +115,15 @@ end
 -- A ready-queue entry carries everything a claim needs, so that claiming reads no record:
 -- `<uuid>:<attempts so far>:<priority>:<name length>:<name><args>`. (An entry that is a bare
 -- uuid, as earlier versions queued, is claimed through its record.)
+local NAME_PART = {}
 local function ready_entry(id, at, prio, name, args)
-  return id .. ':' .. at .. ':' .. prio .. ':' .. #name .. ':' .. name .. args
+  -- `:<name length>:<name>`, once per name and call (a number turned to text costs a sprintf).
+  local part = NAME_PART[name]
+  if not part then
+    part = ':' .. #name .. ':' .. name
+    NAME_PART[name] = part
+  end
+  return id .. ':' .. at .. ':' .. prio .. part .. args
 end
 -- The task name in ready entry `e` (nil when it has none).
 local function entry_name(e)
@@ -158,13 +165,16 @@ local function read_chunked(cmd, key, items)
   return out
 end
 -- A claimed task's `run` entry is `<token>:<attempt>:<claimed ms>`, written by the claim and
--- removed with its lease: the task is `process` while it is there. The attempt (a number)
--- when `entry` is of claim `token`, else nil.
+-- removed with its lease: the task is `process` while it is there. The attempt (as text) when
+-- `entry` is of claim `token`, else nil. Plain finds, no pattern: this runs for every task of
+-- every acknowledgement.
 local function run_attempt(entry, token)
   if not entry then return nil end
-  local t, at = string.match(entry, '^(%d+):(%d+):')
-  if t ~= token then return nil end
-  return tonumber(at)
+  local n = #token
+  if byte(entry, n + 1) ~= 58 or string.sub(entry, 1, n) ~= token then return nil end
+  local stop = string.find(entry, ':', n + 2, true)
+  if not stop then return nil end
+  return string.sub(entry, n + 2, stop - 1)
 end
 -- The indexes are written only while they are on for the app (`ixon`, RedisOptions::status_index).
 local IX_ON = redis.call('EXISTS', P .. 'ixon') == 1
@@ -315,7 +325,7 @@ local function reap(now, max_deliveries, dead_max)
   chunked('SREM', P .. 'started', expired)
   for k, member in ipairs(expired) do
     local id = ids[k]
-    local claim_at = run_attempt(runs[k], string.sub(member, 38))
+    local claim_at = tonumber(run_attempt(runs[k], string.sub(member, 38)))
     local r, why, detail
     if string.sub(member, 37, 37) ~= ':' or not is_uuid(id) then
       dead_letter_raw(member, 'malformed_record', 'a lease that is not <uuid>:<token> ' ..

@@ -22,7 +22,7 @@ local runs = read_chunked('HMGET', P .. 'run', ids)
 local seen = {}
 for k = 1, #ids do
   local id, token = ids[k], ARGV[2 + 2 * k]
-  local at = run_attempt(runs[k], token)
+  local at = tonumber(run_attempt(runs[k], token))
   if at and not seen[id] then
     seen[id] = true
     freed[#freed + 1] = id .. ':' .. token
