@@ -16,7 +16,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::record::{lease_arrays, millis};
+use crate::record::{at_position, lease_arrays, lock_order, millis};
 use crate::PostgresBackend;
 
 /// The longest an idle worker sleeps before looking again (a safety net for a silently broken
@@ -174,7 +174,7 @@ impl PostgresBackend {
         } else {
             "recording task starts"
         };
-        let (uuids, tokens) = lease_arrays(leases);
+        let (uuids, tokens, order) = lease_arrays(leases);
         let conn = self.conns.get("broker", what).await?;
         let stmt = conn
             .prepare_cached(&self.sql.touch)
@@ -200,8 +200,8 @@ impl PostgresBackend {
             match row.try_get::<_, &str>(0).unwrap_or("") {
                 "lost" => {
                     let pos: i32 = row.try_get(1).unwrap_or(0);
-                    if let Some(lease) = usize::try_from(pos - 1).ok().and_then(|i| leases.get(i)) {
-                        lost.push(*lease);
+                    if let Some(lease) = at_position(leases, &order, pos) {
+                        lost.push(lease);
                     }
                 }
                 _ => log_dead(
@@ -318,6 +318,7 @@ impl Broker for PostgresBackend {
                 return Ok(Vec::new());
             }
             let n = done.len();
+            let order = lock_order(done.iter().map(|c| c.lease.uuid));
             let mut uuids = Vec::with_capacity(n);
             let mut tokens = Vec::with_capacity(n);
             let mut kinds = Vec::with_capacity(n);
@@ -325,7 +326,7 @@ impl Broker for PostgresBackend {
             let mut texts: Vec<Option<&str>> = Vec::with_capacity(n);
             let mut reasons: Vec<Option<&str>> = Vec::with_capacity(n);
             let mut delays = Vec::with_capacity(n);
-            for c in done {
+            for c in order.iter().map(|&i| &done[i]) {
                 uuids.push(c.lease.uuid);
                 tokens.push(crate::record::token_sql(c.lease.token));
                 let (kind, result, text, reason, delay) = match &c.outcome {
@@ -377,8 +378,7 @@ impl Broker for PostgresBackend {
                 .unwrap_or_default();
             Ok(positions
                 .into_iter()
-                .filter_map(|k| usize::try_from(k - 1).ok().and_then(|i| leases.get(i)))
-                .copied()
+                .filter_map(|k| at_position(&leases, &order, k))
                 .collect())
         })
     }
@@ -388,7 +388,7 @@ impl Broker for PostgresBackend {
             if leases.is_empty() {
                 return Ok(());
             }
-            let (uuids, tokens) = lease_arrays(leases);
+            let (uuids, tokens, _) = lease_arrays(leases);
             let result = self
                 .query(
                     "broker",
