@@ -398,6 +398,10 @@ DECLARE
     v_retry boolean;
     v_dead boolean;
 BEGIN
+    -- An acknowledgement lost in a server crash leaves its task claimed: its lease expires
+    -- and it runs again (at least once). So it does not wait for the WAL flush either; the
+    -- enqueue, which must never be lost once acknowledged, does.
+    PERFORM set_config('synchronous_commit', 'off', true);
     -- Only the first of the same lease twice in the batch counts.
     v_first := ARRAY(SELECT DISTINCT ON (x.u, x.tok) x.k::integer
                      FROM unnest(p_uuids, p_tokens) WITH ORDINALITY AS x(u, tok, k)
