@@ -4,6 +4,7 @@
 //! cargo run --release --example bench -- --backend memory --tasks 1000000 --concurrency 256
 //! cargo run --release --features redis --example bench -- --backend redis --tasks 200000 --json
 //! cargo run --release --features postgres --example bench -- --backend postgres --tasks 100000
+//! cargo run --release --features bench-mimalloc --example bench -- --backend memory
 //! ```
 //!
 //! Scenarios (`--scenarios` picks some; all by default):
@@ -16,7 +17,9 @@
 //! - `roundtrip`: `add_task` + wait for the result, one at a time;
 //! - `idle`: CPU used by an idle worker over two seconds;
 //! - `records`: memory held per finished no-op record (RSS after `--tasks` no-op tasks ran, with
-//!   their records kept for the result TTL, over the task count); not in the default set.
+//!   their records kept for the result TTL, over the task count); not in the default set;
+//! - `list`: the dashboard's listing: `--tasks` queued records, then the newest 50 of status
+//!   `new` (and a page 100 pages deep) read `--latency-tasks` times; not in the default set.
 //!
 //! Every scenario checks that each of its tasks ran exactly once and says so. The method is
 //! written in `docs/benchmarks.md`.
@@ -33,6 +36,12 @@ use qtasks::backend::{
 };
 use qtasks::prelude::*;
 use tokio::sync::Notify;
+
+/// With the `bench-mimalloc` feature, the bench runs on mimalloc instead of the system
+/// allocator (to measure what allocation costs; the library needs neither).
+#[cfg(feature = "bench-mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The most tasks one scenario can check.
 const MAX_TASKS: usize = 1 << 24;
@@ -99,6 +108,7 @@ enum Scenario {
     Roundtrip,
     Idle,
     Records,
+    List,
 }
 
 impl Scenario {
@@ -122,6 +132,7 @@ impl Scenario {
             Scenario::Roundtrip => "roundtrip",
             Scenario::Idle => "idle",
             Scenario::Records => "records",
+            Scenario::List => "list",
         }
     }
 }
@@ -683,6 +694,67 @@ impl Bench {
         Ok(r)
     }
 
+    /// The dashboard's listing: `--tasks` records of status `new` (bulk enqueued, no worker),
+    /// then `--latency-tasks` times the newest 50 of that status (the first page), and as many
+    /// times a page 100 pages deep (following the cursor once, then reusing it).
+    async fn list(&self) -> qtasks::Result<Report> {
+        use qtasks::backend::inspect::TaskQuery;
+        let n = self.args.tasks;
+        let (app, _counting) = self.app(Scenario::List)?;
+        let mut next = 0;
+        while next < n {
+            let end = (next + App::BULK_CHUNK as u32).min(n);
+            app.add_tasks((next..end).map(|_| empty.call())).await?;
+            next = end;
+        }
+        let storage = app.backend().storage.clone();
+        let first = TaskQuery {
+            status: Some(TaskStatus::New),
+            limit: 50,
+            ..TaskQuery::default()
+        };
+        let mut deep = first.clone();
+        for _ in 0..100 {
+            match storage.list(&deep).await?.next {
+                Some(cursor) => deep.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        let mut h = new_histogram();
+        let mut h_deep = new_histogram();
+        let start = Instant::now();
+        for _ in 0..self.args.latency_tasks {
+            let t0 = Instant::now();
+            let page = storage.list(&first).await?;
+            let _ = h.record((t0.elapsed().as_micros() as u64).max(1));
+            if page.tasks.len() != 50.min(n as usize) {
+                return Err(qtasks::Error::Worker(format!(
+                    "a page of {} tasks, not 50",
+                    page.tasks.len()
+                )));
+            }
+            let t0 = Instant::now();
+            storage.list(&deep).await?;
+            let _ = h_deep.record((t0.elapsed().as_micros() as u64).max(1));
+        }
+        let elapsed = start.elapsed();
+        let mut r = report(
+            Scenario::List,
+            self.args.latency_tasks as u64,
+            elapsed,
+            None,
+        );
+        r.note = format!(
+            "{n} records; newest 50 of status new: p50 {} us, p99 {} us; 100 pages deep: p50 {} us, p99 {} us",
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h_deep.value_at_quantile(0.5),
+            h_deep.value_at_quantile(0.99)
+        );
+        r.latency = Some(h);
+        Ok(r)
+    }
+
     async fn idle(&self) -> qtasks::Result<Report> {
         let (app, _counting) = self.app(Scenario::Idle)?;
         let worker = app.spawn_worker();
@@ -897,6 +969,7 @@ async fn main() -> qtasks::Result<()> {
             Scenario::Roundtrip => bench.roundtrip().await?,
             Scenario::Idle => bench.idle().await?,
             Scenario::Records => bench.records().await?,
+            Scenario::List => bench.list().await?,
         };
         failed |= matches!(r.exactly_once, Some((m, d)) if m + d > 0);
         print(&args, &r);

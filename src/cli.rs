@@ -19,6 +19,7 @@
 //! shop inspect                        # the app, its tasks and their options, plugins, timers
 //! shop stats                          # queue depth per priority, counts per status, live workers
 //! shop --json stats                   # any command's output as JSON, for programs
+//! shop web --listen 127.0.0.1:8080    # the dashboard and JSON API (feature `web`; --token, --read-only)
 //! RUST_LOG=debug shop run             # log lines on stderr: the tasks' and the worker's
 //! shop --log-format json run          # ... as JSON, one object per line
 //! ```
@@ -203,6 +204,20 @@ pub enum Command {
     Inspect,
     /// Runtime figures: queue depth per priority, counts per status, live workers.
     Stats,
+    /// Serve the web dashboard and its JSON API until Ctrl-C (feature `web`): changes need the
+    /// token (`--token`, else `QTASKS_WEB_TOKEN`, else a random one printed at start).
+    #[cfg(feature = "web")]
+    Web {
+        /// The address to listen on; loopback unless told otherwise.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// The token changing requests need (`Authorization: Bearer <token>`).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// Show tasks but refuse every change.
+        #[arg(long)]
+        read_only: bool,
+    },
 }
 
 /// Parses the process's arguments and runs the command, printing to stdout; returns the exit
@@ -330,6 +345,33 @@ pub async fn execute(
             None => Err(Error::NotFound(uuid)),
         },
         Command::Inspect => print(out, json, &inspect(&app), inspect_text).map(|()| Exit::Success),
+        #[cfg(feature = "web")]
+        Command::Web {
+            listen,
+            token,
+            read_only,
+        } => {
+            let mut dashboard = qtasks_web::Dashboard::new(app.clone()).read_only(read_only);
+            if let Some(token) = token {
+                dashboard = dashboard.token(token);
+            }
+            let link = match dashboard.token_value() {
+                Some(token) if !read_only => format!("http://{listen}/#token={token}"),
+                _ => format!("http://{listen}/"),
+            };
+            writeln!(
+                out,
+                "app {:?}: dashboard at {link} (Ctrl-C stops it)",
+                app.name()
+            )
+            .map_err(io_error)?;
+            tokio::select! {
+                served = dashboard.serve(listen) => served?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            writeln!(out, "stopped").map_err(io_error)?;
+            Ok(Exit::Success)
+        }
         Command::Stats => {
             let stats = app.backend().broker.stats().await?;
             let workers = app.backend().global_config.live_workers().await?;

@@ -93,6 +93,11 @@ pub use qtasks_redis as redis;
 #[cfg(feature = "postgres")]
 pub use qtasks_postgres as postgres;
 
+/// The web dashboard and JSON API on axum (feature `web`): [`web::router`] to mount in an
+/// axum app, [`web::serve`] to serve it (see `docs/web.md`).
+#[cfg(feature = "web")]
+pub use qtasks_web as web;
+
 #[cfg(feature = "cli")]
 pub mod cli;
 
@@ -131,6 +136,9 @@ pub mod guide {
     pub struct Components;
     #[doc = include_str!("../docs/cli.md")]
     pub struct Cli;
+    #[cfg(feature = "web")]
+    #[doc = include_str!("../docs/web.md")]
+    pub struct Web;
     #[doc = include_str!("../docs/from-python-qtasks.md")]
     pub struct FromPythonQtasks;
 }

@@ -267,8 +267,13 @@ async fn census(conn: &mut redis::aio::MultiplexedConnection, app: &str) -> Vec<
         let rest = &key[prefix.len()..];
         let kind: String = redis::cmd("TYPE").arg(key).query_async(conn).await.unwrap();
         if (rest.starts_with("q:") || rest == "suspect") && kind == "list" {
-            let ids: Vec<String> = conn.lrange(key, 0, -1).await.unwrap();
-            placed.extend(ids);
+            // Ready entries start with the task's uuid; suspects are bare uuids.
+            let entries: Vec<Vec<u8>> = conn.lrange(key, 0, -1).await.unwrap();
+            placed.extend(
+                entries
+                    .iter()
+                    .map(|e| String::from_utf8_lossy(&e[..e.len().min(36)]).into_owned()),
+            );
         } else if rest == "sched" {
             let ids: Vec<String> = conn.zrange(key, 0, -1).await.unwrap();
             placed.extend(ids);
@@ -286,6 +291,15 @@ async fn census(conn: &mut redis::aio::MultiplexedConnection, app: &str) -> Vec<
         }
     }
     let mut broken = Vec::new();
+    // Every claim's `run` entry goes with its lease.
+    let leased: Vec<String> = conn.zrange(format!("{prefix}lease"), 0, -1).await.unwrap();
+    let runs: HashMap<String, String> = conn.hgetall(format!("{prefix}run")).await.unwrap();
+    for (id, run) in &runs {
+        let token = run.split(':').next().unwrap_or_default();
+        if !leased.contains(&format!("{id}:{token}")) {
+            broken.push(format!("{prefix}run {id} ({run}) without its lease"));
+        }
+    }
     for key in &keys {
         let Some(id) = key[prefix.len()..].strip_prefix("t:") else {
             continue;
@@ -1183,10 +1197,11 @@ async fn producer_times_out_and_retries_without_duplicate() {
         .await
         .unwrap();
     let records = scan(&mut conn, &format!("{{{name}}}:t:*")).await;
-    let queued: Vec<String> = conn.lrange(format!("{{{name}}}:q:0"), 0, -1).await.unwrap();
+    // Ready entries start with the task's uuid (see the key layout in docs/redis.md).
+    let queued: Vec<Vec<u8>> = conn.lrange(format!("{{{name}}}:q:0"), 0, -1).await.unwrap();
     let copies = queued
         .iter()
-        .filter(|id| **id == retried.uuid.to_string())
+        .filter(|entry| entry.starts_with(retried.uuid.to_string().as_bytes()))
         .count();
     eprintln!(
         "frozen Redis: {} records (warm-up included), {copies} queue entries of the retried task",

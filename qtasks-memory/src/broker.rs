@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use std::time::{Instant, SystemTime};
 
 use futures::future::BoxFuture;
+use qtasks_core::backend::inspect::{MinuteCount, PauseTarget, Pauses, Purge, ALL_STATUSES};
 use qtasks_core::backend::{
     Broker, CancelOutcome, Completion, Delivery, Lease, NewTask, Outcome, QueueStats,
 };
@@ -22,6 +23,11 @@ impl MemoryBackend {
         let now = Instant::now();
         let mut popped = Vec::new();
         let next_due;
+        let pauses = self.pauses();
+        if pauses.as_ref().is_some_and(|p| p.app) {
+            // Paused: nothing is claimed until `set_paused` resumes (and wakes the claims).
+            return (Vec::new(), None);
+        }
         {
             let mut q = self.queue.lock();
             while let Some(Reverse((at, _, _))) = q.delayed.peek() {
@@ -50,13 +56,21 @@ impl MemoryBackend {
         }
         let now_wall = SystemTime::now();
         let mut out = Vec::with_capacity(popped.len());
+        let mut set_aside = Vec::new();
         for uuid in popped {
             let mut shard = self.records.shard(&uuid).lock();
             let Some(slot) = shard.get_mut(&uuid) else {
                 continue;
             };
-            if !matches!(slot.task.status, TaskStatus::New | TaskStatus::Retry) {
+            let old = slot.task.status;
+            if !matches!(old, TaskStatus::New | TaskStatus::Retry) {
                 continue; // cancelled while queued
+            }
+            if let Some(p) = &pauses {
+                if p.blocks(slot.task.task_name.as_str()) {
+                    set_aside.push((slot.task.priority, slot.seq, uuid));
+                    continue;
+                }
             }
             slot.task.status = TaskStatus::Process;
             slot.task.attempts += 1;
@@ -70,6 +84,14 @@ impl MemoryBackend {
                 attempt: slot.task.attempts,
                 token: slot.token,
             });
+            shard.moved(&uuid, old);
+        }
+        if !set_aside.is_empty() {
+            // Paused task names keep their place in the queue.
+            let mut q = self.queue.lock();
+            for (priority, seq, uuid) in set_aside {
+                q.ready.push(priority, seq, uuid);
+            }
         }
         (out, next_due)
     }
@@ -104,6 +126,7 @@ impl Broker for MemoryBackend {
                         seq,
                         token: 0,
                         waiters: Waiters::default(),
+                        ix: 0,
                     }),
                 );
                 match t.not_before.and_then(|at| at.duration_since(now_wall).ok()) {
@@ -150,6 +173,7 @@ impl Broker for MemoryBackend {
             let mut expiring = Vec::new();
             let mut retries = Vec::new();
             let mut dead = 0;
+            let mut finished = MinuteCount::default();
             for c in done {
                 let mut shard = self.records.shard(&c.lease.uuid).lock();
                 let Some(slot) = shard.get_mut(&c.lease.uuid) else {
@@ -186,12 +210,20 @@ impl Broker for MemoryBackend {
                         task.status = TaskStatus::Retry;
                         task.traceback = Some(traceback.clone());
                         retries.push((now + *delay, slot.seq, c.lease.uuid));
+                        shard.moved(&c.lease.uuid, TaskStatus::Process);
                         continue;
                     }
                 }
+                match task.status {
+                    TaskStatus::Success => finished.success += 1,
+                    TaskStatus::Error => finished.error += 1,
+                    _ => {}
+                }
                 slot.waiters.wake_all();
+                shard.moved(&c.lease.uuid, TaskStatus::Process);
                 expiring.push((now + self.result_ttl, c.lease.uuid));
             }
+            self.count_finished(now_wall, finished);
             if !expiring.is_empty() || !retries.is_empty() {
                 let mut q = self.queue.lock();
                 q.expiry.extend(expiring);
@@ -228,6 +260,7 @@ impl Broker for MemoryBackend {
                 slot.task.updated_at = SystemTime::now();
                 slot.token += 1;
                 entries.push((slot.task.priority, slot.seq, lease.uuid));
+                shard.moved(&lease.uuid, TaskStatus::Process);
             }
             if !entries.is_empty() {
                 let mut q = self.queue.lock();
@@ -260,11 +293,12 @@ impl Broker for MemoryBackend {
                     return Ok(CancelOutcome::NotFound);
                 };
                 match slot.task.status {
-                    TaskStatus::New | TaskStatus::Retry => {
+                    old @ (TaskStatus::New | TaskStatus::Retry) => {
                         slot.task.status = TaskStatus::Cancel;
                         slot.task.cancel_reason = Some(reason);
                         slot.task.updated_at = SystemTime::now();
                         slot.waiters.wake_all();
+                        shard.moved(&uuid, old);
                         CancelOutcome::Cancelled
                     }
                     TaskStatus::Process => CancelOutcome::Running,
@@ -280,6 +314,33 @@ impl Broker for MemoryBackend {
             }
             Ok(outcome)
         })
+    }
+
+    fn retry_dead<'a>(&'a self, uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(async move { Ok(self.retry_failed(uuids)) })
+    }
+
+    fn delete<'a>(&'a self, uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(async move { Ok(self.delete_finished(uuids)) })
+    }
+
+    fn purge<'a>(&'a self, purge: &'a Purge) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move { Ok(self.purge_finished(purge)) })
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        target: &'a PauseTarget,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.pause(target, paused);
+            Ok(())
+        })
+    }
+
+    fn pauses(&self) -> BoxFuture<'_, Result<Pauses>> {
+        Box::pin(async move { Ok(self.pauses().unwrap_or_default()) })
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<QueueStats>> {
@@ -298,17 +359,13 @@ impl Broker for MemoryBackend {
                 }
                 stats.scheduled = q.delayed.len() as u64;
             }
-            for shard in self.records.shards() {
-                for slot in shard.lock().values() {
-                    *stats
-                        .by_status
-                        .entry(slot.task.status.to_string())
-                        .or_default() += 1;
-                    if slot.task.status == TaskStatus::Process {
-                        stats.running += 1;
-                    }
+            for status in ALL_STATUSES {
+                let n = self.count(status);
+                if n > 0 {
+                    stats.by_status.insert(status.to_string(), n);
                 }
             }
+            stats.running = self.count(TaskStatus::Process);
             Ok(stats)
         })
     }

@@ -8,22 +8,27 @@
 //! beyond `max_finished` (`memory://?max_finished=N`) the oldest go first.
 //!
 //! The source, by concern: `queue` (the ready queue and the delayed tasks), `records` (the
-//! sharded record store and its expiry), `waiters` (waiting for a final state), and `broker`,
-//! `storage` and `global_config` (the component traits).
+//! sharded record store and its expiry), `index` (each shard's per-status index), `waiters`
+//! (waiting for a final state), `broker`, `storage` and `global_config` (the component
+//! traits), and `inspect` (listing, retrying and deleting failed tasks, purging, pauses).
 #![warn(missing_docs)]
 
 mod broker;
 mod global_config;
+mod index;
+mod inspect;
 mod queue;
 mod records;
 mod storage;
 mod waiters;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use qtasks_core::backend::inspect::{MinuteCount, Pauses};
 use qtasks_core::backend::{Backend, BackendFactory, OpenRequest, BACKENDS};
 use qtasks_core::{Error, Result};
 use tokio::sync::Notify;
@@ -49,6 +54,11 @@ pub struct MemoryBackend {
     max_finished: Option<usize>,
     /// Waits parked right now ([`Storage::parked_waits`](qtasks_core::backend::Storage::parked_waits)).
     parked_waits: std::sync::atomic::AtomicUsize,
+    /// What is paused, and whether anything is (read by every claim without the lock).
+    pauses: Mutex<Pauses>,
+    any_paused: AtomicBool,
+    /// Tasks finished per minute, oldest first (`inspect.rs`).
+    finished: Mutex<VecDeque<MinuteCount>>,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -73,6 +83,9 @@ impl MemoryBackend {
             result_ttl,
             max_finished: None,
             parked_waits: std::sync::atomic::AtomicUsize::new(0),
+            pauses: Mutex::new(Pauses::default()),
+            any_paused: AtomicBool::new(false),
+            finished: Mutex::new(VecDeque::new()),
         }
     }
 

@@ -1,20 +1,69 @@
 //! The record store: every task's record and claim state in sharded maps (the shard picked by
 //! the uuid's low bits), and the dropping of finished records after the result TTL.
 
+use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use qtasks_core::Task;
+use qtasks_core::{Task, TaskStatus};
 use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
+use crate::index::StatusIndex;
 use crate::waiters::Waiters;
 use crate::MemoryBackend;
 
 const SHARDS: usize = 64;
 
-/// One shard of the task records.
-pub(crate) type Shard = FxHashMap<Uuid, Box<Slot>>;
+/// One shard of the task records, with its per-status index. Reads go to the map (`Deref`);
+/// a record is added with [`Shard::insert`], removed with [`Shard::remove`], and a change of
+/// its status (or `updated_at`) is followed by [`Shard::moved`], which keep the index true.
+#[derive(Default)]
+pub(crate) struct Shard {
+    pub(crate) map: FxHashMap<Uuid, Box<Slot>>,
+    pub(crate) index: StatusIndex,
+}
+
+impl Deref for Shard {
+    type Target = FxHashMap<Uuid, Box<Slot>>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl DerefMut for Shard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+impl Shard {
+    /// Adds a record (replacing none: callers check first) to the map and the index.
+    pub(crate) fn insert(&mut self, uuid: Uuid, mut slot: Box<Slot>) {
+        self.index.entered(uuid, &mut slot);
+        let status = slot.task.status;
+        self.map.insert(uuid, slot);
+        self.index.compact(status, &self.map);
+    }
+
+    /// Removes a record from the map and the index.
+    pub(crate) fn remove(&mut self, uuid: &Uuid) -> Option<Box<Slot>> {
+        let slot = self.map.remove(uuid)?;
+        self.index.left(slot.task.status);
+        Some(slot)
+    }
+
+    /// Notes that `uuid`'s record, which had status `old`, changed its status or `updated_at`.
+    pub(crate) fn moved(&mut self, uuid: &Uuid, old: TaskStatus) {
+        let Some(slot) = self.map.get_mut(uuid) else {
+            return;
+        };
+        self.index.left(old);
+        self.index.entered(*uuid, slot);
+        let status = slot.task.status;
+        self.index.compact(status, &self.map);
+    }
+}
 
 /// A task's record and claim state. Boxed in the shard maps: a record is a few hundred bytes,
 /// and a map of a million inline records spent its time moving them when it grew.
@@ -26,6 +75,8 @@ pub(crate) struct Slot {
     pub(crate) token: u64,
     /// Who waits for the task to be final.
     pub(crate) waiters: Waiters,
+    /// The generation of the record's current index entry (`index.rs`).
+    pub(crate) ix: u32,
 }
 
 /// The task records, in shards.
@@ -36,9 +87,7 @@ pub(crate) struct Records {
 impl Records {
     pub(crate) fn new() -> Self {
         Records {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(FxHashMap::default()))
-                .collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
         }
     }
 

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use qtasks_core::backend::inspect::{MinuteCount, TaskPage, TaskQuery};
 use qtasks_core::backend::Storage;
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
@@ -43,6 +44,14 @@ impl Storage for MemoryBackend {
                 }
             }
         })
+    }
+
+    fn list<'a>(&'a self, query: &'a TaskQuery) -> BoxFuture<'a, Result<TaskPage>> {
+        Box::pin(async move { Ok(self.list_page(query)) })
+    }
+
+    fn throughput(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteCount>>> {
+        Box::pin(async move { Ok(self.finished_per_minute(minutes)) })
     }
 
     fn parked_waits(&self) -> Option<usize> {

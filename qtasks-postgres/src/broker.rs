@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
     Broker, CancelOutcome, CancelRequest, Completion, Delivery, Held, Lease, NewTask, Outcome,
     QueueStats,
@@ -476,5 +477,29 @@ impl Broker for PostgresBackend {
 
     fn cancel_requests(&self) -> Option<BoxStream<'static, CancelRequest>> {
         Some(self.notifier.cancel_requests())
+    }
+
+    fn retry_dead<'a>(&'a self, uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(self.retry_dead_tasks(uuids))
+    }
+
+    fn delete<'a>(&'a self, uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(self.delete_tasks(uuids))
+    }
+
+    fn purge<'a>(&'a self, purge: &'a Purge) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(self.purge_tasks(purge))
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        target: &'a PauseTarget,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.pause(target, paused))
+    }
+
+    fn pauses(&self) -> BoxFuture<'_, Result<Pauses>> {
+        Box::pin(self.read_pauses())
     }
 }

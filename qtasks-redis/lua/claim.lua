@@ -9,7 +9,9 @@
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, max, lease ms, max deliveries, dead-letter cap, idle (`1` when the caller
 --          holds no task), caller id (for the drain turn)
--- Reply:   {wait_ms, {uuid, name, priority, args, attempt, token, ...}, mode, report}, where
+-- Reply:   {wait_ms, {entry, token, ...}, mode, report}, where an entry is the task's ready
+--          entry (`<uuid>:<attempts so far>:<priority>:<name length>:<name><args>`, see
+--          `ready_entry`; the attempt of this claim is one more), and
 --          wait_ms is how long until the next scheduled task, lease deadline or overdue suspect
 --          (-1: none), mode is `suspect` (the one task claimed is a suspect: run it alone),
 --          `drain` (claim again once idle) or empty, and report lists the dropped entries
@@ -23,7 +25,7 @@ local max, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local dead_max = tonumber(ARGV[5])
 local idle, caller = ARGV[6] == '1', ARGV[7]
 local bad_key = check_keys('prios', 'sched', 'lease', 'started', 'suspect', 'dead', 'wake',
-  'drain')
+  'drain', 'run', 'paused', 'ix:new', 'ix:retry', 'ix:error')
 if bad_key then return redis.error_reply(bad_key) end
 local deadline = fmt(now + lease)
 local finished = reap(now, tonumber(ARGV[4]), dead_max)
@@ -31,25 +33,17 @@ local due = redis.call('ZRANGEBYSCORE', P .. 'sched', '-inf', fmt(now), 'LIMIT',
 if #due > 0 then
   chunked('ZREM', P .. 'sched', due)
   for _, id in ipairs(due) do
-    local r, why, detail = load(id, 's', 'p', 'sq')
+    local r, why, detail = load(id)
     if not r then
       dead_letter_raw(id, why, detail .. ' (in ' .. P .. 'sched)', dead_max)
-    elseif r[1] == 'new' or r[1] == 'retry' then
-      local prio = int32(r[2])
-      if not prio then
-        finished[#finished + 1] = dead_letter_record(id, 'malformed_record', 'the priority (p) ' ..
-          string.format('%q', tostring(r[2])) .. ' is not a whole number', dead_max)
-      elseif r[3] then
-        push_suspect(id)
-      else
-        requeue_or_dead(id, prio, false, finished, dead_max)
-      end
-    elseif not r[1] then
+    elseif r.s == 'new' or r.s == 'retry' then
+      queue_task(id, r, tonumber(r.at) or 0, false, finished, dead_max)
+    elseif not r.s then
       dead_without_status(id, finished, dead_max)
     end
   end
 end
-local out, leases = {}, {}
+local out, leases, runs = {}, {}, {}
 local tok_raw = redis.pcall('GET', P .. 'tok')
 local tok = tonumber(type(tok_raw) == 'string' and tok_raw or nil)
 if not tok then
@@ -62,44 +56,76 @@ if not tok then
   end
 end
 local n = 0
--- Claims the task of entry `id` (found in `from`): true when it was claimable.
-local function take(id, from)
-  local r, why, detail = load(id, 's', 'n', 'p', 'a', 'at')
+-- Paused task names (the `paused` hash; `*` pauses the whole app): their entries are put
+-- back where they were, in order (`held`: entry, where from, priority).
+local paused = redis.call('HGETALL', P .. 'paused')
+local hold, held = {}, {}
+for i = 1, #paused, 2 do hold[paused[i]] = true end
+local holding = #paused > 0
+-- Leases ready entry `entry` of task `id` (`at` attempts so far) to the caller.
+local function lease_entry(id, at, entry)
+  tok = tok + 1
+  local t = fmt(tok)
+  leases[#leases + 1] = deadline
+  leases[#leases + 1] = id .. ':' .. t
+  runs[#runs + 1] = id
+  runs[#runs + 1] = t .. ':' .. fmt(at + 1) .. ':' .. NOW
+  out[#out + 1] = entry
+  out[#out + 1] = t
+  n = n + 1
+end
+-- Claims the task of bare uuid `id` (found in `from`: a suspect, or an entry queued by an
+-- earlier version) through its record: true when it was claimable.
+local function take_by_record(id, from)
+  local r, why, detail = load(id)
   if not r then
     dead_letter_raw(id, why, detail .. ' (in ' .. from .. ')', dead_max)
     return false
   end
   -- A stale entry of a task that is accounted for elsewhere (finished, running, cancelled).
-  if r[1] and r[1] ~= 'new' and r[1] ~= 'retry' then return false end
+  if r.s and r.s ~= 'new' and r.s ~= 'retry' then return false end
   local problem = record_problem(r)
   if problem then
     finished[#finished + 1] = dead_letter_record(id, 'malformed_record', problem, dead_max)
     return false
   end
-  tok = tok + 1
-  local at = (tonumber(r[5]) or 0) + 1
-  local t = fmt(tok)
-  redis.call('HSET', T .. id, 's', 'process', 'u', NOW, 'at', fmt(at))
-  leases[#leases + 1] = deadline
-  leases[#leases + 1] = id .. ':' .. t
-  out[#out + 1] = id
-  out[#out + 1] = r[2]
-  out[#out + 1] = r[3]
-  out[#out + 1] = r[4]
-  out[#out + 1] = at
-  out[#out + 1] = t
-  n = n + 1
+  if holding and hold[r.n] then
+    held[#held + 1] = {id, from, int32(r.p)}
+    return false
+  end
+  local at = tonumber(r.at) or 0
+  lease_entry(id, at, ready_entry(id, at, int32(r.p), r.n, r.a))
+  return true
+end
+-- Claims ready entry `e` (found in `from`) without reading its record: true when it was
+-- claimable. The caller decodes the rest of the entry (one it cannot decode is dead-lettered
+-- through its lease).
+local function take(e, from)
+  local id = string.sub(e, 1, 36)
+  local at = byte(e, 37) == 58 and is_uuid(id) and string.match(e, '^%d+', 38)
+  if not at then return take_by_record(e, from) end
+  if holding then
+    local name = entry_name(e)
+    if name and hold[name] then
+      held[#held + 1] = {e, from, tonumber(string.match(e, '^%d+:(%-?%d+):', 38))}
+      return false
+    end
+  end
+  lease_entry(id, tonumber(at), e)
   return true
 end
 local mode = ''
 local overdue_in = -1
 local suspects = P .. 'suspect'
-if redis.call('EXISTS', suspects) == 1 then
+if hold['*'] then
+  -- The whole app is paused: nothing is claimed.
+  mode = 'paused'
+elseif redis.call('EXISTS', suspects) == 1 then
   if idle then
     for _ = 1, 100 do
       local id = redis.call('RPOP', suspects)
       if not id then break end
-      if take(id, suspects) then
+      if take_by_record(id, suspects) then
         mode = 'suspect'
         break
       end
@@ -142,11 +168,22 @@ if mode == '' then
     end
   end
   -- Too many bad entries for one call: the caller comes back at once for the rest.
-  if budget <= 0 and n == 0 then wake() end
+  if budget <= 0 and n == 0 and #held == 0 then wake() end
 end
+-- Paused entries go back to the front of where they were, in their order.
+for i = #held, 1, -1 do
+  local entry, from, prio = held[i][1], held[i][2], held[i][3]
+  if from == suspects then
+    redis.call('RPUSH', suspects, entry)
+  elseif prio then
+    push_ready(entry, prio, true)
+  end
+end
+if mode == 'paused' then mode = '' end
 if n > 0 then
   redis.call('SET', P .. 'tok', fmt(tok))
   chunked('ZADD', P .. 'lease', leases)
+  chunked('HSET', P .. 'run', runs)
   -- Work is left: pass the wake-up on to another idle worker.
   if redis.call('EXISTS', P .. 'prios') == 1 or redis.call('EXISTS', suspects) == 1 then wake() end
 end
@@ -163,4 +200,5 @@ if l[2] then
   if wait < 0 or w < wait then wait = w end
 end
 if wait >= 0 and wait < 1 then wait = 1 end
+flush_index()
 return {wait, out, mode, REPORT}

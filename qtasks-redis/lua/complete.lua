@@ -16,43 +16,48 @@
 local now = now_ms()
 local NOW = fmt(now)
 local ttl, dead_max = ARGV[2], tonumber(ARGV[3])
-local bad_key = check_keys('lease', 'started', 'sched', 'dead', 'wake')
+local bad_key = check_keys('lease', 'started', 'sched', 'dead', 'wake', 'run', 'ix:new',
+  'ix:retry', 'ix:success', 'ix:error', 'ix:cancel')
 if bad_key then return redis.error_reply(bad_key) end
-local rejected, done, freed = {}, {}, {}
+local rejected, done, freed, gone = {}, {}, {}, {}
 local retried = false
-local members = {}
-for i = 4, #ARGV, 5 do members[#members + 1] = ARGV[i] .. ':' .. ARGV[i + 1] end
-local current = lease_scores(members)
+local ids = {}
+for i = 4, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
+-- A claim is current while its `run` entry has its token (see `run_attempt`).
+local runs = read_chunked('HMGET', P .. 'run', ids)
 local seen = {}
-local k = 0
+-- The status each outcome kind ends in, for the per-status indexes (see `index`).
+local STATUS_OF = {s = 'success', e = 'error', c = 'cancel', r = 'retry', d = 'error'}
 -- HSET that fails (instead of aborting the script) on a key of another type.
 local function write(key, ...)
   local r = redis.pcall('HSET', key, ...)
   return not (type(r) == 'table' and r.err)
 end
-for i = 4, #ARGV, 5 do
-  k = k + 1
-  local id = ARGV[i]
+for k = 1, #ids do
+  local i = 4 + (k - 1) * 5
+  local id, token = ids[k], ARGV[i + 1]
   local key = T .. id
-  -- Stale: the claim is no longer in `lease`, or was acknowledged earlier in this batch.
-  if not current[k] or seen[members[k]] then
+  local at = run_attempt(runs[k], token)
+  -- Stale: the claim is no longer current, or was acknowledged earlier in this batch.
+  if not at or seen[id] then
     rejected[#rejected + 1] = k
   else
-    seen[members[k]] = true
-    freed[#freed + 1] = members[k]
-    local kind, data = ARGV[i + 2], ARGV[i + 3]
+    seen[id] = true
+    freed[#freed + 1] = id .. ':' .. token
+    gone[#gone + 1] = id
+    local kind, data, attempts = ARGV[i + 2], ARGV[i + 3], fmt(at)
     local ok
     if kind == 's' then
-      ok = write(key, 's', 'success', 'r', data, 'u', NOW)
+      ok = write(key, 's', 'success', 'r', data, 'u', NOW, 'at', attempts)
       if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'e' then
-      ok = write(key, 's', 'error', 'tb', data, 'u', NOW)
+      ok = write(key, 's', 'error', 'tb', data, 'u', NOW, 'at', attempts)
       if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'c' then
-      ok = write(key, 's', 'cancel', 'cr', data, 'u', NOW)
+      ok = write(key, 's', 'cancel', 'cr', data, 'u', NOW, 'at', attempts)
       if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'r' then
-      ok = write(key, 's', 'retry', 'tb', data, 'u', NOW)
+      ok = write(key, 's', 'retry', 'tb', data, 'u', NOW, 'at', attempts)
       if ok then
         -- It ran to its end: no longer a suspect.
         redis.call('HDEL', key, 'sq')
@@ -60,21 +65,32 @@ for i = 4, #ARGV, 5 do
         retried = true
       end
     else
-      ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW)
+      ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'at', attempts)
       if ok then dead_letter(id, dead_max) end
     end
     if not ok then
       dead_letter_raw(id, 'wrong_type', foreign(key, 'a task record (hash)') ..
         ' (its outcome is lost)', dead_max)
-    elseif kind ~= 'r' then
-      done[#done + 1] = id
+    else
+      index(id, '*', STATUS_OF[kind] or 'error', NOW)
+      if kind ~= 'r' then done[#done + 1] = id end
     end
   end
 end
 if #freed > 0 then
   chunked('ZREM', P .. 'lease', freed)
   chunked('SREM', P .. 'started', freed)
+  chunked('HDEL', P .. 'run', gone)
+end
+if #done > 0 and IX_ON then
+  -- The finished ones older than the result TTL leave their indexes (their records expired).
+  local expired = '(' .. fmt(now - tonumber(ttl))
+  for _, status in ipairs({'success', 'error', 'cancel'}) do
+    redis.call('ZREMRANGEBYSCORE', P .. 'ix:' .. status, '-inf', expired)
+    redis.call('PEXPIRE', P .. 'ix:' .. status, ttl)
+  end
 end
 notify_done(done)
 if retried then wake() end
+flush_index()
 return {rejected, REPORT}

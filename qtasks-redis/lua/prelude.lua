@@ -16,23 +16,35 @@
 --                     dropped), for the caller to log (every script returns REPORT as the
 --                     last element of its reply)
 --   wake()            wakes one idle worker (the `wake` list holds at most one element)
---   push_ready(id, prio, front)   queues a ready task (front: to run next); false when the
+--   ready_entry(id, at, prio, name, args)   a ready-queue entry: everything a claim needs
+--   entry_name(e)     the task name in ready entry e
+--   push_ready(entry, prio, front)   queues a ready entry (front: to run next); false when the
 --                     queue key holds something else than a list
 --   push_suspect(id)  queues a task whose worker vanished while running it (see reap)
 --   chunked(cmd, key, items)      runs cmd over items, at most 1000 arguments per call
---   lease_scores(members)         the `lease` scores of `<uuid>:<token>` members
---                                 (false where the claim is no longer current)
---   members_of(key, members)      1 or 0 for each member: whether it is in the set `key`
+--   read_chunked(cmd, key, items) a multi-item read (ZMSCORE, SMISMEMBER, HMGET) over items,
+--                                 at most 1000 per call, its replies in one list
+--   run_attempt(entry, token)     the attempt of a `run` entry when it is of claim `token`
 --   notify_done(ids)  publishes finished uuids on `done`, comma separated
---   load(id, ...)     the fields (first `s`) of the record of a queue, schedule or lease
---                     entry, or nil, reason and detail when the entry is not a task's
---   record_problem(r) what is wrong with a claimable record (`s`, `n`, `p`, `a` read first)
+--   index(id, from, to, at)       notes that id moved from the per-status index `ix:<from>`
+--                                 (nil: none; '*': new or retry) to `ix:<to>`, scored `at`
+--                                 (ms); flush_index() writes the net moves of the call in a
+--                                 few commands, before it returns; both do nothing while the
+--                                 indexes are off (IX_ON false). A claim indexes nothing: a
+--                                 claimed task stays in `ix:new` or `ix:retry` (`process` is
+--                                 the `run` hash)
+--   load(id)          the record of a queue, schedule or lease entry ({s, p, n, a, at, sq,
+--                     rc, u}), or nil, reason and detail when the entry is not a task's
+--   record_problem(r) what is wrong with a record that is to run (nil: nothing)
+--   queue_task(id, r, at, front, finished, cap)   queues a loaded record again (a suspect:
+--                     to the suspects), with `at` attempts so far
 --   dead_letter(id, cap)          keeps a record in the capped dead-letter
 --   dead_letter_record(id, reason, detail, cap)  ends a record with status `error` there
 --   dead_letter_raw(entry, reason, detail, cap)  keeps an entry that is not a task record
 --                                 (`!<reason>:<entry>`), leaving whatever key it names alone
---   requeue_or_dead(id, prio, front, finished, cap)  queues a task again, or dead-letters it
---                                 (`wrong_type`) when its queue's key holds something else
+--   requeue_or_dead(id, entry, prio, front, finished, cap)  queues a task again, or
+--                                 dead-letters it (`wrong_type`) when its queue's key holds
+--                                 something else
 --   dead_without_status(id, finished, cap)  dead-letters a record that has no status
 --   reap(now, max_deliveries, dead_max)   returns expired leases to the queue (a task that
 --                                 had started: to the suspects, counted as a delivery, or to
@@ -75,7 +87,8 @@ end
 local KINDS = {
   prios = 'zset', sched = 'zset', lease = 'zset', workers = 'zset', dead = 'list',
   suspect = 'list', wake = 'list', kv = 'hash', tok = 'string', drain = 'string',
-  started = 'set',
+  started = 'set', run = 'hash', paused = 'hash', ['ix:new'] = 'zset', ['ix:retry'] = 'zset',
+  ['ix:success'] = 'zset', ['ix:error'] = 'zset', ['ix:cancel'] = 'zset',
 }
 local function check_keys(...)
   for _, name in ipairs({...}) do
@@ -99,9 +112,21 @@ local function wake()
   redis.call('LTRIM', P .. 'wake', 0, 0)
   redis.call('PEXPIRE', P .. 'wake', 60000)
 end
-local function push_ready(id, prio, front)
+-- A ready-queue entry carries everything a claim needs, so that claiming reads no record:
+-- `<uuid>:<attempts so far>:<priority>:<name length>:<name><args>`. (An entry that is a bare
+-- uuid, as earlier versions queued, is claimed through its record.)
+local function ready_entry(id, at, prio, name, args)
+  return id .. ':' .. at .. ':' .. prio .. ':' .. #name .. ':' .. name .. args
+end
+-- The task name in ready entry `e` (nil when it has none).
+local function entry_name(e)
+  local _, last, len = string.find(e, '^%d+:%-?%d+:(%d+):', 38)
+  if not last then return nil end
+  return string.sub(e, last + 1, last + tonumber(len))
+end
+local function push_ready(entry, prio, front)
   local q = P .. 'q:' .. fmt(prio)
-  local pushed = redis.pcall(front and 'RPUSH' or 'LPUSH', q, id)
+  local pushed = redis.pcall(front and 'RPUSH' or 'LPUSH', q, entry)
   if type(pushed) == 'table' and pushed.err then return false end
   redis.call('ZADD', P .. 'prios', prio, fmt(prio))
   return true
@@ -118,31 +143,62 @@ local function chunked(cmd, key, items)
     i = j + 1
   end
 end
--- Whether each of `members` is in the set `key` (1 or 0), in one call per 1000.
-local function members_of(key, members)
+-- The replies of a multi-item read (ZMSCORE, SMISMEMBER, HMGET) of `items` in `key`, in one
+-- list, one call per 1000 items.
+local function read_chunked(cmd, key, items)
   local out = {}
-  local n = #members
+  local n = #items
   local i = 1
   while i <= n do
     local j = math.min(i + 999, n)
-    local part = redis.call('SMISMEMBER', key, unpack(members, i, j))
+    local part = redis.call(cmd, key, unpack(items, i, j))
     for k = 1, #part do out[i + k - 1] = part[k] end
     i = j + 1
   end
   return out
 end
--- The scores in `lease` of `members` (false where the claim is no longer current).
-local function lease_scores(members)
-  local out = {}
-  local n = #members
-  local i = 1
-  while i <= n do
-    local j = math.min(i + 999, n)
-    local part = redis.call('ZMSCORE', P .. 'lease', unpack(members, i, j))
-    for k = 1, #part do out[i + k - 1] = part[k] end
-    i = j + 1
+-- A claimed task's `run` entry is `<token>:<attempt>:<claimed ms>`, written by the claim and
+-- removed with its lease: the task is `process` while it is there. The attempt (a number)
+-- when `entry` is of claim `token`, else nil.
+local function run_attempt(entry, token)
+  if not entry then return nil end
+  local t, at = string.match(entry, '^(%d+):(%d+):')
+  if t ~= token then return nil end
+  return tonumber(at)
+end
+-- The indexes are written only while they are on for the app (`ixon`, RedisOptions::status_index).
+local IX_ON = redis.call('EXISTS', P .. 'ixon') == 1
+local IX, IX_IDS = {}, {}
+local function index(id, from, to, at)
+  if not IX_ON then return end
+  local m = IX[id]
+  if m then
+    m[2], m[3] = to, at
+  else
+    IX[id] = {from, to, at}
+    IX_IDS[#IX_IDS + 1] = id
   end
-  return out
+end
+local function flush_index()
+  if #IX_IDS == 0 then return end
+  local rem, add, rem_keys, add_keys = {}, {}, {}, {}
+  local function put(groups, keys, key, ...)
+    local g = groups[key]
+    if not g then g = {}; groups[key] = g; keys[#keys + 1] = key end
+    for _, v in ipairs({...}) do g[#g + 1] = v end
+  end
+  for _, id in ipairs(IX_IDS) do
+    local m = IX[id]
+    if m[1] == '*' then
+      for _, s in ipairs({'new', 'retry'}) do put(rem, rem_keys, s, id) end
+    elseif m[1] then
+      put(rem, rem_keys, m[1], id)
+    end
+    put(add, add_keys, m[2], m[3], id)
+  end
+  for _, s in ipairs(rem_keys) do chunked('ZREM', P .. 'ix:' .. s, rem[s]) end
+  for _, s in ipairs(add_keys) do chunked('ZADD', P .. 'ix:' .. s, add[s]) end
+  IX, IX_IDS = {}, {}
 end
 local function notify_done(ids)
   if #ids > 0 then redis.call('PUBLISH', P .. 'done', table.concat(ids, ',')) end
@@ -153,32 +209,29 @@ local function foreign(key, what)
   return 'the key ' .. key .. ' holds a ' .. key_kind(key) .. ', not ' .. what .. ': ' ..
     'something else writes into this app\'s keys; the key is left as it is'
 end
--- The fields of the record of entry `id` (the first field asked must be `s`), or nil, the
--- dead-letter reason and what is wrong when `id` is not a task's: not a uuid, a key of another
--- type, no record at all.
-local function load(id, ...)
+-- The record of entry `id` as {s, p, n, a, at, sq, rc, u} (status, priority, name, args,
+-- attempts, suspect, deliveries, updated), or nil, the dead-letter reason and what is wrong
+-- when `id` is not a task's: not a uuid, a key of another type, no record at all.
+local function load(id)
   if not is_uuid(id) then return nil, 'malformed_record', 'not a task uuid' end
   local key = T .. id
-  local r = redis.pcall('HMGET', key, ...)
+  local r = redis.pcall('HMGET', key, 's', 'p', 'n', 'a', 'at', 'sq', 'rc', 'u')
   if r.err then return nil, 'wrong_type', foreign(key, 'a task record (hash)') end
   if not r[1] and redis.call('EXISTS', key) == 0 then
     return nil, 'malformed_record', 'no task record ' .. key
   end
-  return r
+  return {s = r[1], p = r[2], n = r[3], a = r[4], at = r[5], sq = r[6], rc = r[7], u = r[8]}
 end
--- What is wrong with a record read as {s, n, p, a, ...}: nil when it can be claimed.
+-- What is wrong with a loaded record that is to run: nil when nothing is.
 local function record_problem(r)
-  if r[1] and r[2] and r[2] ~= '' and r[4] and int32(r[3]) then return nil end
+  if r.s and r.n and r.n ~= '' and r.a and int32(r.p) then return nil end
   local missing = {}
-  if not r[1] then missing[#missing + 1] = 'status (s)' end
-  if not r[2] or r[2] == '' then missing[#missing + 1] = 'task name (n)' end
-  if not r[3] then missing[#missing + 1] = 'priority (p)' end
-  if not r[4] then missing[#missing + 1] = 'arguments (a)' end
+  if not r.s then missing[#missing + 1] = 'status (s)' end
+  if not r.n or r.n == '' then missing[#missing + 1] = 'task name (n)' end
+  if not r.p then missing[#missing + 1] = 'priority (p)' end
+  if not r.a then missing[#missing + 1] = 'arguments (a)' end
   if #missing > 0 then return 'the record has no ' .. table.concat(missing, ', ') end
-  if not int32(r[3]) then
-    return 'the priority (p) ' .. string.format('%q', r[3]) .. ' is not a whole number'
-  end
-  return nil
+  return 'the priority (p) ' .. string.format('%q', r.p) .. ' is not a whole number'
 end
 local function trim_dead(cap)
   local over = redis.call('LRANGE', P .. 'dead', cap, -1)
@@ -196,6 +249,7 @@ local function dead_letter(id, cap)
   trim_dead(cap)
 end
 local function dead_letter_record(id, reason, detail, cap)
+  index(id, '*', 'error', now_ms())
   redis.call('HSET', T .. id, 's', 'error', 'dr', reason, 'u', fmt(now_ms()),
     'tb', reason .. ': ' .. detail .. '; the task is kept in the dead-letter and not run')
   dead_letter(id, cap)
@@ -207,11 +261,11 @@ local function dead_letter_raw(entry, reason, detail, cap)
   trim_dead(cap)
   report(entry, reason, detail .. '; the entry is kept in the dead-letter')
 end
--- Puts task `id` back in the queue of priority `prio` (at its front when `front`); when that
--- key holds something else, dead-letters the task instead, adding it to `finished`. True when
--- it was queued.
-local function requeue_or_dead(id, prio, front, finished, cap)
-  if push_ready(id, prio, front) then return true end
+-- Puts task `id` (as `entry`) back in the queue of priority `prio` (at its front when
+-- `front`); when that key holds something else, dead-letters the task instead, adding it to
+-- `finished`. True when it was queued.
+local function requeue_or_dead(id, entry, prio, front, finished, cap)
+  if push_ready(entry, prio, front) then return true end
   finished[#finished + 1] = dead_letter_record(id, 'wrong_type',
     foreign(P .. 'q:' .. fmt(prio), 'a queue (list)'), cap)
   return false
@@ -221,69 +275,95 @@ local function dead_without_status(id, finished, cap)
   finished[#finished + 1] = dead_letter_record(id, 'malformed_record',
     'the record has no status (s)', cap)
 end
+-- Queues task `id` again from its loaded record `r`, with `at` attempts so far: a suspect to
+-- the suspects, any other to its queue (its front when `front`). A record that cannot run is
+-- dead-lettered (`malformed_record`), added to `finished`. True when it was queued.
+local function queue_task(id, r, at, front, finished, cap)
+  local problem = record_problem(r)
+  if problem then
+    finished[#finished + 1] = dead_letter_record(id, 'malformed_record', problem, cap)
+    return false
+  end
+  if r.sq then
+    push_suspect(id)
+    return true
+  end
+  local prio = int32(r.p)
+  return requeue_or_dead(id, ready_entry(id, at, prio, r.n, r.a), prio, front, finished, cap)
+end
 -- Returns expired leases: a task that had not started (its lease is not in `started`: it was
--- prefetched by a worker that vanished)
--- goes back where it was claimed from (the front of its queue, or the suspects) without a
--- delivery counted; a task that had started counts a delivery (`rc`) and goes to the
--- suspects, which run alone on an idle worker (so that a task that crashes its worker takes
--- no other task with it), or to the dead-letter (`crashed_worker`) after `max_deliveries`.
--- Returns the uuids that became final.
+-- prefetched by a worker that vanished) goes back where it was claimed from (the front of its
+-- queue, or the suspects) without a delivery counted; a task that had started counts a
+-- delivery (`rc`) and goes to the suspects, which run alone on an idle worker (so that a task
+-- that crashes its worker takes no other task with it), or to the dead-letter
+-- (`crashed_worker`) after `max_deliveries`. A lease is of a running claim when its `run`
+-- entry has its token (or, for a claim of an earlier version, which kept no `run` entry, when
+-- the record's status is `process`); any other expired lease is simply gone. Returns the uuids
+-- that became final.
 local function reap(now, max_deliveries, dead_max)
   local expired = redis.call('ZRANGEBYSCORE', P .. 'lease', '-inf', fmt(now), 'LIMIT', 0, 1000)
   local finished = {}
   if #expired == 0 then return finished end
-  local at = fmt(now)
+  local at_now = fmt(now)
   local pushed = false
-  -- The leases whose task started (`started`), then they all go.
-  local started = members_of(P .. 'started', expired)
+  local ids = {}
+  for k, member in ipairs(expired) do ids[k] = string.sub(member, 1, 36) end
+  -- The leases whose task started (`started`), and the run entries, then they all go.
+  local started = read_chunked('SMISMEMBER', P .. 'started', expired)
+  local runs = read_chunked('HMGET', P .. 'run', ids)
   chunked('ZREM', P .. 'lease', expired)
   chunked('SREM', P .. 'started', expired)
   for k, member in ipairs(expired) do
-    local id = string.sub(member, 1, 36)
+    local id = ids[k]
+    local claim_at = run_attempt(runs[k], string.sub(member, 38))
     local r, why, detail
-    local raw = id
     if string.sub(member, 37, 37) ~= ':' or not is_uuid(id) then
-      why, detail, raw = 'malformed_record', 'a lease that is not <uuid>:<token>', member
-    else
-      -- s, rc, p, n, sq (a suspect)
-      r, why, detail = load(id, 's', 'rc', 'p', 'n', 'sq')
+      dead_letter_raw(member, 'malformed_record', 'a lease that is not <uuid>:<token> ' ..
+        '(an expired lease)', dead_max)
+    elseif claim_at or not runs[k] then
+      if claim_at then redis.call('HDEL', P .. 'run', id) end
+      r, why, detail = load(id)
+      if not r then
+        dead_letter_raw(id, why, detail .. ' (an expired lease)', dead_max)
+        claim_at = nil
+      elseif not claim_at and r.s == 'process' then
+        -- A claim of an earlier version, which wrote its attempt on the record.
+        claim_at = tonumber(r.at) or 1
+      elseif not claim_at and not r.s then
+        dead_without_status(id, finished, dead_max)
+      end
     end
-    if not r then
-      dead_letter_raw(raw, why, detail .. ' (an expired lease)', dead_max)
-    elseif r[1] == 'process' then
-      local key = T .. id
-      local prio = int32(r[3])
-      if not prio or not r[4] then
-        finished[#finished + 1] = dead_letter_record(id, 'malformed_record',
-          not prio and 'the priority (p) ' .. string.format('%q', tostring(r[3])) ..
-          ' is not a whole number' or 'the record has no task name (n)', dead_max)
-      elseif started[k] == 1 then
-        local rc = (tonumber(r[2]) or 0) + 1
+    -- Without a claim: the run entry is of another claim, or the task finished meanwhile;
+    -- the lease is simply gone.
+    if claim_at then
+      if started[k] == 1 then
+        local rc = (tonumber(r.rc) or 0) + 1
         if rc > max_deliveries then
-          local why_dead = 'task ' .. r[4] .. ' (' .. id .. ') started ' .. rc .. ' times and ' ..
-            'each time its worker vanished before finishing it (crashed, killed, or frozen ' ..
-            'past its lease): too many deliveries (max_deliveries ' .. max_deliveries .. '). ' ..
-            'Check what makes its workers die'
-          redis.call('HSET', key, 'rc', fmt(rc))
+          local why_dead = 'task ' .. tostring(r.n) .. ' (' .. id .. ') started ' .. rc ..
+            ' times and each time its worker vanished before finishing it (crashed, killed, ' ..
+            'or frozen past its lease): too many deliveries (max_deliveries ' ..
+            max_deliveries .. '). Check what makes its workers die'
+          redis.call('HSET', T .. id, 'rc', fmt(rc), 'at', fmt(claim_at))
           finished[#finished + 1] = dead_letter_record(id, 'crashed_worker', why_dead, dead_max)
         else
-          redis.call('HSET', key, 's', 'new', 'rc', fmt(rc), 'u', at, 'sq', '1')
-          push_suspect(id)
-          pushed = true
+          local problem = record_problem(r)
+          if problem then
+            finished[#finished + 1] = dead_letter_record(id, 'malformed_record', problem, dead_max)
+          else
+            redis.call('HSET', T .. id, 's', 'new', 'rc', fmt(rc), 'at', fmt(claim_at),
+              'u', at_now, 'sq', '1')
+            index(id, r.s, 'new', at_now)
+            push_suspect(id)
+            pushed = true
+          end
         end
       else
-        redis.call('HSET', key, 's', 'new', 'u', at)
-        if r[5] then
-          push_suspect(id)
-        else
-          requeue_or_dead(id, prio, true, finished, dead_max)
-        end
-        pushed = true
+        -- Prefetched, never started: this claim does not count.
+        redis.call('HSET', T .. id, 's', 'new', 'at', fmt(claim_at - 1), 'u', at_now)
+        index(id, r.s, 'new', at_now)
+        if queue_task(id, r, claim_at - 1, true, finished, dead_max) then pushed = true end
       end
-    elseif not r[1] then
-      dead_without_status(id, finished, dead_max)
     end
-    -- Any other status: the task finished meanwhile, and its lease is simply gone.
   end
   if pushed then wake() end
   return finished

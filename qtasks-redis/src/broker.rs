@@ -2,12 +2,12 @@
 //! started, cancel and stats, each one script call per batch (see `scripts`). Every entry a
 //! script dropped or dead-lettered comes back in its reply and is logged here, once.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use deadpool_redis::redis::{self, Value};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
     Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, NewTask,
     Outcome, QueueStats,
@@ -16,8 +16,8 @@ use qtasks_core::{Error, Result};
 use uuid::Uuid;
 
 use crate::wire::{
-    epoch_ms, glob_escape, lease_args, millis, parse_claim, parse_positions, parse_report,
-    ClaimMode, Claimed, Dropped,
+    epoch_ms, lease_args, millis, parse_claim, parse_positions, parse_report, ClaimMode, Claimed,
+    Dropped,
 };
 use crate::{scripts, RedisBackend};
 use qtasks_core::backend::Held;
@@ -45,6 +45,7 @@ pub(crate) fn log_dropped(prefix: &str, report: &[Dropped]) {
 impl RedisBackend {
     /// One claim attempt (`idle`: this process holds no task, so it may take a suspect).
     async fn claim_once(&self, max: usize, idle: bool) -> Result<Claimed> {
+        self.turn_index_on().await?;
         let args = vec![
             max.to_string().into_bytes(),
             millis(self.options.lease).to_string().into_bytes(),
@@ -122,55 +123,12 @@ impl RedisBackend {
             )),
         }
     }
-
-    /// How many records of this app are in each status.
-    async fn count_statuses(&self) -> Result<BTreeMap<String, u64>> {
-        // Inspection only (never on a hot path): SCAN over this app's records.
-        let mut counts = BTreeMap::new();
-        let pattern = format!("{}t:*", glob_escape(&self.prefix));
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .query(
-                    "broker",
-                    "counting tasks",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
-            if !keys.is_empty() {
-                let mut pipe = redis::pipe();
-                for key in &keys {
-                    pipe.cmd("HGET").arg(key).arg("s");
-                }
-                let mut conn = self
-                    .conns
-                    .shared()
-                    .await
-                    .map_err(|e| self.conns.error("broker", "counting tasks", &e))?;
-                let statuses: Vec<Option<String>> = pipe
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.conns.error("broker", "counting tasks", &e))?;
-                for status in statuses.into_iter().flatten() {
-                    *counts.entry(status).or_default() += 1;
-                }
-            }
-            if next == 0 {
-                return Ok(counts);
-            }
-            cursor = next;
-        }
-    }
 }
 
 impl Broker for RedisBackend {
     fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            self.turn_index_on().await?;
             let now = SystemTime::now();
             for chunk in tasks.chunks(ENQUEUE_CHUNK) {
                 let mut args = Vec::with_capacity(chunk.len() * 6);
@@ -337,6 +295,30 @@ impl Broker for RedisBackend {
 
     fn lease_duration(&self) -> Option<Duration> {
         Some(self.options.lease)
+    }
+
+    fn retry_dead<'a>(&'a self, uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(self.retry_failed(uuids))
+    }
+
+    fn delete<'a>(&'a self, uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(self.delete_finished(uuids))
+    }
+
+    fn purge<'a>(&'a self, purge: &'a Purge) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(self.purge_finished(purge))
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        target: &'a PauseTarget,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.pause(target, paused))
+    }
+
+    fn pauses(&self) -> BoxFuture<'_, Result<Pauses>> {
+        Box::pin(self.paused())
     }
 
     fn started<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {

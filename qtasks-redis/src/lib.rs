@@ -36,6 +36,7 @@
 mod broker;
 mod client;
 mod global_config;
+mod inspect;
 mod notify;
 mod options;
 mod scripts;
@@ -82,6 +83,8 @@ pub struct RedisBackend {
     held: Held,
     /// This backend's id in claims (whose turn it is to drain for a suspect).
     caller: String,
+    /// Whether this process has turned the status indexes on (`RedisOptions::status_index`).
+    index_on: std::sync::atomic::AtomicBool,
 }
 
 impl RedisBackend {
@@ -111,6 +114,7 @@ impl RedisBackend {
             prefix,
             held: Held::new(options.lease),
             caller: Uuid::new_v4().hyphenated().to_string(),
+            index_on: std::sync::atomic::AtomicBool::new(false),
             options,
             result_ttl: config.result_ttl,
         }))

@@ -27,6 +27,11 @@ pub struct RedisOptions {
     /// blocks): a producer fails after this when Redis is frozen or overloaded, and the
     /// command may or may not have been applied. URL: `command_timeout_ms`. Default 500 ms.
     pub command_timeout: Duration,
+    /// Keep the per-status indexes (`ix:<status>`) that the dashboard lists from: every status
+    /// change then writes them, which costs Redis time per task (`docs/benchmarks.md`). The
+    /// first process of the app with this on turns them on for every process of the app (the
+    /// `ixon` key); tasks are indexed from then on. URL: `status_index=true`. Default off.
+    pub status_index: bool,
 }
 
 impl Default for RedisOptions {
@@ -37,6 +42,7 @@ impl Default for RedisOptions {
             dead_letter_max: 10_000,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_millis(500),
+            status_index: false,
         }
     }
 }
@@ -81,6 +87,13 @@ impl RedisOptions {
                         options.connect_timeout = timeout;
                     } else {
                         options.command_timeout = timeout;
+                    }
+                }
+                "status_index" => {
+                    options.status_index = match value {
+                        "" | "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(bad("true or false")),
                     }
                 }
                 "dead_letter_max" => {

@@ -25,13 +25,20 @@
 //! - `t:<uuid>` hash: the task record (`n` name, `p` priority, `a` args, `s` status,
 //!   `c` created ms, `u` updated ms, `at` attempts, `rc` deliveries lost after the task
 //!   started, `sq` set while it is a suspect,
-//!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason);
-//! - `prios` zset: the priorities that have ready tasks; `q:<priority>` list: ready uuids
-//!   (pushed left, claimed from the right, returned to the right to run next);
+//!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason). A claimed
+//!   task's status is `process` while its `run` entry is there, whatever `s` says (`s` keeps
+//!   `new` or `retry`: a claim writes no record);
+//! - `prios` zset: the priorities that have ready tasks; `q:<priority>` list: ready entries
+//!   `<uuid>:<attempts so far>:<priority>:<name length>:<name><args>`, everything a claim
+//!   needs, so a claim reads no record (pushed left, claimed from the right, returned to the
+//!   right to run next; a bare uuid, as earlier versions queued, is claimed through its
+//!   record);
 //! - `sched` zset: delayed tasks and retry backoff, scored by due time (ms);
-//! - `lease` zset: claimed tasks as `<uuid>:<token>`, scored by lease deadline (ms). A claim
-//!   is current exactly while its member is there, which is how acknowledgements, renewals
-//!   and requeues check the fencing token (one `ZMSCORE` per batch); `started` set: the
+//! - `lease` zset: claimed tasks as `<uuid>:<token>`, scored by lease deadline (ms), which is
+//!   how the reaper finds expired claims; `run` hash: uuid -> `<token>:<attempt>:<claimed ms>`
+//!   for every current claim, written and removed with its `lease` member: a claim is current
+//!   exactly while its `run` entry has its token, which is how acknowledgements, renewals,
+//!   starts and requeues check the fencing token (one `HMGET` per batch); `started` set: the
 //!   members of `lease` whose task started (`Broker::started`), removed with them;
 //! - `suspect` list: tasks whose worker vanished while running them, claimed one at a time by
 //!   an idle worker (FIFO); `drain` string (with a TTL): which busy worker finishes what it
@@ -40,6 +47,11 @@
 //!   idle worker; `dead` list: dead-lettered uuids, and `!<reason>:<entry>` for entries that
 //!   are not task records (garbage in a queue, a key of another type), capped;
 //! - `kv` hash, `claim:<key>` strings, `workers` zset: the global config;
+//! - `ix:<status>` zsets: the per-status indexes (uuids scored by the ms of their record's
+//!   last change), written by the scripts that change a status while the `ixon` string exists
+//!   (`RedisOptions::status_index`), read by the dashboard's listing; the final statuses' are trimmed and expire with the result TTL (so a
+//!   dead-lettered record, which does not expire, leaves the `error` index after it);
+//! - `paused` hash: the paused task names (`*`: the whole app), which claims skip;
 //! - channels `done` (finished uuids, comma separated) and `cancel` (`uuid\nreason`).
 
 use std::sync::LazyLock;
@@ -117,10 +129,24 @@ pub(crate) static STARTED: LazyLock<Script> =
 pub(crate) static CANCEL: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/cancel.lua"), Flags::AllowOom));
 
+/// `lua/get.lua`: a task's record with its `run` entry (the task is `process` while it is
+/// there).
+pub(crate) static GET: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/get.lua"), Flags::NoWrites));
+
 /// `lua/stats.lua`: the queue's counts.
 pub(crate) static STATS: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/stats.lua"), Flags::NoWrites));
 
+/// `lua/retry_dead.lua`: queues failed tasks again.
+pub(crate) static RETRY_DEAD: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/retry_dead.lua"), Flags::Plain));
+/// `lua/delete.lua`: deletes finished tasks.
+pub(crate) static DELETE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/delete.lua"), Flags::AllowOom));
+/// `lua/purge.lua`: deletes old finished tasks found in the per-status indexes.
+pub(crate) static PURGE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/purge.lua"), Flags::AllowOom));
 /// `lua/heartbeat.lua`: records a worker's heartbeat, forgets expired workers.
 pub(crate) static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/heartbeat.lua"), Flags::AllowOom));
@@ -134,7 +160,7 @@ mod tests {
     use super::*;
 
     /// Every script file, by name.
-    const FILES: [(&str, &str); 11] = [
+    const FILES: [(&str, &str); 15] = [
         ("prelude", PRELUDE),
         ("enqueue", include_str!("../lua/enqueue.lua")),
         ("claim", include_str!("../lua/claim.lua")),
@@ -146,6 +172,10 @@ mod tests {
         ("stats", include_str!("../lua/stats.lua")),
         ("heartbeat", include_str!("../lua/heartbeat.lua")),
         ("live_workers", include_str!("../lua/live_workers.lua")),
+        ("get", include_str!("../lua/get.lua")),
+        ("retry_dead", include_str!("../lua/retry_dead.lua")),
+        ("delete", include_str!("../lua/delete.lua")),
+        ("purge", include_str!("../lua/purge.lua")),
     ];
 
     #[test]
@@ -174,6 +204,26 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Every script as Redis runs it compiles: a syntax error names its file here, instead
+    /// of failing the first test that calls it with a bare `ERR Error compiling script`.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn every_script_compiles_on_redis() {
+        let Some(url) = crate::server::test_url() else {
+            return;
+        };
+        let client = deadpool_redis::redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        for (name, file) in FILES.iter().skip(1) {
+            let loaded: Result<String, _> = deadpool_redis::redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(text(file, Flags::AllowOom))
+                .query_async(&mut conn)
+                .await;
+            assert!(loaded.is_ok(), "{name}.lua does not compile: {loaded:?}");
         }
     }
 

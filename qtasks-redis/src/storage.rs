@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use deadpool_redis::redis;
 use futures::future::BoxFuture;
+use qtasks_core::backend::inspect::{MinuteCount, TaskPage, TaskQuery};
 use qtasks_core::backend::{DeadLetterReason, Storage};
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
 
 use crate::wire::decode_record;
-use crate::RedisBackend;
+use crate::{scripts, RedisBackend};
 
 /// One entry of the dead-letter ([`RedisBackend::dead_letter_entries`]).
 #[derive(Debug, Clone)]
@@ -91,20 +92,14 @@ impl RedisBackend {
 impl Storage for RedisBackend {
     fn get(&self, uuid: Uuid) -> BoxFuture<'_, Result<Option<Task>>> {
         Box::pin(async move {
-            let key = self.record_key(uuid);
-            let fields: HashMap<String, Vec<u8>> = self
-                .query_key(
-                    "storage",
-                    &format!("reading task {uuid}"),
-                    &key,
-                    "a task record (hash)",
-                    redis::cmd("HGETALL").arg(&key),
-                )
-                .await?;
+            let args = vec![uuid.hyphenated().to_string().into_bytes()];
+            let what = format!("reading task {uuid}");
+            let (run, fields): (Option<Vec<u8>>, HashMap<String, Vec<u8>>) =
+                self.eval("storage", &what, &scripts::GET, args).await?;
             if fields.is_empty() {
                 return Ok(None);
             }
-            decode_record(uuid, fields)
+            decode_record(uuid, fields, run.as_deref())
                 .map(Some)
                 .map_err(|m| Error::backend("storage", m))
         })
@@ -139,6 +134,14 @@ impl Storage for RedisBackend {
 
     fn parked_waits(&self) -> Option<usize> {
         Some(self.notifier.parked())
+    }
+
+    fn list<'a>(&'a self, query: &'a TaskQuery) -> BoxFuture<'a, Result<TaskPage>> {
+        Box::pin(self.list_page(query))
+    }
+
+    fn throughput(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteCount>>> {
+        Box::pin(self.finished_per_minute(minutes))
     }
 }
 

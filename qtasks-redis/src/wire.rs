@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use deadpool_redis::redis::Value;
 use qtasks_core::backend::{Delivery, Lease};
 use qtasks_core::{Payload, Task, TaskStatus};
@@ -170,28 +171,43 @@ pub(crate) struct Claimed {
 /// aside in `undecodable` and the others are delivered. Only a reply of the wrong shape as a
 /// whole is an error.
 pub(crate) fn parse_claim(reply: Value) -> std::result::Result<Claimed, String> {
-    let bad = || format!("unexpected reply to the claim script: {reply:?}");
-    let Value::Array(parts) = &reply else {
-        return Err(bad());
+    let bad = |reply: &Value| format!("unexpected reply to the claim script: {reply:?}");
+    let Value::Array(parts) = reply else {
+        return Err(bad(&reply));
     };
-    let (wait, items, mode, report) = match parts.as_slice() {
-        [Value::Int(wait), Value::Array(items)] => (*wait, items, ClaimMode::Normal, Vec::new()),
-        [Value::Int(wait), Value::Array(items), mode, report] => {
+    let mut parts = parts.into_iter();
+    let (wait, items, mode, report) = match (parts.next(), parts.next(), parts.next(), parts.next())
+    {
+        (Some(Value::Int(wait)), Some(Value::Array(items)), mode, report) => {
             let mode = match mode {
-                Value::BulkString(m) if m.as_slice() == b"suspect" => ClaimMode::Suspect,
-                Value::BulkString(m) if m.as_slice() == b"drain" => ClaimMode::Drain,
+                Some(Value::BulkString(m)) if m.as_slice() == b"suspect" => ClaimMode::Suspect,
+                Some(Value::BulkString(m)) if m.as_slice() == b"drain" => ClaimMode::Drain,
                 _ => ClaimMode::Normal,
             };
-            (*wait, items, mode, parse_report(report))
+            let report = report.map(|r| parse_report(&r)).unwrap_or_default();
+            (wait, items, mode, report)
         }
-        _ => return Err(bad()),
+        (first, second, ..) => {
+            let shown = Value::Array(first.into_iter().chain(second).collect());
+            return Err(bad(&shown));
+        }
     };
-    let mut deliveries = Vec::with_capacity(items.len() / 6);
+    let mut deliveries = Vec::with_capacity(items.len() / 2);
     let mut undecodable = Vec::new();
-    for item in items.chunks(6) {
-        match decode_delivery(item) {
-            Ok(d) => deliveries.push(d),
-            Err(why) => undecodable.push((lease_of(item), why)),
+    let mut items = items.into_iter();
+    while let Some(entry) = items.next() {
+        let token = items.next().unwrap_or(Value::Nil);
+        match (entry, &token) {
+            (Value::BulkString(entry), Value::BulkString(token)) => {
+                match decode_delivery(entry, token) {
+                    Ok(d) => deliveries.push(d),
+                    Err((lease, why)) => undecodable.push((lease, why)),
+                }
+            }
+            (entry, token) => undecodable.push((
+                None,
+                format!("an entry of the claim reply has the wrong shape: {entry:?}, {token:?}"),
+            )),
         }
     }
     Ok(Claimed {
@@ -203,51 +219,79 @@ pub(crate) fn parse_claim(reply: Value) -> std::result::Result<Claimed, String> 
     })
 }
 
-/// One entry of the claim script's reply: uuid, name, priority, args, attempt, token.
-fn decode_delivery(item: &[Value]) -> std::result::Result<Delivery, String> {
-    let [Value::BulkString(id), Value::BulkString(name), Value::BulkString(prio), args, Value::Int(attempt), Value::BulkString(token)] =
-        item
-    else {
-        return Err(format!(
-            "an entry of the claim reply has the wrong shape: {item:?}"
-        ));
+/// Reads a decimal number up to the next `:` of `rest`, returning it and what follows.
+fn field<'a, T: std::str::FromStr>(
+    rest: &'a [u8],
+    what: &str,
+) -> std::result::Result<(T, &'a [u8]), String> {
+    let end = rest
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or_else(|| format!("the {what} is missing"))?;
+    let text =
+        std::str::from_utf8(&rest[..end]).map_err(|_| format!("the {what} is not a number"))?;
+    let value = text
+        .parse()
+        .map_err(|_| format!("the {what} {text:?} is not a number"))?;
+    Ok((value, &rest[end + 1..]))
+}
+
+/// One claimed task: its ready entry (`<uuid>:<attempts so far>:<priority>:<name length>:
+/// <name><args>`, see `ready_entry` in `lua/prelude.lua`) and the claim's fencing token. The
+/// arguments are a view into the entry's buffer, not a copy. On error, the lease when the uuid
+/// and token can be read, and what is wrong.
+fn decode_delivery(
+    entry: Vec<u8>,
+    token_text: &[u8],
+) -> std::result::Result<Delivery, (Option<Lease>, String)> {
+    let uuid = entry
+        .get(..36)
+        .and_then(|id| Uuid::try_parse_ascii(id).ok());
+    let token: Option<u64> = std::str::from_utf8(token_text)
+        .ok()
+        .and_then(|t| t.parse().ok());
+    let lease = uuid.zip(token).map(|(uuid, token)| Lease { uuid, token });
+    let fail = |why: String| (lease, why);
+    let (Some(uuid), Some(token)) = (uuid, token) else {
+        return Err(fail(format!(
+            "the claimed entry {:?} has no task uuid or its token {:?} is not a number",
+            String::from_utf8_lossy(&entry[..entry.len().min(64)]),
+            String::from_utf8_lossy(token_text),
+        )));
     };
-    let args = match args {
-        Value::BulkString(bytes) => bytes.clone(),
-        _ => Vec::new(),
-    };
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let parsed = (|| {
+        let rest = entry
+            .get(37..)
+            .filter(|_| entry[36] == b':')
+            .ok_or("the entry ends after its uuid")?;
+        let (before, rest): (u32, _) = field(rest, "attempt")?;
+        let (priority, rest): (i32, _) = field(rest, "priority")?;
+        let (len, rest): (usize, _) = field(rest, "name length")?;
+        let name = rest
+            .get(..len)
+            .ok_or("the entry ends inside the task name")?;
+        let name = std::str::from_utf8(name).map_err(|_| "the task name is not UTF-8")?;
+        let args_at = entry.len() - rest.len() + len;
+        Ok::<_, String>((before, priority, name.to_string(), args_at))
+    })();
+    let (before, priority, name, args_at) = parsed.map_err(|why: String| fail(why))?;
     Ok(Delivery {
-        uuid: Uuid::try_parse_ascii(id)
-            .map_err(|_| format!("the task id {:?} is not a uuid", text(id)))?,
-        task_name: text(name).into(),
-        priority: text(prio)
-            .parse()
-            .map_err(|_| format!("the priority {:?} is not a whole number", text(prio)))?,
-        args: Payload::from_bytes(args),
-        attempt: u32::try_from(*attempt).unwrap_or(u32::MAX),
-        token: text(token)
-            .parse()
-            .map_err(|_| format!("the fencing token {:?} is not a number", text(token)))?,
+        uuid,
+        task_name: name.into(),
+        priority,
+        args: Payload::from_bytes(Bytes::from(entry).slice(args_at..)),
+        attempt: before.saturating_add(1),
+        token,
     })
 }
 
-/// The lease of an entry of the claim reply, when its uuid and token can be read.
-fn lease_of(item: &[Value]) -> Option<Lease> {
-    let (Some(Value::BulkString(id)), Some(Value::BulkString(token))) = (item.first(), item.get(5))
-    else {
-        return None;
-    };
-    Some(Lease {
-        uuid: Uuid::try_parse_ascii(id).ok()?,
-        token: std::str::from_utf8(token).ok()?.parse().ok()?,
-    })
-}
-
-/// A task record (the fields of its hash, see the key layout in `scripts`).
+/// A task record (the fields of its hash, see the key layout in `scripts`), with the `run`
+/// entry of its current claim (`<token>:<attempt>:<claimed ms>`), if it is claimed: a claimed
+/// task is `process`, in its attempt, updated when it was claimed.
 pub(crate) fn decode_record(
     uuid: Uuid,
     mut fields: HashMap<String, Vec<u8>>,
+    run: Option<&[u8]>,
 ) -> std::result::Result<Task, String> {
     let args = Payload::from_bytes(fields.remove("a").unwrap_or_default());
     let returning = fields.remove("r").map(Payload::from_bytes);
@@ -279,6 +323,17 @@ pub(crate) fn decode_record(
         task.extra.insert("dead_letter".into(), reason);
     }
     task.returning = returning;
+    let claim = run.and_then(|r| std::str::from_utf8(r).ok()).and_then(|r| {
+        let mut parts = r.split(':').skip(1);
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    });
+    if let Some((attempt, claimed_ms)) = claim {
+        if matches!(task.status, TaskStatus::New | TaskStatus::Retry) {
+            task.status = TaskStatus::Process;
+            task.attempts = attempt;
+            task.updated_at = from_epoch_ms(claimed_ms);
+        }
+    }
     Ok(task)
 }
 
@@ -290,17 +345,20 @@ mod tests {
         Value::BulkString(s.as_bytes().to_vec())
     }
 
+    /// A ready entry as `ready_entry` in `lua/prelude.lua` writes it.
+    fn entry(id: &str, before: &str, prio: &str, name: &str, args: &[u8]) -> Value {
+        let mut e = format!("{id}:{before}:{prio}:{}:{name}", name.len()).into_bytes();
+        e.extend_from_slice(args);
+        Value::BulkString(e)
+    }
+
     #[test]
     fn claim_replies_are_decoded() {
         let id = Uuid::new_v4();
         let reply = Value::Array(vec![
             Value::Int(250),
             Value::Array(vec![
-                bulk(&id.hyphenated().to_string()),
-                bulk("send_mail"),
-                bulk("-3"),
-                Value::BulkString(vec![0x91, 0x01]),
-                Value::Int(2),
+                entry(&id.to_string(), "1", "-3", "send:mail", &[0x91, 0x3a]),
                 bulk("17"),
             ]),
             bulk("suspect"),
@@ -317,9 +375,9 @@ mod tests {
             panic!("one delivery: {claimed:?}")
         };
         assert_eq!(d.uuid, id);
-        assert_eq!(d.task_name, "send_mail");
+        assert_eq!(d.task_name, "send:mail");
         assert_eq!((d.priority, d.attempt, d.token), (-3, 2, 17));
-        assert_eq!(d.args.as_bytes(), [0x91, 0x01]);
+        assert_eq!(d.args.as_bytes(), [0x91, 0x3a]);
         assert_eq!(
             claimed.report,
             vec![Dropped {
@@ -335,42 +393,37 @@ mod tests {
 
     #[test]
     fn bad_entries_of_a_claim_reply_are_set_aside_alone() {
-        let good = Uuid::new_v4();
+        let good = Uuid::new_v4().to_string();
         let odd = Uuid::new_v4();
-        let entry = |uuid: Value, prio: &str, token: &str| {
-            vec![
-                uuid,
-                bulk("t"),
-                bulk(prio),
-                bulk(""),
-                Value::Int(1),
-                bulk(token),
-            ]
-        };
-        let mut items = entry(bulk(&good.to_string()), "0", "1");
-        items.extend(entry(bulk("not-a-uuid"), "0", "2"));
-        items.extend(entry(bulk(&odd.to_string()), "high", "3"));
-        items.extend(entry(Value::Int(3), "0", "4"));
-        items.extend(entry(bulk(&good.to_string()), "1", "5"));
+        let items = vec![
+            entry(&good, "0", "0", "t", b""),
+            bulk("1"),
+            entry("not-a-uuid-not-a-uuid-not-a-uuid-xxx", "0", "0", "t", b""),
+            bulk("2"),
+            entry(&odd.to_string(), "0", "high", "t", b""),
+            bulk("3"),
+            // Shorter than its name length says.
+            bulk(&format!("{odd}:0:0:15:short")),
+            bulk("4"),
+            Value::Int(3),
+            bulk("5"),
+            entry(&good, "2", "1", "t", b"x"),
+            bulk("6"),
+        ];
         let reply = Value::Array(vec![Value::Int(-1), Value::Array(items)]);
         let claimed = parse_claim(reply).unwrap();
         let tokens: Vec<u64> = claimed.deliveries.iter().map(|d| d.token).collect();
-        assert_eq!(tokens, vec![1, 5], "the good entries are delivered");
+        assert_eq!(tokens, vec![1, 6], "the good entries are delivered");
         let leases: Vec<_> = claimed.undecodable.iter().map(|(l, _)| *l).collect();
+        let lease = |token| Some(Lease { uuid: odd, token });
         assert_eq!(
             leases,
-            vec![
-                None,
-                Some(Lease {
-                    uuid: odd,
-                    token: 3
-                }),
-                None
-            ],
+            vec![None, lease(3), lease(4), None],
             "{:?}",
             claimed.undecodable
         );
         assert!(claimed.undecodable[1].1.contains("priority"));
+        assert!(claimed.undecodable[2].1.contains("name"));
         for reply in [
             Value::Nil,
             Value::Int(1),
@@ -420,6 +473,7 @@ mod tests {
                 ("c", "1000"),
                 ("at", "2"),
             ]),
+            None,
         )
         .unwrap();
         assert_eq!(task.status, TaskStatus::Retry);
@@ -428,11 +482,24 @@ mod tests {
         assert_eq!(task.updated_at, task.created_at);
         assert!(task.extra.is_empty());
         // Missing or garbled optional fields get defaults; an unknown status is an error.
-        let sparse = decode_record(id, fields(&[("s", "new"), ("p", "x"), ("c", "?")])).unwrap();
+        let sparse =
+            decode_record(id, fields(&[("s", "new"), ("p", "x"), ("c", "?")]), None).unwrap();
         assert_eq!((sparse.priority, sparse.created_at), (0, UNIX_EPOCH));
-        let err = decode_record(id, fields(&[("s", "exploded")])).unwrap_err();
+        let err = decode_record(id, fields(&[("s", "exploded")]), None).unwrap_err();
         assert!(err.contains("unknown status"), "{err}");
-        assert!(decode_record(id, HashMap::new()).is_err());
+        assert!(decode_record(id, HashMap::new(), None).is_err());
+        // Claimed: `process`, in the claim's attempt, updated when claimed; a run entry beside
+        // a final status (finished meanwhile) or one that cannot be read changes nothing.
+        let queued = fields(&[("n", "t"), ("s", "retry"), ("c", "1000"), ("at", "2")]);
+        let claimed = decode_record(id, queued.clone(), Some(b"9:3:5000")).unwrap();
+        assert_eq!(claimed.status, TaskStatus::Process);
+        assert_eq!(claimed.attempts, 3);
+        assert_eq!(claimed.updated_at, from_epoch_ms(5000));
+        let garbled = decode_record(id, queued, Some(b"9:x:5000")).unwrap();
+        assert_eq!(garbled.status, TaskStatus::Retry);
+        let done = fields(&[("n", "t"), ("s", "success"), ("c", "1000"), ("at", "3")]);
+        let done = decode_record(id, done, Some(b"9:3:5000")).unwrap();
+        assert_eq!(done.status, TaskStatus::Success);
     }
 
     #[test]

@@ -16,7 +16,12 @@ async fn open(config: Config) -> Backend {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    RedisBackend::new(&url, &app, &config, RedisOptions::default())
+    // With the per-status indexes, which the listing cases need.
+    let options = RedisOptions {
+        status_index: true,
+        ..RedisOptions::default()
+    };
+    RedisBackend::new(&url, &app, &config, options)
         .expect("a valid Redis URL")
         .backend()
 }

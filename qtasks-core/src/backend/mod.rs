@@ -10,8 +10,8 @@
 //!
 //! | component | owns | calls |
 //! |---|---|---|
-//! | [`Broker`] | the queue (ready entries per priority, delayed entries, leases, the dead-letter) **and every write to a task's record**: `new` at enqueue, `process` at claim, the final status with its result or error (and the result TTL), `retry`, `cancel` | `enqueue`, `claim`, `complete`, `requeue`, `renew`, `cancel`, `stats` |
-//! | [`Storage`] | nothing it writes: it reads records and results, and waits for a record to become final | `get`, `wait` |
+//! | [`Broker`] | the queue (ready entries per priority, delayed entries, leases, the dead-letter, pauses) **and every write to a task's record**: `new` at enqueue, `process` at claim, the final status with its result or error (and the result TTL), `retry`, `cancel`, and the administration (retrying or deleting failed tasks, purging finished ones) | `enqueue`, `claim`, `complete`, `requeue`, `renew`, `cancel`, `stats`, `retry_dead`, `delete`, `purge`, `set_paused`, `pauses` |
+//! | [`Storage`] | nothing it writes: it reads records and results, lists them from the per-status indexes, and waits for a record to become final | `get`, `wait`, `list`, `throughput` |
 //! | [`GlobalConfig`] | the shared key-value store, timer tick claims, worker heartbeats | `set`, `get`, `delete`, `get_all`, `try_claim`, `heartbeat`, `live_workers` |
 //!
 //! Why the broker writes results: finishing a task moves it out of the queue (its lease is
@@ -23,6 +23,7 @@
 //! and wait, wrapping the broker sees every write.
 
 mod held;
+pub mod inspect;
 mod wire;
 
 pub use held::Held;
@@ -44,6 +45,7 @@ use uuid::Uuid;
 use crate::app::config::Config;
 use crate::error::Result;
 use crate::task::record::Task;
+use inspect::{MinuteCount, PauseTarget, Pauses, Purge, TaskPage, TaskQuery};
 
 /// The queue: enqueue, claim, acknowledge.
 pub trait Broker: Send + Sync + 'static {
@@ -97,6 +99,40 @@ pub trait Broker: Send + Sync + 'static {
     fn cancel_requests(&self) -> Option<BoxStream<'static, CancelRequest>> {
         None
     }
+
+    /// Queues failed tasks (status `error`, dead-lettered or not) again with status `new`,
+    /// leaving them out of the dead-letter. Returns the ones that were queued; uuids of
+    /// tasks in another status, or unknown, are skipped.
+    fn retry_dead<'a>(&'a self, _uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(async { Err(inspect::unsupported("broker", "retry failed tasks")) })
+    }
+
+    /// Deletes finished tasks' records (status `success`, `error` or `cancel`) and their
+    /// dead-letter entries. Returns the ones deleted; queued or running tasks are skipped
+    /// (cancel them first).
+    fn delete<'a>(&'a self, _uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(async { Err(inspect::unsupported("broker", "delete tasks")) })
+    }
+
+    /// Deletes the finished records that `purge` selects; returns how many.
+    fn purge<'a>(&'a self, _purge: &'a Purge) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async { Err(inspect::unsupported("broker", "purge finished tasks")) })
+    }
+
+    /// Pauses (`paused = true`) or resumes claims of a task name or of the whole app, for
+    /// every process of the app; enqueues go on while paused.
+    fn set_paused<'a>(
+        &'a self,
+        _target: &'a PauseTarget,
+        _paused: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Err(inspect::unsupported("broker", "pause claims")) })
+    }
+
+    /// What is paused now.
+    fn pauses(&self) -> BoxFuture<'_, Result<Pauses>> {
+        Box::pin(async { Ok(Pauses::default()) })
+    }
 }
 
 /// Task records and results.
@@ -113,6 +149,18 @@ pub trait Storage: Send + Sync + 'static {
     /// suite; `None` (the default) when the component does not count them.
     fn parked_waits(&self) -> Option<usize> {
         None
+    }
+
+    /// One page of tasks, newest first (by `updated_at`), read from the per-status indexes:
+    /// never a scan of the key space.
+    fn list<'a>(&'a self, _query: &'a TaskQuery) -> BoxFuture<'a, Result<TaskPage>> {
+        Box::pin(async { Err(inspect::unsupported("storage", "list tasks")) })
+    }
+
+    /// How many tasks ended with `success` and `error` in each of the last `minutes`
+    /// minutes, oldest first, the current minute last.
+    fn throughput(&self, _minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteCount>>> {
+        Box::pin(async { Err(inspect::unsupported("storage", "count finished tasks")) })
     }
 }
 

@@ -20,12 +20,16 @@ impl Payload {
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut buf) => {
                 buf.clear();
-                let encoded = rmp_serde::encode::write_named(&mut *buf, value)
-                    .map(|()| Payload::from_encoded(&buf));
-                if buf.capacity() > SCRATCH_KEEP {
-                    *buf = Vec::new();
+                rmp_serde::encode::write_named(&mut *buf, value)?;
+                if buf.len() > HAND_OVER {
+                    // A large payload keeps the buffer it was encoded into: its bytes are
+                    // copied once, by the encoder, never again (shrinking shortens the block in
+                    // place). The next encode starts a new buffer.
+                    let mut owned = std::mem::take(&mut *buf);
+                    owned.shrink_to_fit();
+                    return Ok(Payload(Bytes::from(owned)));
                 }
-                encoded
+                Ok(Payload::from_encoded(&buf))
             }
             // A `Serialize` impl that encodes a payload itself: a buffer of its own.
             Err(_) => {
@@ -111,8 +115,9 @@ impl AsRef<[u8]> for Inline {
     }
 }
 
-/// A scratch buffer larger than this is not kept for the next encode.
-const SCRATCH_KEEP: usize = 64 * 1024;
+/// An encoded payload longer than this takes the scratch buffer with it instead of being
+/// copied out of it (below, a copy is cheaper than a new buffer for the next encode).
+const HAND_OVER: usize = 1024;
 
 thread_local! {
     /// Where [`Payload::encode`] writes before copying the bytes to their final place.
@@ -146,5 +151,27 @@ mod tests {
         // Longer values are copied as before.
         let text = Payload::encode(&"hello").unwrap();
         assert_eq!(text.decode::<String>().unwrap(), "hello");
+    }
+
+    #[test]
+    fn large_payloads_keep_their_encoding_buffer_and_the_next_encode_gets_a_new_one() {
+        let big = "x".repeat(64 * 1024);
+        let first = Payload::encode(&big).unwrap();
+        let second = Payload::encode(&big).unwrap();
+        assert_ne!(
+            first.as_bytes().as_ptr(),
+            second.as_bytes().as_ptr(),
+            "each large payload owns its buffer"
+        );
+        assert_eq!(first.decode::<String>().unwrap(), big);
+        assert_eq!(second, first);
+        // Small ones after a large one still encode through the scratch buffer.
+        assert_eq!(
+            Payload::encode(&"small")
+                .unwrap()
+                .decode::<String>()
+                .unwrap(),
+            "small"
+        );
     }
 }

@@ -29,6 +29,13 @@ use crate::error::Error;
 use crate::task::payload::Payload;
 use crate::task::status::TaskStatus;
 
+mod inspect;
+pub use inspect::{
+    delete_removes_finished_tasks_only, list_by_status_with_cursor,
+    list_filters_by_name_text_and_time, pause_and_resume_claims, purge_removes_old_finished_tasks,
+    retry_dead_queues_failed_tasks, throughput_counts_finished_tasks,
+};
+
 /// How long a case waits for something that must happen.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -54,7 +61,11 @@ macro_rules! conformance_tests {
             result_ttl_expires_records,
             dead_letter_outcome, enqueue_of_an_existing_uuid_changes_nothing,
             bad_leases_in_a_batch_harm_no_other, bulk_enqueue_claims_each_once, stats_report_queue_state,
-            global_config_kv, global_config_try_claim, global_config_heartbeats);
+            global_config_kv, global_config_try_claim, global_config_heartbeats,
+            list_by_status_with_cursor, list_filters_by_name_text_and_time,
+            retry_dead_queues_failed_tasks, delete_removes_finished_tasks_only,
+            purge_removes_old_finished_tasks, pause_and_resume_claims,
+            throughput_counts_finished_tasks);
     };
     (@cases $open:path, $available:expr; $($case:ident),* $(,)?) => {
         $(
