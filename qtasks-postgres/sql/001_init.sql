@@ -94,6 +94,13 @@ CREATE TABLE {schema}.drain (
     expires_at timestamptz NOT NULL
 );
 
+-- Paused claims: a task name, or '' for the whole app (enqueues go on).
+CREATE TABLE {schema}.pauses (
+    app    text NOT NULL,
+    target text NOT NULL,
+    PRIMARY KEY (app, target)
+);
+
 -- The LISTEN/NOTIFY channel of kind `w` (wake idle workers), `d` (finished uuids, for
 -- `wait`) or `c` (cancel requests) of an app: short, and safe as an identifier.
 CREATE FUNCTION {schema}.channel(p_kind text, p_app text) RETURNS text
@@ -230,7 +237,8 @@ END $$;
 -- tasks (lowest priority first, FIFO within one) with a lease and a fencing token each,
 -- skipping rows other claimers hold (FOR UPDATE SKIP LOCKED). A suspect is claimed alone, by
 -- a caller that holds no other task (`p_idle`); when one has waited a whole lease, one busy
--- caller at a time is told to drain (finish what it holds, then claim again as idle).
+-- caller at a time is told to drain (finish what it holds, then claim again as idle). Paused
+-- task names are skipped; a paused app claims nothing.
 -- Rows: `task` (a claimed task), `suspect` (the one claimed task is a suspect), `dead` (an
 -- entry taken out: uuid, name, what is wrong in `info`), and when nothing was claimed one
 -- `wait` row: `token` is how many ms until the next scheduled task, lease deadline or overdue
@@ -257,6 +265,7 @@ DECLARE
     v_next timestamptz;
     v_wait bigint := -1;
     v_ms bigint;
+    v_paused text[];
 BEGIN
     -- A claim lost in a server crash leaves its tasks queued (they run, maybe again): at least
     -- once holds without waiting for the WAL flush.
@@ -294,6 +303,14 @@ BEGIN
         END IF;
     END IF;
 
+    -- Paused claims: the whole app (nothing is claimed), or task names (skipped).
+    v_paused := ARRAY(SELECT p.target FROM {schema}.pauses p WHERE p.app = p_app);
+    IF '' = ANY (v_paused) THEN
+        RETURN QUERY SELECT 'wait'::text, NULL::uuid, NULL::text, 0, NULL::bytea, 0,
+            -1::bigint, ''::text;
+        RETURN;
+    END IF;
+
     -- Suspects run alone.
     SELECT min(t.updated_at) INTO v_oldest FROM {schema}.tasks t
         WHERE t.app = p_app AND t.status IN ('new', 'retry') AND t.suspect
@@ -305,6 +322,7 @@ BEGIN
                 SELECT t.uuid FROM {schema}.tasks t
                 WHERE t.app = p_app AND t.status IN ('new', 'retry') AND t.suspect
                   AND t.run_at <= now() AND t.name <> '' AND t.args IS NOT NULL
+                  AND t.name <> ALL (v_paused)
                 ORDER BY t.updated_at LIMIT 1 FOR UPDATE SKIP LOCKED
             )
             UPDATE {schema}.tasks t SET
@@ -341,6 +359,7 @@ BEGIN
             SELECT t.uuid FROM {schema}.tasks t
             WHERE t.app = p_app AND t.status IN ('new', 'retry') AND NOT t.suspect
               AND t.run_at <= now() AND t.name <> '' AND t.args IS NOT NULL
+              AND t.name <> ALL (v_paused)
             ORDER BY t.priority, t.run_at, t.seq
             LIMIT p_max
             FOR UPDATE SKIP LOCKED
@@ -398,6 +417,10 @@ DECLARE
     v_retry boolean;
     v_dead boolean;
 BEGIN
+    -- An acknowledgement lost in a server crash leaves its task claimed: its lease expires
+    -- and it runs again (at least once). So it does not wait for the WAL flush either; the
+    -- enqueue, which must never be lost once acknowledged, does.
+    PERFORM set_config('synchronous_commit', 'off', true);
     -- Only the first of the same lease twice in the batch counts.
     v_first := ARRAY(SELECT DISTINCT ON (x.u, x.tok) x.k::integer
                      FROM unnest(p_uuids, p_tokens) WITH ORDINALITY AS x(u, tok, k)

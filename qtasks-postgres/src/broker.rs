@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
     Broker, CancelOutcome, CancelRequest, Completion, Delivery, Held, Lease, NewTask, Outcome,
     QueueStats,
@@ -16,7 +17,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::record::{lease_arrays, millis};
+use crate::record::{at_position, lease_arrays, lock_order, millis};
 use crate::PostgresBackend;
 
 /// The longest an idle worker sleeps before looking again (a safety net for a silently broken
@@ -174,7 +175,7 @@ impl PostgresBackend {
         } else {
             "recording task starts"
         };
-        let (uuids, tokens) = lease_arrays(leases);
+        let (uuids, tokens, order) = lease_arrays(leases);
         let conn = self.conns.get("broker", what).await?;
         let stmt = conn
             .prepare_cached(&self.sql.touch)
@@ -200,8 +201,8 @@ impl PostgresBackend {
             match row.try_get::<_, &str>(0).unwrap_or("") {
                 "lost" => {
                     let pos: i32 = row.try_get(1).unwrap_or(0);
-                    if let Some(lease) = usize::try_from(pos - 1).ok().and_then(|i| leases.get(i)) {
-                        lost.push(*lease);
+                    if let Some(lease) = at_position(leases, &order, pos) {
+                        lost.push(lease);
                     }
                 }
                 _ => log_dead(
@@ -318,6 +319,7 @@ impl Broker for PostgresBackend {
                 return Ok(Vec::new());
             }
             let n = done.len();
+            let order = lock_order(done.iter().map(|c| c.lease.uuid));
             let mut uuids = Vec::with_capacity(n);
             let mut tokens = Vec::with_capacity(n);
             let mut kinds = Vec::with_capacity(n);
@@ -325,7 +327,7 @@ impl Broker for PostgresBackend {
             let mut texts: Vec<Option<&str>> = Vec::with_capacity(n);
             let mut reasons: Vec<Option<&str>> = Vec::with_capacity(n);
             let mut delays = Vec::with_capacity(n);
-            for c in done {
+            for c in order.iter().map(|&i| &done[i]) {
                 uuids.push(c.lease.uuid);
                 tokens.push(crate::record::token_sql(c.lease.token));
                 let (kind, result, text, reason, delay) = match &c.outcome {
@@ -377,8 +379,7 @@ impl Broker for PostgresBackend {
                 .unwrap_or_default();
             Ok(positions
                 .into_iter()
-                .filter_map(|k| usize::try_from(k - 1).ok().and_then(|i| leases.get(i)))
-                .copied()
+                .filter_map(|k| at_position(&leases, &order, k))
                 .collect())
         })
     }
@@ -388,7 +389,7 @@ impl Broker for PostgresBackend {
             if leases.is_empty() {
                 return Ok(());
             }
-            let (uuids, tokens) = lease_arrays(leases);
+            let (uuids, tokens, _) = lease_arrays(leases);
             let result = self
                 .query(
                     "broker",
@@ -476,5 +477,29 @@ impl Broker for PostgresBackend {
 
     fn cancel_requests(&self) -> Option<BoxStream<'static, CancelRequest>> {
         Some(self.notifier.cancel_requests())
+    }
+
+    fn retry_dead<'a>(&'a self, uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(self.retry_dead_tasks(uuids))
+    }
+
+    fn delete<'a>(&'a self, uuids: &'a [Uuid]) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        Box::pin(self.delete_tasks(uuids))
+    }
+
+    fn purge<'a>(&'a self, purge: &'a Purge) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(self.purge_tasks(purge))
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        target: &'a PauseTarget,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.pause(target, paused))
+    }
+
+    fn pauses(&self) -> BoxFuture<'_, Result<Pauses>> {
+        Box::pin(self.read_pauses())
     }
 }

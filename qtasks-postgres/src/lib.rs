@@ -35,6 +35,7 @@
 mod broker;
 mod client;
 mod global_config;
+mod inspect;
 mod notify;
 mod options;
 mod reaper;

@@ -20,9 +20,32 @@ pub(crate) fn token_sql(token: u64) -> i64 {
     i64::try_from(token).unwrap_or(-1)
 }
 
-/// The uuid and token arrays of leases, for the functions that take them.
-pub(crate) fn lease_arrays(leases: &[Lease]) -> (Vec<Uuid>, Vec<i64>) {
-    leases.iter().map(|l| (l.uuid, token_sql(l.token))).unzip()
+/// The positions of `uuids` in the order their rows are locked: by uuid (stable, so the first
+/// of the same lease twice stays first). Every batch function gets its batch in this order, so
+/// two batches that share rows (an acknowledgement and a renewal of the same worker, say) lock
+/// them in the same order and never deadlock.
+pub(crate) fn lock_order(uuids: impl Iterator<Item = Uuid>) -> Vec<usize> {
+    let uuids: Vec<Uuid> = uuids.collect();
+    let mut order: Vec<usize> = (0..uuids.len()).collect();
+    order.sort_by_key(|&i| uuids[i]);
+    order
+}
+
+/// The uuid and token arrays of leases in lock order, with that order (position `k` of the
+/// arrays, from 1, is `leases[order[k - 1]]`).
+pub(crate) fn lease_arrays(leases: &[Lease]) -> (Vec<Uuid>, Vec<i64>, Vec<usize>) {
+    let order = lock_order(leases.iter().map(|l| l.uuid));
+    let (uuids, tokens) = order
+        .iter()
+        .map(|&i| (leases[i].uuid, token_sql(leases[i].token)))
+        .unzip();
+    (uuids, tokens, order)
+}
+
+/// The lease at 1-based position `pos` of arrays built in `order`.
+pub(crate) fn at_position(leases: &[Lease], order: &[usize], pos: i32) -> Option<Lease> {
+    let k = usize::try_from(pos).ok()?.checked_sub(1)?;
+    order.get(k).and_then(|&i| leases.get(i)).copied()
 }
 
 /// A row of [`RECORD_COLUMNS`](crate::statements::RECORD_COLUMNS) as a task record.
@@ -57,4 +80,27 @@ pub(crate) fn decode_record(row: &Row) -> Result<Task, String> {
         task.extra = BTreeMap::from([("dead_letter".to_string(), reason)]);
     }
     Ok(task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_go_in_lock_order_and_positions_map_back() {
+        let (a, b) = (Uuid::from_u128(2), Uuid::from_u128(1));
+        let leases = [
+            Lease { uuid: a, token: 7 },
+            Lease { uuid: b, token: 3 },
+            Lease { uuid: a, token: 9 },
+        ];
+        let (uuids, tokens, order) = lease_arrays(&leases);
+        assert_eq!(uuids, [b, a, a]);
+        assert_eq!(tokens, [3, 7, 9], "the first of one uuid stays first");
+        assert_eq!(at_position(&leases, &order, 1), Some(leases[1]));
+        assert_eq!(at_position(&leases, &order, 3), Some(leases[2]));
+        assert_eq!(at_position(&leases, &order, 0), None);
+        assert_eq!(at_position(&leases, &order, 4), None);
+        assert_eq!(token_sql(u64::MAX), -1);
+    }
 }

@@ -29,6 +29,14 @@ pub(crate) struct Statements {
     pub(crate) reap_claims: String,
     pub(crate) reap_workers: String,
     pub(crate) needs_analyze: String,
+    pub(crate) list: String,
+    pub(crate) throughput: String,
+    pub(crate) retry_dead: String,
+    pub(crate) delete: String,
+    pub(crate) purge: String,
+    pub(crate) pause: String,
+    pub(crate) resume: String,
+    pub(crate) pauses: String,
     pub(crate) analyze: String,
 }
 
@@ -113,6 +121,49 @@ impl Statements {
                  WHERE c.oid = '{s}.tasks'::regclass"
             ),
             analyze: format!("ANALYZE {s}.tasks"),
+            // Inspection (the dashboard): not on a hot path, so no index of its own; the rows of
+            // one app are read in change order with the filters the table can apply.
+            list: format!(
+                "SELECT {RECORD_COLUMNS} FROM {s}.tasks WHERE app = $1 \
+                 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR name = $3) \
+                 AND (expires_at IS NULL OR expires_at > now()) \
+                 AND floor(extract(epoch FROM updated_at) * 1000)::bigint >= $4 \
+                 AND ($5::bigint IS NULL \
+                      OR (floor(extract(epoch FROM updated_at) * 1000)::bigint, uuid) < ($5, $6)) \
+                 ORDER BY floor(extract(epoch FROM updated_at) * 1000)::bigint DESC, uuid DESC \
+                 LIMIT $7"
+            ),
+            throughput: format!(
+                "SELECT (floor(extract(epoch FROM updated_at) * 1000)::bigint / 60000) * 60000, \
+                        count(*) FILTER (WHERE status = 'success'), \
+                        count(*) FILTER (WHERE status = 'error') \
+                 FROM {s}.tasks WHERE app = $1 AND status IN ('success', 'error') \
+                 AND updated_at >= $2 AND (expires_at IS NULL OR expires_at > now()) GROUP BY 1"
+            ),
+            retry_dead: format!(
+                "WITH r AS (UPDATE {s}.tasks SET status = 'new', run_at = now(), updated_at = now(), \
+                     attempts = 0, deliveries = 0, token = NULL, lease_until = NULL, \
+                     started = false, suspect = false, result = NULL, dead_reason = NULL, \
+                     dead_at = NULL, expires_at = NULL \
+                   WHERE app = $1 AND uuid = ANY ($2) AND status = 'error' RETURNING uuid) \
+                 SELECT r.uuid, pg_notify({s}.channel('w', $1), '') FROM r"
+            ),
+            delete: format!(
+                "DELETE FROM {s}.tasks WHERE app = $1 AND uuid = ANY ($2) \
+                 AND status IN ('success', 'error', 'cancel') RETURNING uuid"
+            ),
+            purge: format!(
+                "DELETE FROM {s}.tasks WHERE app = $1 AND status = ANY ($2) \
+                 AND status IN ('success', 'error', 'cancel') AND updated_at < $3"
+            ),
+            pause: format!(
+                "INSERT INTO {s}.pauses (app, target) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            ),
+            resume: format!(
+                "WITH d AS (DELETE FROM {s}.pauses WHERE app = $1 AND target = $2) \
+                 SELECT pg_notify({s}.channel('w', $1), '')"
+            ),
+            pauses: format!("SELECT target FROM {s}.pauses WHERE app = $1"),
         }
     }
 }

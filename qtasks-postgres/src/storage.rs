@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use qtasks_core::backend::inspect::{MinuteCount, TaskPage, TaskQuery};
 use qtasks_core::backend::Storage;
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
@@ -89,6 +90,14 @@ impl Storage for PostgresBackend {
 
     fn parked_waits(&self) -> Option<usize> {
         Some(self.notifier.parked())
+    }
+
+    fn list<'a>(&'a self, query: &'a TaskQuery) -> BoxFuture<'a, Result<TaskPage>> {
+        Box::pin(self.list_tasks(query))
+    }
+
+    fn throughput(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteCount>>> {
+        Box::pin(self.count_finished(minutes))
     }
 }
 
