@@ -27,14 +27,30 @@ pub(crate) fn arguments(
     let args = match parse(task, "args_json", args_json, "a JSON array such as [2, 3]")? {
         None => Vec::new(),
         Some(Value::Array(list)) => list,
-        Some(other) => return Err(not_a(task, "args_json", &other, "a JSON array such as [2, 3]")),
+        Some(other) => {
+            return Err(not_a(
+                task,
+                "args_json",
+                &other,
+                "a JSON array such as [2, 3]",
+            ))
+        }
     };
-    let kwargs = match parse(task, "kwargs_json", kwargs_json, "a JSON object such as {\"b\": 3}")?
-    {
+    let kwargs = match parse(
+        task,
+        "kwargs_json",
+        kwargs_json,
+        "a JSON object such as {\"b\": 3}",
+    )? {
         None => Map::new(),
         Some(Value::Object(map)) => map,
         Some(other) => {
-            return Err(not_a(task, "kwargs_json", &other, "a JSON object such as {\"b\": 3}"))
+            return Err(not_a(
+                task,
+                "kwargs_json",
+                &other,
+                "a JSON object such as {\"b\": 3}",
+            ))
         }
     };
     if kwargs.is_empty() {

@@ -51,6 +51,8 @@ use qtasks_core::{App, Result};
 
 pub use server::{bind, Grpc, DEFAULT_ADDR, TOKEN_ENV};
 pub use service::{QTasksGrpc, TaskEventStream};
+/// The tonic this crate is built on, for clients and servers of the same version.
+pub use tonic;
 
 /// The messages, server and client generated from `proto/qtasks.proto` (package `qtasks.v1`).
 /// The client is [`proto::q_tasks_service_client::QTasksServiceClient`].

@@ -195,7 +195,9 @@ impl QTasksService for QTasksGrpc {
                             tx.send(Ok(convert::event(&now))).await.is_ok()
                         }
                         Ok(None) => {
-                            let _ = tx.send(Err(convert::status_of(Error::NotFound(uuid)))).await;
+                            let _ = tx
+                                .send(Err(convert::status_of(Error::NotFound(uuid))))
+                                .await;
                             return;
                         }
                         Err(e) => {
