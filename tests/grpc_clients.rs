@@ -488,6 +488,11 @@ async fn python_env() -> Result<PathBuf, String> {
             "install",
             "--disable-pip-version-check",
             "--quiet",
+            // Fail within a minute or two when the package index is unreachable.
+            "--timeout",
+            "20",
+            "--retries",
+            "2",
             "grpcio",
             "grpcio-tools",
         ]),
