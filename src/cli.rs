@@ -392,9 +392,12 @@ pub async fn execute(
                 grpc = grpc.token(token);
             }
             let listener = qtasks_grpc::bind(listen).await?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| Error::Worker(format!("the gRPC listener has no address: {e}")))?;
             writeln!(
                 out,
-                "app {:?}: gRPC API qtasks.v1.QTasksService on {listen}, token {} (Ctrl-C stops it)",
+                "app {:?}: gRPC API qtasks.v1.QTasksService on {bound}, token {} (Ctrl-C stops it)",
                 app.name(),
                 grpc.token_value().unwrap_or("-")
             )
