@@ -18,10 +18,10 @@ use std::time::Duration;
 use common::{builder, DEADLINE};
 use qtasks::grpc::proto::q_tasks_service_client::QTasksServiceClient;
 use qtasks::grpc::proto::{
-    AddTaskRequest, CancelRequest, GetTaskRequest, ListTasksRequest, WaitTaskRequest,
+    AddTaskRequest, CancelRequest, GetTaskRequest, ListTasksRequest, TaskEvent, WaitTaskRequest,
 };
 use qtasks::grpc::tonic::transport::Channel;
-use qtasks::grpc::tonic::{Code, Request};
+use qtasks::grpc::tonic::{Code, Request, Streaming};
 use qtasks::grpc::Grpc;
 use qtasks::prelude::*;
 use tokio::sync::oneshot;
@@ -39,6 +39,24 @@ async fn fail(order: u32) -> Result<u32, std::io::Error> {
     Err(std::io::Error::other(format!(
         "order {order} cannot be charged"
     )))
+}
+
+/// Lets `hold` end.
+static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Runs until the test releases it.
+#[qtasks::task(name = "jobs.hold")]
+async fn hold() -> u8 {
+    RELEASE.notified().await;
+    1
+}
+
+/// The next event of a `WaitTask` stream, within the deadline; `None` at its end.
+async fn next(events: &mut Streaming<TaskEvent>) -> Option<TaskEvent> {
+    tokio::time::timeout(DEADLINE, events.message())
+        .await
+        .expect("WaitTask sent nothing within the deadline")
+        .unwrap()
 }
 
 /// A server of `app` on a free loopback port, stopped when the guard is dropped.
@@ -214,6 +232,45 @@ async fn rust_client_enqueues_waits_reads_lists_and_follows_on_redis() {
     let app = builder(&name).broker_url(&url).build().unwrap();
     let worker = app.spawn_worker();
     round_trip(&app).await;
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_task_streams_each_status_change_until_the_final_one() {
+    let app = builder("grpc-follow").build().unwrap();
+    let worker = app.spawn_worker();
+    let server = start(&app).await;
+    let mut client = client(&server).await;
+    let queued = client
+        .add_task(authed(add_request("jobs.hold", "", "", 0.0)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = client
+        .wait_task(WaitTaskRequest {
+            uuid: queued.uuid,
+            timeout: DEADLINE.as_secs_f64(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // `new` (if the worker has not claimed it yet), then `process`, which is not final.
+    let mut event = next(&mut events).await.expect("a first event");
+    if event.status == "new" {
+        assert!(!event.r#final);
+        event = next(&mut events).await.expect("the process event");
+    }
+    assert_eq!(event.status, "process", "{event:?}");
+    assert!(!event.r#final);
+    RELEASE.notify_one();
+    let last = next(&mut events).await.expect("the final event");
+    assert_eq!(last.status, "success", "{last:?}");
+    assert_eq!(last.result_json, "1");
+    assert!(last.r#final);
+    assert!(
+        next(&mut events).await.is_none(),
+        "the stream ends after the final event"
+    );
     worker.shutdown().await.unwrap();
 }
 
