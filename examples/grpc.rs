@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         args_json: "[2]".into(),
         kwargs_json: r#"{"b": 3}"#.into(),
         timeout: 5.0,
-        priority: 0,
+        priority: None,
     };
     let added = client.add_task(authed(request, token)?).await?.into_inner();
     println!(

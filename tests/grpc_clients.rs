@@ -104,7 +104,7 @@ fn add_request(name: &str, args: &str, kwargs: &str, timeout: f64) -> AddTaskReq
         args_json: args.into(),
         kwargs_json: kwargs.into(),
         timeout,
-        priority: 0,
+        priority: None,
     }
 }
 
@@ -126,7 +126,7 @@ async fn round_trip(app: &App) {
 
     // Enqueue at once (with a priority), then follow it until it is final.
     let mut request = add_request("add", "", r#"{"a": 1, "b": 2}"#, 0.0);
-    request.priority = 3;
+    request.priority = Some(3);
     let queued = client.add_task(authed(request)).await.unwrap().into_inner();
     assert!(queued.ok, "{queued:?}");
     assert_eq!(queued.result_json, "");

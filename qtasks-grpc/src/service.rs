@@ -58,10 +58,9 @@ impl QTasksService for QTasksGrpc {
         let req = request.into_inner();
         let wait = convert::wait_secs("timeout", req.timeout)?;
         let args = convert::arguments(&self.app, &req.name, &req.args_json, &req.kwargs_json)?;
-        let priority = (req.priority != 0).then_some(req.priority);
         let task = self
             .app
-            .add_task_with_priority(&req.name, &args, priority)
+            .add_task_with_priority(&req.name, &args, req.priority)
             .await
             .map_err(convert::status_of)?;
         tracing::info!(task_name = %req.name, task_uuid = %task.uuid, "task enqueued over gRPC");
