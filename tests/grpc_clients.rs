@@ -498,7 +498,7 @@ fn skip(why: &str) {
 
 /// Runs a command with a deadline; `Err` with what it printed when it fails.
 async fn run(command: &mut tokio::process::Command, limit: Duration) -> Result<String, String> {
-    let shown = format!("{command:?}");
+    let shown = format!("{:?}", command.as_std());
     let output = tokio::time::timeout(limit, command.kill_on_drop(true).output())
         .await
         .map_err(|_| format!("{shown} did not finish within {limit:?}"))?
