@@ -2,7 +2,7 @@
 //! enqueues by name, waits, reads, cancels, lists, follows a task with `WaitTask` and is refused
 //! without the token; a Python client (`tests/grpc/client.py`, with `grpcio` installed by this
 //! test into its own virtualenv and stubs generated from `qtasks-grpc/proto/qtasks.proto`)
-//! enqueues with a wait and reads the task.
+//! enqueues with a wait, reads the task, follows it with `WaitTask` and lists it.
 //!
 //! The Python test is skipped with a message when the virtualenv or the package index is not
 //! available, and fails instead when `QTASKS_REQUIRE_PYTHON_GRPC=1` (CI). Every wait is on a
@@ -561,7 +561,7 @@ async fn python_env() -> Result<PathBuf, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_grpcio_client_enqueues_waits_and_reads() {
+async fn a_python_grpcio_client_enqueues_waits_reads_follows_and_lists() {
     let python = match python_env().await {
         Ok(python) => python,
         Err(why) => return skip(&why),
@@ -617,6 +617,12 @@ async fn a_python_grpcio_client_enqueues_waits_and_reads() {
     assert_eq!(seen["get"]["ok"], true, "{seen}");
     assert_eq!(seen["get"]["status"], "success", "{seen}");
     assert_eq!(seen["get"]["result"], 5, "{seen}");
+    assert_eq!(
+        seen["wait"],
+        serde_json::json!([{"status": "success", "final": true, "result": "5"}]),
+        "{seen}"
+    );
+    assert_eq!(seen["list"], serde_json::json!([uuid]), "{seen}");
     assert_eq!(seen["no_token"]["code"], "UNAUTHENTICATED", "{seen}");
     assert_eq!(seen["unknown_task"]["code"], "NOT_FOUND", "{seen}");
     assert!(

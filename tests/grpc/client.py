@@ -1,7 +1,7 @@
 """A Python gRPC client of qtasks, run by tests/grpc_clients.rs: the stubs are generated from
 qtasks-grpc/proto/qtasks.proto with grpc_tools.protoc into the directory given by --stubs.
 
-Calls AddTask with a wait and GetTask, checks the refusals (no token, unknown task, bad
+Calls AddTask with a wait, GetTask, WaitTask (streaming) and ListTasks, checks the refusals (no token, unknown task, bad
 arguments) and prints one JSON object with what it saw.
 """
 
@@ -51,6 +51,19 @@ def main():
             "result": json.loads(got.result_json) if got.result_json else None,
             "traceback": got.traceback,
         }
+
+        events = stub.WaitTask(
+            qtasks_pb2.WaitTaskRequest(uuid=added.uuid, timeout=10.0), timeout=20
+        )
+        out["wait"] = [
+            {"status": e.status, "final": e.final, "result": e.result_json} for e in events
+        ]
+
+        page = stub.ListTasks(
+            qtasks_pb2.ListTasksRequest(status="success", task_name="add", limit=10),
+            timeout=10,
+        )
+        out["list"] = [t.uuid for t in page.tasks]
 
         def refusal(call):
             try:
