@@ -20,6 +20,7 @@
 //! shop stats                          # queue depth per priority, counts per status, live workers
 //! shop --json stats                   # any command's output as JSON, for programs
 //! shop web --listen 127.0.0.1:8080    # the dashboard and JSON API (feature `web`; --token, --read-only)
+//! shop grpc --listen 127.0.0.1:50051  # the gRPC API (feature `grpc`; --token)
 //! RUST_LOG=debug shop run             # log lines on stderr: the tasks' and the worker's
 //! shop --log-format json run          # ... as JSON, one object per line
 //! ```
@@ -218,6 +219,18 @@ pub enum Command {
         #[arg(long)]
         read_only: bool,
     },
+    /// Serve the gRPC API (`qtasks.v1.QTasksService`) until Ctrl-C (feature `grpc`): AddTask and
+    /// Cancel need the token (`--token`, else `QTASKS_GRPC_TOKEN`, else a random one printed at
+    /// start).
+    #[cfg(feature = "grpc")]
+    Grpc {
+        /// The address to listen on; loopback unless told otherwise.
+        #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// The token changing calls need (`authorization: Bearer <token>` metadata).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
 }
 
 /// Parses the process's arguments and runs the command, printing to stdout; returns the exit
@@ -369,6 +382,30 @@ pub async fn execute(
                 served = dashboard.serve(listen) => served?,
                 _ = tokio::signal::ctrl_c() => {}
             }
+            writeln!(out, "stopped").map_err(io_error)?;
+            Ok(Exit::Success)
+        }
+        #[cfg(feature = "grpc")]
+        Command::Grpc { listen, token } => {
+            let mut grpc = qtasks_grpc::Grpc::new(app.clone());
+            if let Some(token) = token {
+                grpc = grpc.token(token);
+            }
+            let listener = qtasks_grpc::bind(listen).await?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| Error::Worker(format!("the gRPC listener has no address: {e}")))?;
+            writeln!(
+                out,
+                "app {:?}: gRPC API qtasks.v1.QTasksService on {bound}, token {} (Ctrl-C stops it)",
+                app.name(),
+                grpc.token_value().unwrap_or("-")
+            )
+            .map_err(io_error)?;
+            grpc.serve_on(listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
             writeln!(out, "stopped").map_err(io_error)?;
             Ok(Exit::Success)
         }

@@ -98,6 +98,12 @@ pub use qtasks_postgres as postgres;
 #[cfg(feature = "web")]
 pub use qtasks_web as web;
 
+/// The gRPC API on tonic (feature `grpc`): Python QTasks' `qtasks.v1.QTasksService` (`AddTask`,
+/// `GetTask`) plus `Cancel`, `WaitTask` and `ListTasks`; [`grpc::serve`] to serve it,
+/// [`grpc::service`] to add it to a tonic server (see `docs/grpc.md`).
+#[cfg(feature = "grpc")]
+pub use qtasks_grpc as grpc;
+
 #[cfg(feature = "cli")]
 pub mod cli;
 
@@ -139,6 +145,9 @@ pub mod guide {
     #[cfg(feature = "web")]
     #[doc = include_str!("../docs/web.md")]
     pub struct Web;
+    #[cfg(feature = "grpc")]
+    #[doc = include_str!("../docs/grpc.md")]
+    pub struct Grpc;
     #[doc = include_str!("../docs/from-python-qtasks.md")]
     pub struct FromPythonQtasks;
 }

@@ -44,6 +44,17 @@ impl App {
     /// the value given (`task "add": argument "a" expects i64, got "x"`). Typed calls
     /// (`add.call(2, 3).on(&app)`) are checked at compile time instead.
     pub async fn add_task(&self, task_name: &str, args: impl Serialize) -> Result<Task> {
+        self.add_task_with_priority(task_name, args, None).await
+    }
+
+    /// [`add_task`](Self::add_task) with a priority (lower runs first); `None`: the task's
+    /// default. For callers by name that carry one (the gRPC API's `AddTask`).
+    pub async fn add_task_with_priority(
+        &self,
+        task_name: &str,
+        args: impl Serialize,
+        priority: Option<i32>,
+    ) -> Result<Task> {
         let entry = self
             .task(task_name)
             .ok_or_else(|| self.unknown_task(task_name))?;
@@ -58,7 +69,7 @@ impl App {
                 task: task_name.to_string(),
                 problem,
             })?;
-        self.enqueue(Uuid::new_v4(), entry, None, args).await
+        self.enqueue(Uuid::new_v4(), entry, priority, args).await
     }
 
     /// Enqueues many calls in as few broker round trips as possible (batches of
