@@ -229,6 +229,8 @@ async fn rust_client_enqueues_waits_reads_lists_and_follows_on_redis() {
         return;
     };
     let name = format!("grpc-redis-{}", qtasks::Uuid::new_v4().simple());
+    // Listing on Redis reads the per-status indexes, an option of the backend.
+    let url = format!("{url}?status_index=true");
     let app = builder(&name).broker_url(&url).build().unwrap();
     let worker = app.spawn_worker();
     round_trip(&app).await;
