@@ -14,17 +14,23 @@ use crate::backend::{Completion, Delivery, Lease};
 /// Most completions acknowledged in one broker call.
 pub(crate) const MAX_ACK_BATCH: usize = 1024;
 
+/// A claimed task on its way to a lane, with the token that cancels it.
+pub(crate) struct Job {
+    pub(crate) delivery: Delivery,
+    pub(crate) cancel: CancellationToken,
+}
+
 /// The claimed jobs waiting for a lane (as many as there are slots at most). The fetcher adds
 /// a claimed batch under one lock; a lane takes one job at a time. (A channel woke a sender and
 /// a receiver for every job.)
 #[derive(Default)]
 pub(crate) struct JobQueue {
-    jobs: Mutex<VecDeque<Delivery>>,
+    jobs: Mutex<VecDeque<Job>>,
     added: Notify,
 }
 
 impl JobQueue {
-    pub(crate) fn push(&self, jobs: Vec<Delivery>) {
+    pub(crate) fn push(&self, jobs: Vec<Job>) {
         let n = jobs.len();
         self.jobs.lock().extend(jobs);
         // One wake-up per job (cheap when no lane waits: busy lanes take the next job without
@@ -34,12 +40,12 @@ impl JobQueue {
         }
     }
 
-    pub(crate) fn take_all(&self) -> impl Iterator<Item = Delivery> {
+    pub(crate) fn take_all(&self) -> impl Iterator<Item = Job> {
         std::mem::take(&mut *self.jobs.lock()).into_iter()
     }
 
     /// The next job, waiting for one; `None` once the worker stops.
-    pub(crate) async fn next(&self, shutdown: &CancellationToken) -> Option<Delivery> {
+    pub(crate) async fn next(&self, shutdown: &CancellationToken) -> Option<Job> {
         loop {
             if shutdown.is_cancelled() {
                 return None;

@@ -22,7 +22,7 @@ use crate::execute::execute;
 use crate::ext::events::WorkerEvent;
 use crate::ext::plugin::{ComponentKind, Trigger};
 use crate::task::backoff::Backoff;
-use crate::worker::queues::{DoneQueue, JobQueue, StartQueue, MAX_ACK_BATCH};
+use crate::worker::queues::{DoneQueue, Job, JobQueue, StartQueue, MAX_ACK_BATCH};
 use crate::worker::scope::{WorkerScope, LEASE_LOST};
 
 /// Most tasks claimed in one broker call.
@@ -104,7 +104,7 @@ pub(crate) async fn run(app: App, worker: Arc<WorkerScope>) -> Result<()> {
     let _ = fetcher.await;
 
     // Prefetched tasks go back to the queue at once.
-    let returned: Vec<Lease> = jobs.take_all().map(|delivery| delivery.lease()).collect();
+    let returned: Vec<Lease> = jobs.take_all().map(|job| job.delivery.lease()).collect();
     requeue(&app, &worker, returned).await;
 
     // Running tasks get the grace period.
@@ -233,8 +233,13 @@ async fn fetch_loop(
             }
         };
         slots.add_permits(wanted.saturating_sub(deliveries.len()));
-        worker.hold(&deliveries);
-        jobs.push(deliveries);
+        jobs.push(
+            worker
+                .hold(deliveries)
+                .into_iter()
+                .map(|(delivery, cancel)| Job { delivery, cancel })
+                .collect(),
+        );
     }
 }
 
@@ -261,37 +266,32 @@ async fn lane(parts: Arc<Lane>) {
         slots,
         starts,
     } = &*parts;
-    // The token that stops the lane's task: the lane's own, replaced only after a task was
-    // cancelled with it (or timed out), so a task that is never cancelled costs none.
-    let mut cancel = CancellationToken::new();
-    while let Some(delivery) = jobs.next(worker.shutdown()).await {
-        let uuid = delivery.uuid;
-        if cancel.is_cancelled() {
-            cancel = CancellationToken::new();
-        }
+    while let Some(job) = jobs.next(worker.shutdown()).await {
+        let uuid = job.delivery.uuid;
+        // Without leases (an in-process backend) nothing can take a task away: no start to
+        // record, no stage to track.
         let ours = match starts {
-            None => worker.begin(uuid, &cancel),
+            None => true,
             Some(starts) => {
-                starts.push(delivery.lease()).await.unwrap_or(false) && worker.begin(uuid, &cancel)
+                starts.push(job.delivery.lease()).await.unwrap_or(false) && worker.begin(uuid)
             }
         };
         if !ours {
-            tracing::warn!(worker = %worker.id(), task_name = %delivery.task_name, task_uuid = %uuid, "not starting a prefetched task: {LEASE_LOST}");
+            tracing::warn!(worker = %worker.id(), task_name = %job.delivery.task_name, task_uuid = %uuid, "not starting a prefetched task: {LEASE_LOST}");
             worker.release([uuid]);
             slots.add_permits(1);
             continue;
         }
-        let outcome = execute(app, worker, &delivery, cancel.clone()).await;
-        let kept = worker.finish(uuid);
-        if starts.is_some() && !kept {
+        let outcome = execute(app, worker, &job.delivery, job.cancel).await;
+        if starts.is_some() && !worker.finish(uuid) {
             // Its lease went while it ran: the acknowledgement would be rejected.
-            tracing::warn!(worker = %worker.id(), task_name = %delivery.task_name, task_uuid = %uuid, "not acknowledging a task stopped by a lost lease (its completion would be rejected): {LEASE_LOST}");
+            tracing::warn!(worker = %worker.id(), task_name = %job.delivery.task_name, task_uuid = %uuid, "not acknowledging a task stopped by a lost lease (its completion would be rejected): {LEASE_LOST}");
             worker.release([uuid]);
             slots.add_permits(1);
             continue;
         }
         done.push(Completion {
-            lease: delivery.lease(),
+            lease: job.delivery.lease(),
             outcome,
         });
     }

@@ -38,10 +38,7 @@ pub(crate) struct WorkerScope {
 /// A task the worker holds, from its claim to its acknowledgement.
 struct Held {
     token: u64,
-    /// The token that stops it, once a lane runs it (the lane's own: a task that is never
-    /// cancelled costs no token of its own). A cancel before that is kept in `reason`, and
-    /// the lane applies it when it begins.
-    cancel: Option<CancellationToken>,
+    cancel: CancellationToken,
     reason: Option<String>,
     stage: Stage,
     /// The backend reported the lease gone: the task is not started, and not acknowledged.
@@ -130,9 +127,7 @@ impl WorkerScope {
         let mut held = self.held.lock();
         if let Some(entry) = held.get_mut(&uuid) {
             entry.reason = Some(reason.to_string());
-            if let Some(cancel) = &entry.cancel {
-                cancel.cancel();
-            }
+            entry.cancel.cancel();
             return;
         }
         // Not registered yet: the claim may still be on its way to this worker. Lock order
@@ -151,27 +146,31 @@ impl WorkerScope {
         self.has_early_cancels.store(true, Ordering::Release);
     }
 
-    /// Takes claimed deliveries into the worker's hold, applying cancels that arrived before
-    /// them (kept as reasons until a lane begins the task).
-    pub(crate) fn hold(&self, deliveries: &[Delivery]) {
+    /// Takes claimed deliveries into the worker's hold, each with the token that cancels it,
+    /// applying cancels that arrived before them.
+    pub(crate) fn hold(&self, deliveries: Vec<Delivery>) -> Vec<(Delivery, CancellationToken)> {
+        let mut jobs = Vec::with_capacity(deliveries.len());
         let mut held = self.held.lock();
         for delivery in deliveries {
+            let cancel = CancellationToken::new();
             held.insert(
                 delivery.uuid,
                 Held {
                     token: delivery.token,
-                    cancel: None,
+                    cancel: cancel.clone(),
                     reason: None,
                     stage: Stage::Claimed,
                     lost: false,
                 },
             );
+            jobs.push((delivery, cancel));
         }
         if self.has_early_cancels.load(Ordering::Acquire) {
             let mut early = self.early_cancels.lock();
             early.retain(|e| match held.get_mut(&e.uuid) {
                 Some(entry) => {
                     entry.reason = Some(e.reason.clone());
+                    entry.cancel.cancel();
                     false
                 }
                 None => true,
@@ -179,6 +178,7 @@ impl WorkerScope {
             self.has_early_cancels
                 .store(!early.is_empty(), Ordering::Release);
         }
+        jobs
     }
 
     /// Lets go of tasks (acknowledged, or returned to the queue).
@@ -189,17 +189,12 @@ impl WorkerScope {
         }
     }
 
-    /// A lane is about to run the task, stopped by `cancel` (the lane's token): `false` when
-    /// its lease was lost meanwhile (it must not start). A cancel that came before is applied
-    /// to `cancel` now.
-    pub(crate) fn begin(&self, uuid: Uuid, cancel: &CancellationToken) -> bool {
+    /// A lane is about to run the task: `false` when its lease was lost meanwhile (it must
+    /// not start).
+    pub(crate) fn begin(&self, uuid: Uuid) -> bool {
         match self.held.lock().get_mut(&uuid) {
             Some(held) if !held.lost => {
                 held.stage = Stage::Running;
-                if held.reason.is_some() {
-                    cancel.cancel();
-                }
-                held.cancel = Some(cancel.clone());
                 true
             }
             _ => false,
@@ -208,15 +203,13 @@ impl WorkerScope {
 
     /// The task finished and its acknowledgement goes out: `false` when its lease was lost
     /// while it ran (the acknowledgement would be rejected; the task is released instead).
-    /// From now on a cancel for it stops nothing: the lane's token serves its next task.
     pub(crate) fn finish(&self, uuid: Uuid) -> bool {
         match self.held.lock().get_mut(&uuid) {
-            Some(held) => {
-                held.cancel = None;
+            Some(held) if !held.lost => {
                 held.stage = Stage::Finished;
-                !held.lost
+                true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -238,9 +231,7 @@ impl WorkerScope {
             match entry.stage {
                 Stage::Running => {
                     entry.reason = Some(LEASE_LOST.to_string());
-                    if let Some(cancel) = &entry.cancel {
-                        cancel.cancel();
-                    }
+                    entry.cancel.cancel();
                     report.running.push(lease.uuid);
                 }
                 _ => report.unstarted.push(lease.uuid),
@@ -306,52 +297,5 @@ impl std::fmt::Debug for WorkerScope {
             .field("id", &self.id)
             .field("inflight", &self.inflight())
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::task::payload::Payload;
-
-    fn delivery(token: u64) -> Delivery {
-        Delivery {
-            uuid: Uuid::new_v4(),
-            task_name: "t".into(),
-            priority: 0,
-            args: Payload::default(),
-            attempt: 1,
-            token,
-        }
-    }
-
-    /// A lane's token stops only the task the lane runs: a cancel for a task that has
-    /// finished (its acknowledgement still on its way) leaves the lane's next task alone, and
-    /// a cancel that came before a task began is applied when it begins.
-    #[test]
-    fn a_lane_token_stops_only_the_task_it_runs() {
-        let scope = WorkerScope::new("w".into());
-        let (a, b, c) = (delivery(1), delivery(2), delivery(3));
-        scope.hold(&[a.clone(), b.clone(), c.clone()]);
-        let lane = CancellationToken::new();
-        assert!(scope.begin(a.uuid, &lane));
-        assert!(scope.finish(a.uuid));
-        scope.cancel_running(a.uuid, "too late");
-        assert!(
-            !lane.is_cancelled(),
-            "a finished task's cancel stops nothing"
-        );
-        assert!(scope.begin(b.uuid, &lane));
-        scope.cancel_running(b.uuid, "stop b");
-        assert!(lane.is_cancelled(), "the running task's cancel stops it");
-        assert_eq!(scope.cancel_reason(b.uuid).as_deref(), Some("stop b"));
-        let fresh = CancellationToken::new();
-        scope.cancel_running(c.uuid, "stop c before it starts");
-        assert!(!fresh.is_cancelled());
-        assert!(scope.begin(c.uuid, &fresh));
-        assert!(
-            fresh.is_cancelled(),
-            "an earlier cancel is applied when the task begins"
-        );
     }
 }
