@@ -64,6 +64,9 @@
 local P = ARGV[1]
 local T = P .. 't:'
 local REPORT = {}
+-- The per-status indexes are written (and their keys checked) only while they are on for the
+-- app (`ixon`, RedisOptions::status_index).
+local IX_ON = redis.call('EXISTS', P .. 'ixon') == 1
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -92,7 +95,8 @@ local KINDS = {
 }
 local function check_keys(...)
   for _, name in ipairs({...}) do
-    local kind = redis.call('TYPE', P .. name)['ok']
+    local kind = (IX_ON or string.sub(name, 1, 3) ~= 'ix:') and
+      redis.call('TYPE', P .. name)['ok'] or 'none'
     if kind ~= 'none' and kind ~= KINDS[name] then
       return 'WRONGTYPE the key ' .. P .. name .. ' holds a ' .. kind .. ' where qtasks keeps a ' ..
         KINDS[name] .. ': something else writes into this app\'s keys (' .. P .. '*). Nothing ' ..
@@ -176,8 +180,6 @@ local function run_attempt(entry, token)
   if not stop then return nil end
   return string.sub(entry, n + 2, stop - 1)
 end
--- The indexes are written only while they are on for the app (`ixon`, RedisOptions::status_index).
-local IX_ON = redis.call('EXISTS', P .. 'ixon') == 1
 local IX, IX_IDS = {}, {}
 local function index(id, from, to, at)
   if not IX_ON then return end

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis::aio::{MultiplexedConnection, PubSub};
 use deadpool_redis::redis::{
-    AsyncConnectionConfig, Client, Cmd, FromRedisValue, RedisError, Script,
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisError, Script,
 };
 use parking_lot::Mutex;
 use qtasks_core::Error;
@@ -257,18 +257,52 @@ impl RedisBackend {
         cmd: &Cmd,
     ) -> qtasks_core::Result<T> {
         let mut conn = self.shared_conn(component, what).await?;
-        let e = match cmd.query_async(&mut conn).await {
-            Ok(value) => return Ok(value),
-            Err(e) => e,
-        };
-        self.conns.discard_shared(&e);
+        match cmd.query_async(&mut conn).await {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self
+                .key_error(&mut conn, component, what, key, expected, &e)
+                .await),
+        }
+    }
+
+    /// Runs a pipeline whose commands read `key` on the shared connection, with the errors of
+    /// [`Self::query_key`].
+    pub(crate) async fn query_pipe_key<T: FromRedisValue>(
+        &self,
+        component: &'static str,
+        what: &str,
+        key: &str,
+        expected: &str,
+        pipe: &Pipeline,
+    ) -> qtasks_core::Result<T> {
+        let mut conn = self.shared_conn(component, what).await?;
+        match pipe.query_async(&mut conn).await {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self
+                .key_error(&mut conn, component, what, key, expected, &e)
+                .await),
+        }
+    }
+
+    /// The error of a command on `key`: when Redis says the key holds the wrong type, one that
+    /// names the key and what it holds.
+    async fn key_error(
+        &self,
+        conn: &mut MultiplexedConnection,
+        component: &'static str,
+        what: &str,
+        key: &str,
+        expected: &str,
+        e: &RedisError,
+    ) -> Error {
+        self.conns.discard_shared(e);
         if e.code() == Some("WRONGTYPE") {
             let held: String = deadpool_redis::redis::cmd("TYPE")
                 .arg(key)
-                .query_async(&mut conn)
+                .query_async(conn)
                 .await
                 .unwrap_or_else(|_| "value of another type".to_string());
-            return Err(Error::backend(
+            return Error::backend(
                 component,
                 format!(
                     "{what} failed on Redis at {}: the key {key} holds a {held}, not {expected}: \
@@ -276,8 +310,8 @@ impl RedisBackend {
                      keys, or give the app another name",
                     self.conns.shown_url, self.prefix
                 ),
-            ));
+            );
         }
-        Err(self.conns.error(component, what, &e))
+        self.conns.error(component, what, e)
     }
 }

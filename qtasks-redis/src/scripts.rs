@@ -129,11 +129,6 @@ pub(crate) static STARTED: LazyLock<Script> =
 pub(crate) static CANCEL: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/cancel.lua"), Flags::AllowOom));
 
-/// `lua/get.lua`: a task's record with its `run` entry (the task is `process` while it is
-/// there).
-pub(crate) static GET: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/get.lua"), Flags::NoWrites));
-
 /// `lua/stats.lua`: the queue's counts.
 pub(crate) static STATS: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/stats.lua"), Flags::NoWrites));
@@ -160,7 +155,7 @@ mod tests {
     use super::*;
 
     /// Every script file, by name.
-    const FILES: [(&str, &str); 15] = [
+    const FILES: [(&str, &str); 14] = [
         ("prelude", PRELUDE),
         ("enqueue", include_str!("../lua/enqueue.lua")),
         ("claim", include_str!("../lua/claim.lua")),
@@ -172,7 +167,6 @@ mod tests {
         ("stats", include_str!("../lua/stats.lua")),
         ("heartbeat", include_str!("../lua/heartbeat.lua")),
         ("live_workers", include_str!("../lua/live_workers.lua")),
-        ("get", include_str!("../lua/get.lua")),
         ("retry_dead", include_str!("../lua/retry_dead.lua")),
         ("delete", include_str!("../lua/delete.lua")),
         ("purge", include_str!("../lua/purge.lua")),

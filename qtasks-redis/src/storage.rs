@@ -12,7 +12,7 @@ use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
 
 use crate::wire::decode_record;
-use crate::{scripts, RedisBackend};
+use crate::RedisBackend;
 
 /// One entry of the dead-letter ([`RedisBackend::dead_letter_entries`]).
 #[derive(Debug, Clone)]
@@ -92,10 +92,24 @@ impl RedisBackend {
 impl Storage for RedisBackend {
     fn get(&self, uuid: Uuid) -> BoxFuture<'_, Result<Option<Task>>> {
         Box::pin(async move {
-            let args = vec![uuid.hyphenated().to_string().into_bytes()];
-            let what = format!("reading task {uuid}");
-            let (run, fields): (Option<Vec<u8>>, HashMap<String, Vec<u8>>) =
-                self.eval("storage", &what, &scripts::GET, args).await?;
+            let key = self.record_key(uuid);
+            // The claim first, then the record, in one round trip: a task that finishes in
+            // between reads as finished (its record says so), one claimed in between as not
+            // yet claimed.
+            let mut pipe = redis::pipe();
+            pipe.cmd("HGET")
+                .arg(self.key("run"))
+                .arg(uuid.hyphenated().to_string());
+            pipe.cmd("HGETALL").arg(&key);
+            let (run, fields): (Option<Vec<u8>>, HashMap<String, Vec<u8>>) = self
+                .query_pipe_key(
+                    "storage",
+                    &format!("reading task {uuid}"),
+                    &key,
+                    "a task record (hash)",
+                    &pipe,
+                )
+                .await?;
             if fields.is_empty() {
                 return Ok(None);
             }
