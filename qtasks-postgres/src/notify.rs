@@ -9,16 +9,15 @@
 //! (re)connection it wakes every local waiter and claimer, so that a notification sent while it
 //! was away is not missed (they read the tables again).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use qtasks_core::backend::CancelRequest;
+use qtasks_core::backend::{CancelRequest, Notices};
 use qtasks_core::Backoff;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{AsyncMessage, NoTls, Notification};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
@@ -40,8 +39,7 @@ struct State {
     wake: watch::Sender<u64>,
     /// Whether the listener is connected and listening.
     listening: watch::Sender<bool>,
-    waiters: Mutex<HashMap<Uuid, Vec<oneshot::Sender<()>>>>,
-    cancels: broadcast::Sender<CancelRequest>,
+    notices: Notices,
 }
 
 /// The three channels of an app.
@@ -60,8 +58,7 @@ impl Notifier {
                 app: app.to_string(),
                 wake: watch::channel(0).0,
                 listening: watch::channel(false).0,
-                waiters: Mutex::new(HashMap::new()),
-                cancels: broadcast::channel(1024).0,
+                notices: Notices::default(),
             }),
             task: Mutex::new(None),
             _stop_on_drop: stop.clone().drop_guard(),
@@ -100,41 +97,23 @@ impl Notifier {
     /// Registers interest in `uuid` finishing; the receiver fires when it may have finished.
     pub(crate) fn register(&self, uuid: Uuid) -> oneshot::Receiver<()> {
         self.ensure_started();
-        let (tx, rx) = oneshot::channel();
-        self.state.waiters.lock().entry(uuid).or_default().push(tx);
-        rx
+        self.state.notices.register(uuid)
     }
 
     /// How many waits are registered now.
     pub(crate) fn parked(&self) -> usize {
-        self.state.waiters.lock().values().map(Vec::len).sum()
+        self.state.notices.parked()
     }
 
     /// Forgets waiters of `uuid` that gave up.
     pub(crate) fn prune(&self, uuid: Uuid) {
-        let mut waiters = self.state.waiters.lock();
-        if let Some(list) = waiters.get_mut(&uuid) {
-            list.retain(|tx| !tx.is_closed());
-            if list.is_empty() {
-                waiters.remove(&uuid);
-            }
-        }
+        self.state.notices.prune(uuid);
     }
 
     /// Cancel requests sent by any process of the app.
     pub(crate) fn cancel_requests(&self) -> BoxStream<'static, CancelRequest> {
         self.ensure_started();
-        let rx = self.state.cancels.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(request) => return Some((request, rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed()
+        self.state.notices.cancel_requests()
     }
 }
 
@@ -236,9 +215,9 @@ async fn listen(
         if n.channel() == channels.wake {
             state.wake.send_modify(|k| *k = k.wrapping_add(1));
         } else if n.channel() == channels.done {
-            finished(state, n.payload());
+            state.notices.finished(n.payload());
         } else if n.channel() == channels.cancel {
-            cancel_requested(state, n.payload());
+            state.notices.cancel_requested(n.payload());
         }
     }
 }
@@ -256,35 +235,5 @@ impl Drop for AbortOnDrop {
 /// have been sent while nobody listened).
 fn wake_all(state: &State) {
     state.wake.send_modify(|k| *k = k.wrapping_add(1));
-    let waiters = std::mem::take(&mut *state.waiters.lock());
-    for tx in waiters.into_values().flatten() {
-        let _ = tx.send(());
-    }
-}
-
-fn finished(state: &State, payload: &str) {
-    let mut waiters = state.waiters.lock();
-    if waiters.is_empty() {
-        return;
-    }
-    for id in payload.split(',') {
-        let Ok(uuid) = Uuid::parse_str(id) else {
-            continue;
-        };
-        if let Some(list) = waiters.remove(&uuid) {
-            for tx in list {
-                let _ = tx.send(());
-            }
-        }
-    }
-}
-
-fn cancel_requested(state: &State, payload: &str) {
-    let (id, reason) = payload.split_once('\n').unwrap_or((payload, "cancelled"));
-    if let Ok(uuid) = Uuid::parse_str(id) {
-        let _ = state.cancels.send(CancelRequest {
-            uuid,
-            reason: reason.to_string(),
-        });
-    }
+    state.notices.wake_all();
 }

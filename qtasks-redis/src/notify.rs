@@ -5,15 +5,14 @@
 //! with backoff; after each (re)connection it wakes every local waiter so that a completion
 //! published while it was away is not missed (waiters re-read the record).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use qtasks_core::backend::CancelRequest;
+use qtasks_core::backend::{CancelRequest, Notices};
 use qtasks_core::Backoff;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
@@ -31,8 +30,7 @@ struct State {
     conns: Arc<Connections>,
     done_channel: String,
     cancel_channel: String,
-    waiters: Mutex<HashMap<Uuid, Vec<oneshot::Sender<()>>>>,
-    cancels: broadcast::Sender<CancelRequest>,
+    notices: Notices,
 }
 
 impl Notifier {
@@ -43,8 +41,7 @@ impl Notifier {
                 conns,
                 done_channel: format!("{prefix}done"),
                 cancel_channel: format!("{prefix}cancel"),
-                waiters: Mutex::new(HashMap::new()),
-                cancels: broadcast::channel(1024).0,
+                notices: Notices::default(),
             }),
             task: Mutex::new(None),
             _stop_on_drop: stop.clone().drop_guard(),
@@ -65,41 +62,23 @@ impl Notifier {
     /// Registers interest in `uuid` finishing; the receiver fires when it may have finished.
     pub(crate) fn register(&self, uuid: Uuid) -> oneshot::Receiver<()> {
         self.ensure_started();
-        let (tx, rx) = oneshot::channel();
-        self.state.waiters.lock().entry(uuid).or_default().push(tx);
-        rx
+        self.state.notices.register(uuid)
     }
 
     /// How many waits are registered now.
     pub(crate) fn parked(&self) -> usize {
-        self.state.waiters.lock().values().map(Vec::len).sum()
+        self.state.notices.parked()
     }
 
     /// Forgets waiters of `uuid` that gave up.
     pub(crate) fn prune(&self, uuid: Uuid) {
-        let mut waiters = self.state.waiters.lock();
-        if let Some(list) = waiters.get_mut(&uuid) {
-            list.retain(|tx| !tx.is_closed());
-            if list.is_empty() {
-                waiters.remove(&uuid);
-            }
-        }
+        self.state.notices.prune(uuid);
     }
 
-    /// Cancel requests published by any process of the app.
+    /// Cancel requests sent by any process of the app.
     pub(crate) fn cancel_requests(&self) -> BoxStream<'static, CancelRequest> {
         self.ensure_started();
-        let rx = self.state.cancels.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(request) => return Some((request, rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed()
+        self.state.notices.cancel_requests()
     }
 }
 
@@ -109,7 +88,7 @@ async fn subscribe_loop(state: Arc<State>, stop: CancellationToken) {
         match subscribe(&state).await {
             Ok(pubsub) => {
                 backoff.reset();
-                wake_all(&state);
+                state.notices.wake_all();
                 let mut messages = pubsub.into_on_message();
                 loop {
                     let message = tokio::select! {
@@ -119,9 +98,11 @@ async fn subscribe_loop(state: Arc<State>, stop: CancellationToken) {
                     let Some(message) = message else { break };
                     let payload = message.get_payload_bytes();
                     if message.get_channel_name() == state.done_channel {
-                        finished(&state, payload);
+                        state.notices.finished(&String::from_utf8_lossy(payload));
                     } else {
-                        cancel_requested(&state, payload);
+                        state
+                            .notices
+                            .cancel_requested(&String::from_utf8_lossy(payload));
                     }
                 }
                 tracing::warn!("lost the Redis pub/sub connection; reconnecting");
@@ -145,44 +126,4 @@ async fn subscribe(
     pubsub.subscribe(&state.done_channel).await?;
     pubsub.subscribe(&state.cancel_channel).await?;
     Ok(pubsub)
-}
-
-/// Wakes every waiter: they re-read their task (after a reconnection, a completion may have
-/// been published while nobody listened).
-fn wake_all(state: &State) {
-    let waiters = std::mem::take(&mut *state.waiters.lock());
-    for tx in waiters.into_values().flatten() {
-        let _ = tx.send(());
-    }
-}
-
-fn finished(state: &State, payload: &[u8]) {
-    let mut waiters = state.waiters.lock();
-    if waiters.is_empty() {
-        return;
-    }
-    for id in payload.split(|b| *b == b',') {
-        let Some(uuid) = std::str::from_utf8(id)
-            .ok()
-            .and_then(|s| Uuid::parse_str(s).ok())
-        else {
-            continue;
-        };
-        if let Some(list) = waiters.remove(&uuid) {
-            for tx in list {
-                let _ = tx.send(());
-            }
-        }
-    }
-}
-
-fn cancel_requested(state: &State, payload: &[u8]) {
-    let text = String::from_utf8_lossy(payload);
-    let (id, reason) = text.split_once('\n').unwrap_or((&text, "cancelled"));
-    if let Ok(uuid) = Uuid::parse_str(id) {
-        let _ = state.cancels.send(CancelRequest {
-            uuid,
-            reason: reason.to_string(),
-        });
-    }
 }

@@ -24,9 +24,11 @@
 
 mod held;
 pub mod inspect;
+mod notices;
 mod wire;
 
 pub use held::Held;
+pub use notices::Notices;
 
 pub use wire::{
     CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, NewTask, Outcome,
