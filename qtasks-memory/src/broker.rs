@@ -9,11 +9,10 @@ use qtasks_core::backend::inspect::{MinuteCount, PauseTarget, Pauses, Purge, ALL
 use qtasks_core::backend::{
     Broker, CancelOutcome, Completion, Delivery, Lease, NewTask, Outcome, QueueStats,
 };
-use qtasks_core::{Result, Task, TaskStatus};
+use qtasks_core::{Result, TaskStatus};
 use uuid::Uuid;
 
-use crate::records::Slot;
-use crate::waiters::Waiters;
+use crate::records::{Slot, DEAD_LETTER};
 use crate::MemoryBackend;
 
 impl MemoryBackend {
@@ -41,7 +40,7 @@ impl MemoryBackend {
                         .shard(&uuid)
                         .lock()
                         .get(&uuid)
-                        .map(|s| s.task.priority)
+                        .map(|s| s.priority)
                         .unwrap_or(0);
                     q.ready.push(priority, seq, uuid);
                 }
@@ -59,32 +58,30 @@ impl MemoryBackend {
         let mut set_aside = Vec::new();
         for uuid in popped {
             let mut shard = self.records.shard(&uuid).lock();
-            let Some(slot) = shard.get_mut(&uuid) else {
-                continue;
-            };
-            let old = slot.task.status;
-            if !matches!(old, TaskStatus::New | TaskStatus::Retry) {
-                continue; // cancelled while queued
-            }
-            if let Some(p) = &pauses {
-                if p.blocks(slot.task.task_name.as_str()) {
-                    set_aside.push((slot.task.priority, slot.seq, uuid));
-                    continue;
+            shard.update(&uuid, |slot| {
+                if !matches!(slot.status, TaskStatus::New | TaskStatus::Retry) {
+                    return; // cancelled while queued
                 }
-            }
-            slot.task.status = TaskStatus::Process;
-            slot.task.attempts += 1;
-            slot.task.updated_at = now_wall;
-            slot.token += 1;
-            out.push(Delivery {
-                uuid,
-                task_name: slot.task.task_name.clone(),
-                priority: slot.task.priority,
-                args: slot.task.args.clone(),
-                attempt: slot.task.attempts,
-                token: slot.token,
+                if pauses
+                    .as_ref()
+                    .is_some_and(|p| p.blocks(slot.task_name.as_str()))
+                {
+                    set_aside.push((slot.priority, slot.seq, uuid));
+                    return;
+                }
+                slot.status = TaskStatus::Process;
+                slot.attempts += 1;
+                slot.touch(now_wall);
+                slot.token += 1;
+                out.push(Delivery {
+                    uuid,
+                    task_name: slot.task_name.clone(),
+                    priority: slot.priority,
+                    args: slot.args.clone(),
+                    attempt: slot.attempts,
+                    token: slot.token,
+                });
             });
-            shard.moved(&uuid, old);
         }
         if !set_aside.is_empty() {
             // Paused task names keep their place in the queue.
@@ -106,29 +103,14 @@ impl Broker for MemoryBackend {
             for t in tasks {
                 // A uuid that exists is left alone: a producer may send a call again after a
                 // timeout (the same id or idempotency key) without making a duplicate.
-                if self.records.shard(&t.uuid).lock().contains_key(&t.uuid) {
+                let mut shard = self.records.shard(&t.uuid).lock();
+                if shard.contains_key(&t.uuid) {
                     continue;
                 }
                 let seq = q.next_seq;
                 q.next_seq += 1;
-                let mut task = Task::new(
-                    t.uuid,
-                    t.task_name.clone(),
-                    t.priority,
-                    t.args.clone(),
-                    t.created_at,
-                );
-                task.updated_at = now_wall;
-                self.records.shard(&t.uuid).lock().insert(
-                    t.uuid,
-                    Box::new(Slot {
-                        task,
-                        seq,
-                        token: 0,
-                        waiters: Waiters::default(),
-                        ix: 0,
-                    }),
-                );
+                shard.insert(t.uuid, Box::new(Slot::new(t, seq, now_wall)));
+                drop(shard);
                 match t.not_before.and_then(|at| at.duration_since(now_wall).ok()) {
                     Some(delay) if !delay.is_zero() => {
                         q.delayed.push(Reverse((now + delay, seq, t.uuid)))
@@ -174,54 +156,52 @@ impl Broker for MemoryBackend {
             let mut retries = Vec::new();
             let mut dead = 0;
             let mut finished = MinuteCount::default();
+            let expires_ms = self.ms_since_epoch(now + self.result_ttl);
             for c in done {
                 let mut shard = self.records.shard(&c.lease.uuid).lock();
-                let Some(slot) = shard.get_mut(&c.lease.uuid) else {
+                let current = shard.update(&c.lease.uuid, |slot| {
+                    if slot.token != c.lease.token || slot.status != TaskStatus::Process {
+                        return false;
+                    }
+                    slot.touch(now_wall);
+                    match &c.outcome {
+                        Outcome::Success(payload) => {
+                            slot.status = TaskStatus::Success;
+                            slot.returning = Some(payload.clone());
+                            finished.success += 1;
+                        }
+                        Outcome::Failed { traceback } => {
+                            slot.status = TaskStatus::Error;
+                            slot.set_traceback(Some(traceback.clone()));
+                            finished.error += 1;
+                        }
+                        Outcome::DeadLetter { reason, traceback } => {
+                            slot.status = TaskStatus::Error;
+                            let rare = slot.rare_mut();
+                            rare.traceback = Some(traceback.clone());
+                            rare.extra
+                                .insert(DEAD_LETTER.into(), reason.as_str().into());
+                            finished.error += 1;
+                            dead += 1;
+                        }
+                        Outcome::Cancelled { reason } => {
+                            slot.status = TaskStatus::Cancel;
+                            slot.rare_mut().cancel_reason = Some(reason.clone());
+                        }
+                        Outcome::Retry { traceback, delay } => {
+                            slot.status = TaskStatus::Retry;
+                            slot.set_traceback(Some(traceback.clone()));
+                            retries.push((now + *delay, slot.seq, c.lease.uuid));
+                            return true;
+                        }
+                    }
+                    slot.wake_waiters();
+                    expiring.push((expires_ms, c.lease.uuid));
+                    true
+                });
+                if current != Some(true) {
                     rejected.push(c.lease);
-                    continue;
-                };
-                if slot.token != c.lease.token || slot.task.status != TaskStatus::Process {
-                    rejected.push(c.lease);
-                    continue;
                 }
-                let task = &mut slot.task;
-                task.updated_at = now_wall;
-                match &c.outcome {
-                    Outcome::Success(payload) => {
-                        task.status = TaskStatus::Success;
-                        task.returning = Some(payload.clone());
-                    }
-                    Outcome::Failed { traceback } => {
-                        task.status = TaskStatus::Error;
-                        task.traceback = Some(traceback.clone());
-                    }
-                    Outcome::DeadLetter { reason, traceback } => {
-                        task.status = TaskStatus::Error;
-                        task.traceback = Some(traceback.clone());
-                        task.extra
-                            .insert("dead_letter".into(), reason.as_str().into());
-                        dead += 1;
-                    }
-                    Outcome::Cancelled { reason } => {
-                        task.status = TaskStatus::Cancel;
-                        task.cancel_reason = Some(reason.clone());
-                    }
-                    Outcome::Retry { traceback, delay } => {
-                        task.status = TaskStatus::Retry;
-                        task.traceback = Some(traceback.clone());
-                        retries.push((now + *delay, slot.seq, c.lease.uuid));
-                        shard.moved(&c.lease.uuid, TaskStatus::Process);
-                        continue;
-                    }
-                }
-                match task.status {
-                    TaskStatus::Success => finished.success += 1,
-                    TaskStatus::Error => finished.error += 1,
-                    _ => {}
-                }
-                slot.waiters.wake_all();
-                shard.moved(&c.lease.uuid, TaskStatus::Process);
-                expiring.push((now + self.result_ttl, c.lease.uuid));
             }
             self.count_finished(now_wall, finished);
             if !expiring.is_empty() || !retries.is_empty() {
@@ -247,20 +227,19 @@ impl Broker for MemoryBackend {
     fn requeue<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut entries = Vec::new();
+            let now_wall = SystemTime::now();
             for lease in leases {
                 let mut shard = self.records.shard(&lease.uuid).lock();
-                let Some(slot) = shard.get_mut(&lease.uuid) else {
-                    continue;
-                };
-                if slot.token != lease.token || slot.task.status != TaskStatus::Process {
-                    continue;
-                }
-                slot.task.status = TaskStatus::New;
-                slot.task.attempts = slot.task.attempts.saturating_sub(1);
-                slot.task.updated_at = SystemTime::now();
-                slot.token += 1;
-                entries.push((slot.task.priority, slot.seq, lease.uuid));
-                shard.moved(&lease.uuid, TaskStatus::Process);
+                shard.update(&lease.uuid, |slot| {
+                    if slot.token != lease.token || slot.status != TaskStatus::Process {
+                        return;
+                    }
+                    slot.status = TaskStatus::New;
+                    slot.attempts = slot.attempts.saturating_sub(1);
+                    slot.touch(now_wall);
+                    slot.token += 1;
+                    entries.push((slot.priority, slot.seq, lease.uuid));
+                });
             }
             if !entries.is_empty() {
                 let mut q = self.queue.lock();
@@ -289,28 +268,25 @@ impl Broker for MemoryBackend {
         Box::pin(async move {
             let outcome = {
                 let mut shard = self.records.shard(&uuid).lock();
-                let Some(slot) = shard.get_mut(&uuid) else {
-                    return Ok(CancelOutcome::NotFound);
-                };
-                match slot.task.status {
-                    old @ (TaskStatus::New | TaskStatus::Retry) => {
-                        slot.task.status = TaskStatus::Cancel;
-                        slot.task.cancel_reason = Some(reason);
-                        slot.task.updated_at = SystemTime::now();
-                        slot.waiters.wake_all();
-                        shard.moved(&uuid, old);
+                let outcome = shard.update(&uuid, |slot| match slot.status {
+                    TaskStatus::New | TaskStatus::Retry => {
+                        slot.status = TaskStatus::Cancel;
+                        slot.rare_mut().cancel_reason = Some(reason);
+                        slot.touch(SystemTime::now());
+                        slot.wake_waiters();
                         CancelOutcome::Cancelled
                     }
                     TaskStatus::Process => CancelOutcome::Running,
                     _ => CancelOutcome::Finished,
-                }
+                });
+                outcome.unwrap_or(CancelOutcome::NotFound)
             };
             if outcome == CancelOutcome::Cancelled {
                 let now = Instant::now();
                 self.queue
                     .lock()
                     .expiry
-                    .push_back((now + self.result_ttl, uuid));
+                    .push_back((self.ms_since_epoch(now + self.result_ttl), uuid));
             }
             Ok(outcome)
         })
@@ -379,7 +355,7 @@ impl MemoryBackend {
             .filter(|lease| {
                 let shard = self.records.shard(&lease.uuid).lock();
                 !shard.get(&lease.uuid).is_some_and(|slot| {
-                    slot.token == lease.token && slot.task.status == TaskStatus::Process
+                    slot.token == lease.token && slot.status == TaskStatus::Process
                 })
             })
             .copied()

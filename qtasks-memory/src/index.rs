@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use qtasks_core::backend::inspect::{unix_ms, Cursor, TaskQuery};
+use qtasks_core::backend::inspect::{Cursor, TaskQuery};
 use qtasks_core::TaskStatus;
 use rustc_hash::FxHashMap;
 use uuid::Uuid;
@@ -51,15 +51,19 @@ impl StatusIndex {
     /// Notes that `slot`'s record entered its current status (a new generation of it).
     pub(crate) fn entered(&mut self, uuid: Uuid, slot: &mut Slot) {
         slot.ix = slot.ix.wrapping_add(1);
-        let s = slot_of(slot.task.status);
+        let s = slot_of(slot.status);
         self.counts[s] += 1;
         let entry = Entry {
-            at_ms: unix_ms(slot.task.updated_at),
+            at_ms: slot.updated_ns / 1_000_000,
             uuid,
             ix: slot.ix,
         };
-        // Kept ordered by time (almost always in place: one comparison).
+        // Kept ordered by time: almost always the newest, appended after one comparison.
         let list = &mut self.lists[s];
+        if list.back().is_none_or(|last| last.at_ms <= entry.at_ms) {
+            list.push_back(entry);
+            return;
+        }
         let mut at = list.len();
         while at > 0 && list.len() - at < REORDER_MAX && list[at - 1].at_ms > entry.at_ms {
             at -= 1;
@@ -124,7 +128,7 @@ impl StatusIndex {
             }
             if map
                 .get(&e.uuid)
-                .is_some_and(|slot| query.matches(&slot.task))
+                .is_some_and(|slot| query.matches_fields(&slot.task_name, &slot.args))
             {
                 oldest = oldest.min(e.at_ms);
                 out.push(key);
@@ -152,5 +156,5 @@ impl StatusIndex {
 /// Whether `e` is the current index entry of its record.
 fn live(map: &FxHashMap<Uuid, Box<Slot>>, e: &Entry, status: TaskStatus) -> bool {
     map.get(&e.uuid)
-        .is_some_and(|s| s.ix == e.ix && s.task.status == status)
+        .is_some_and(|s| s.ix == e.ix && s.status == status)
 }

@@ -12,6 +12,7 @@ use qtasks_core::backend::inspect::{
 use qtasks_core::TaskStatus;
 use uuid::Uuid;
 
+use crate::records::DEAD_LETTER;
 use crate::MemoryBackend;
 
 /// How many minutes of finished-task counts are kept.
@@ -110,7 +111,7 @@ impl MemoryBackend {
             .iter()
             .filter_map(|k| {
                 let shard = self.records.shard(&k.uuid).lock();
-                shard.get(&k.uuid).map(|slot| slot.task.clone())
+                shard.get(&k.uuid).map(|slot| slot.task(k.uuid))
             })
             .filter(|t| query.status.is_none_or(|s| t.status == s))
             .collect();
@@ -125,22 +126,20 @@ impl MemoryBackend {
         let mut undead = 0;
         for uuid in uuids {
             let mut shard = self.records.shard(uuid).lock();
-            let Some(slot) = shard.get_mut(uuid) else {
-                continue;
-            };
-            if slot.task.status != TaskStatus::Error {
-                continue;
-            }
-            if slot.task.extra.remove("dead_letter").is_some() {
-                undead += 1;
-            }
-            slot.task.status = TaskStatus::New;
-            slot.task.traceback = None;
-            slot.task.updated_at = now_wall;
-            slot.token += 1;
-            entries.push((slot.task.priority, slot.seq, *uuid));
-            shard.moved(uuid, TaskStatus::Error);
-            queued.push(*uuid);
+            shard.update(uuid, |slot| {
+                if slot.status != TaskStatus::Error {
+                    return;
+                }
+                if slot.rare_mut().extra.remove(DEAD_LETTER).is_some() {
+                    undead += 1;
+                }
+                slot.status = TaskStatus::New;
+                slot.set_traceback(None);
+                slot.touch(now_wall);
+                slot.token += 1;
+                entries.push((slot.priority, slot.seq, *uuid));
+                queued.push(*uuid);
+            });
         }
         if !entries.is_empty() {
             let mut q = self.queue.lock();
@@ -160,11 +159,11 @@ impl MemoryBackend {
         let mut undead = 0;
         for uuid in uuids {
             let mut shard = self.records.shard(uuid).lock();
-            if !shard.get(uuid).is_some_and(|s| s.task.status.is_final()) {
+            if !shard.get(uuid).is_some_and(|s| s.status.is_final()) {
                 continue;
             }
             if let Some(slot) = shard.remove(uuid) {
-                if slot.task.extra.contains_key("dead_letter") {
+                if slot.is_dead_letter() {
                     undead += 1;
                 }
                 deleted.push(*uuid);
@@ -184,7 +183,7 @@ impl MemoryBackend {
             for status in purge.statuses.iter().filter(|s| s.is_final()) {
                 for uuid in shard.index.older_than(*status, &shard.map, before_ms) {
                     if let Some(slot) = shard.remove(&uuid) {
-                        if slot.task.extra.contains_key("dead_letter") {
+                        if slot.is_dead_letter() {
                             undead += 1;
                         }
                         purged += 1;

@@ -59,6 +59,8 @@ pub struct MemoryBackend {
     any_paused: AtomicBool,
     /// Tasks finished per minute, oldest first (`inspect.rs`).
     finished: Mutex<VecDeque<MinuteCount>>,
+    /// When the backend was made: expiry times are milliseconds after it.
+    epoch: Instant,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -86,7 +88,13 @@ impl MemoryBackend {
             pauses: Mutex::new(Pauses::default()),
             any_paused: AtomicBool::new(false),
             finished: Mutex::new(VecDeque::new()),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Milliseconds from the backend's making to `at`.
+    fn ms_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Keeps at most `n` finished records (the oldest finished go first, before their result

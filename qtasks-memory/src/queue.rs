@@ -17,8 +17,9 @@ pub(crate) struct Queue {
     pub(crate) delayed: BinaryHeap<Reverse<(Instant, u64, Uuid)>>,
     /// The next enqueue sequence number.
     pub(crate) next_seq: u64,
-    /// Finished records and when they expire, oldest first.
-    pub(crate) expiry: VecDeque<(Instant, Uuid)>,
+    /// Finished records and when they expire (milliseconds after the backend's `epoch`: 8
+    /// bytes fewer per record than an `Instant`), oldest first.
+    pub(crate) expiry: VecDeque<(u64, Uuid)>,
 }
 
 /// The ready tasks: the lowest priority number first, then the oldest (lowest enqueue

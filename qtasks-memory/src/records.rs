@@ -1,11 +1,13 @@
 //! The record store: every task's record and claim state in sharded maps (the shard picked by
 //! the uuid's low bits), and the dropping of finished records after the result TTL.
 
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use qtasks_core::{Task, TaskStatus};
+use qtasks_core::backend::NewTask;
+use qtasks_core::{Payload, Task, TaskName, TaskStatus};
 use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
@@ -41,7 +43,7 @@ impl Shard {
     /// Adds a record (replacing none: callers check first) to the map and the index.
     pub(crate) fn insert(&mut self, uuid: Uuid, mut slot: Box<Slot>) {
         self.index.entered(uuid, &mut slot);
-        let status = slot.task.status;
+        let status = slot.status;
         self.map.insert(uuid, slot);
         self.index.compact(status, &self.map);
     }
@@ -49,34 +51,164 @@ impl Shard {
     /// Removes a record from the map and the index.
     pub(crate) fn remove(&mut self, uuid: &Uuid) -> Option<Box<Slot>> {
         let slot = self.map.remove(uuid)?;
-        self.index.left(slot.task.status);
+        self.index.left(slot.status);
         Some(slot)
     }
 
-    /// Notes that `uuid`'s record, which had status `old`, changed its status or `updated_at`.
-    pub(crate) fn moved(&mut self, uuid: &Uuid, old: TaskStatus) {
-        let Some(slot) = self.map.get_mut(uuid) else {
-            return;
-        };
-        self.index.left(old);
-        self.index.entered(*uuid, slot);
-        let status = slot.task.status;
-        self.index.compact(status, &self.map);
+    /// Changes `uuid`'s record with `change` (`None` when there is no record), and keeps the
+    /// index true when its status or change time moved: the one way to change a record.
+    pub(crate) fn update<R>(
+        &mut self,
+        uuid: &Uuid,
+        change: impl FnOnce(&mut Slot) -> R,
+    ) -> Option<R> {
+        let slot = self.map.get_mut(uuid)?;
+        let (old, old_ns) = (slot.status, slot.updated_ns);
+        let out = change(slot);
+        let status = slot.status;
+        if status != old || slot.updated_ns != old_ns {
+            self.index.left(old);
+            self.index.entered(*uuid, slot);
+            self.index.compact(status, &self.map);
+        }
+        Some(out)
     }
 }
 
-/// A task's record and claim state. Boxed in the shard maps: a record is a few hundred bytes,
-/// and a map of a million inline records spent its time moving them when it grew.
+/// A task's record and claim state, kept small: a million finished records are what a
+/// busy process holds for the result TTL. The hot fields are inline (times as nanoseconds
+/// since the Unix epoch instead of 16-byte `SystemTime`s); what few records have (an error, a
+/// cancel reason, extra fields, parked waiters) is in one optional box. Boxed in the shard
+/// maps: a map of a million inline records spent its time moving them when it grew.
 pub(crate) struct Slot {
-    pub(crate) task: Task,
+    pub(crate) task_name: TaskName,
+    pub(crate) args: Payload,
+    /// The result, once the status is `success`.
+    pub(crate) returning: Option<Payload>,
+    pub(crate) created_ns: u64,
+    pub(crate) updated_ns: u64,
     /// The enqueue sequence number (its place in its priority's FIFO).
     pub(crate) seq: u64,
     /// The fencing token of the current claim.
     pub(crate) token: u64,
-    /// Who waits for the task to be final.
-    pub(crate) waiters: Waiters,
+    pub(crate) priority: i32,
+    /// How many times a worker started the task.
+    pub(crate) attempts: u32,
     /// The generation of the record's current index entry (`index.rs`).
     pub(crate) ix: u32,
+    pub(crate) status: TaskStatus,
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a record that most records never have.
+#[derive(Default)]
+pub(crate) struct Rare {
+    /// The error with its source chain (status `error` or `retry`).
+    pub(crate) traceback: Option<String>,
+    /// Why the task was cancelled (status `cancel`).
+    pub(crate) cancel_reason: Option<String>,
+    /// Extra fields (`dead_letter`, plugins' data).
+    pub(crate) extra: BTreeMap<String, String>,
+    /// Who waits for the task to be final.
+    pub(crate) waiters: Waiters,
+}
+
+impl Slot {
+    /// A new record of status `new`, changed at `now`.
+    pub(crate) fn new(task: &NewTask, seq: u64, now: SystemTime) -> Self {
+        Slot {
+            task_name: task.task_name.clone(),
+            args: task.args.clone(),
+            returning: None,
+            created_ns: unix_ns(task.created_at),
+            updated_ns: unix_ns(now),
+            seq,
+            token: 0,
+            priority: task.priority,
+            attempts: 0,
+            ix: 0,
+            status: TaskStatus::New,
+            rare: None,
+        }
+    }
+
+    /// The record as the storage reports it.
+    pub(crate) fn task(&self, uuid: Uuid) -> Task {
+        let mut task = Task::new(
+            uuid,
+            self.task_name.clone(),
+            self.priority,
+            self.args.clone(),
+            from_unix_ns(self.created_ns),
+        );
+        task.status = self.status;
+        task.updated_at = from_unix_ns(self.updated_ns);
+        task.returning.clone_from(&self.returning);
+        task.attempts = self.attempts;
+        if let Some(rare) = &self.rare {
+            task.traceback.clone_from(&rare.traceback);
+            task.cancel_reason.clone_from(&rare.cancel_reason);
+            task.extra.clone_from(&rare.extra);
+        }
+        task
+    }
+
+    /// The rare parts, created when first needed.
+    pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Sets the error text (`None` clears it).
+    pub(crate) fn set_traceback(&mut self, traceback: Option<String>) {
+        if traceback.is_some() || self.rare.is_some() {
+            self.rare_mut().traceback = traceback;
+        }
+    }
+
+    /// Whether the record is in the dead-letter.
+    pub(crate) fn is_dead_letter(&self) -> bool {
+        self.rare
+            .as_ref()
+            .is_some_and(|r| r.extra.contains_key(DEAD_LETTER))
+    }
+
+    /// Wakes every waiter: the task is final.
+    pub(crate) fn wake_waiters(&mut self) {
+        if let Some(rare) = &mut self.rare {
+            rare.waiters.wake_all();
+        }
+    }
+
+    /// The waiters, when any ever registered.
+    #[cfg(test)]
+    pub(crate) fn waiters(&self) -> Option<&Waiters> {
+        self.rare.as_ref().map(|r| &r.waiters)
+    }
+
+    /// The waiters, when any ever registered, to change.
+    pub(crate) fn waiters_mut(&mut self) -> Option<&mut Waiters> {
+        self.rare.as_mut().map(|r| &mut r.waiters)
+    }
+
+    /// Marks the record changed at `now`.
+    pub(crate) fn touch(&mut self, now: SystemTime) {
+        self.updated_ns = unix_ns(now);
+    }
+}
+
+/// The extra field that marks a dead-lettered record (and why it was).
+pub(crate) const DEAD_LETTER: &str = "dead_letter";
+
+/// Nanoseconds since the Unix epoch (0 for a time before it); `u64` lasts until 2554.
+pub(crate) fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| {
+        d.as_secs().saturating_mul(1_000_000_000) + u64::from(d.subsec_nanos())
+    })
+}
+
+/// The time `ns` nanoseconds after the Unix epoch.
+pub(crate) fn from_unix_ns(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
 /// The task records, in shards.
@@ -109,10 +241,11 @@ impl MemoryBackend {
     pub(crate) fn expire(&self, now: Instant) {
         let mut due = Vec::new();
         {
+            let now_ms = self.ms_since_epoch(now);
             let mut q = self.queue.lock();
             let cap = self.max_finished.unwrap_or(usize::MAX);
             while let Some((at, _)) = q.expiry.front() {
-                if *at > now && q.expiry.len() <= cap {
+                if *at > now_ms && q.expiry.len() <= cap {
                     break;
                 }
                 if let Some((_, uuid)) = q.expiry.pop_front() {
@@ -122,7 +255,7 @@ impl MemoryBackend {
         }
         for uuid in due {
             let mut shard = self.records.shard(&uuid).lock();
-            if shard.get(&uuid).is_some_and(|s| s.task.status.is_final()) {
+            if shard.get(&uuid).is_some_and(|s| s.status.is_final()) {
                 shard.remove(&uuid);
             }
         }

@@ -20,7 +20,7 @@ impl Storage for MemoryBackend {
                 .shard(&uuid)
                 .lock()
                 .get(&uuid)
-                .map(|s| s.task.clone()))
+                .map(|s| s.task(uuid)))
         })
     }
 
@@ -34,10 +34,15 @@ impl Storage for MemoryBackend {
                 let mut waiter = {
                     let mut records = shard.lock();
                     let slot = records.get_mut(&uuid).ok_or(Error::NotFound(uuid))?;
-                    if slot.task.status.is_final() {
-                        return Ok(Some(slot.task.clone()));
+                    if slot.status.is_final() {
+                        return Ok(Some(slot.task(uuid)));
                     }
-                    Waiter::register(shard, &self.parked_waits, uuid, &mut slot.waiters)
+                    Waiter::register(
+                        shard,
+                        &self.parked_waits,
+                        uuid,
+                        &mut slot.rare_mut().waiters,
+                    )
                 };
                 if !waiter.woken_before(deadline).await {
                     return Ok(None);

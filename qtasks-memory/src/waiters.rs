@@ -103,8 +103,13 @@ impl Drop for Waiter<'_> {
         if !self.registered {
             return;
         }
-        if let Some(slot) = self.shard.lock().get_mut(&self.uuid) {
-            slot.waiters.remove(self.id);
+        if let Some(waiters) = self
+            .shard
+            .lock()
+            .get_mut(&self.uuid)
+            .and_then(|slot| slot.waiters_mut())
+        {
+            waiters.remove(self.id);
         }
         self.parked.fetch_sub(1, Ordering::Relaxed);
     }
@@ -120,7 +125,7 @@ impl crate::MemoryBackend {
                 shard
                     .lock()
                     .values()
-                    .map(|s| s.waiters.len())
+                    .map(|s| s.waiters().map_or(0, Waiters::len))
                     .sum::<usize>()
             })
             .sum()

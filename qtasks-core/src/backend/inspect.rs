@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::task::payload::Payload;
 use crate::task::record::Task;
 use crate::task::status::TaskStatus;
 
@@ -64,14 +65,19 @@ impl TaskQuery {
     /// Whether `task` passes the name and text filters (the index walk gives the status, the
     /// time range and the cursor).
     pub fn matches(&self, task: &Task) -> bool {
+        self.matches_fields(&task.task_name, &task.args)
+    }
+
+    /// [`TaskQuery::matches`] on a record's task name and arguments (for a backend whose
+    /// records are not [`Task`]s).
+    pub fn matches_fields(&self, task_name: &str, args: &Payload) -> bool {
         if let Some(name) = &self.task_name {
-            if task.task_name.as_str() != name {
+            if task_name != name {
                 return false;
             }
         }
         if let Some(text) = &self.text {
-            let found = task
-                .args
+            let found = args
                 .to_json()
                 .is_some_and(|json| json.to_string().contains(text.as_str()));
             if !found {
@@ -221,8 +227,13 @@ pub struct Purge {
 
 /// Milliseconds since the Unix epoch (0 before it).
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    // Seconds times 1000 plus the milliseconds of the second: no 128-bit division (this runs
+    // at every status change of the memory backend's index).
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| {
+        d.as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(d.subsec_millis()))
+    })
 }
 
 /// The time `ms` milliseconds after the Unix epoch.
