@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub(crate) mod component;
@@ -26,6 +25,7 @@ use crate::error::{Error, Result, TaskError, TaskErrorKind};
 use crate::task::entry::TaskEntry;
 use crate::task::payload::Payload;
 use crate::task::record::Task;
+use crate::worker::cancel::CancelSignal;
 use crate::worker::scope::{WorkerRef, WorkerScope};
 
 /// The context of one running task: its uuid, its app, and the means to log, sleep and cancel.
@@ -43,7 +43,7 @@ struct ContextInner {
     entry: &'static TaskEntry,
     priority: i32,
     attempt: u32,
-    cancel: CancellationToken,
+    cancel: CancelSignal,
     /// This execution's dependency scope.
     task_scope: TaskScope,
     worker: Option<Arc<WorkerScope>>,
@@ -71,7 +71,7 @@ impl TaskContext {
         uuid: Uuid,
         priority: i32,
         attempt: u32,
-        cancel: CancellationToken,
+        cancel: CancelSignal,
         worker: Option<Arc<WorkerScope>>,
     ) -> Self {
         TaskContext {
@@ -208,7 +208,7 @@ impl TaskContext {
     }
 
     /// The token that stops this execution.
-    pub(crate) fn cancellation_token(&self) -> &CancellationToken {
+    pub(crate) fn cancellation_token(&self) -> &CancelSignal {
         &self.inner.cancel
     }
 

@@ -6,13 +6,13 @@ use std::panic::AssertUnwindSafe;
 use std::task::Poll;
 
 use futures::FutureExt;
-use tokio_util::sync::CancellationToken;
 
 use crate::backend::Outcome;
 use crate::context::TaskContext;
 use crate::error::{panic_message, TaskError, TaskErrorKind};
 use crate::execute::executor::{DefaultExecutor, TaskRun};
 use crate::task::payload::Payload;
+use crate::worker::cancel::CancelSignal;
 
 /// Runs the task's executor on `args` with the task's app as the current app, under
 /// `max_time` and cancellation, with panics caught. `Ok` is the executor's outcome; `Err`
@@ -66,7 +66,7 @@ pub(crate) async fn guarded(ctx: &TaskContext, args: Payload) -> Result<Outcome,
 /// checking `is_cancelled` first and registering on the token only once the attempt is
 /// pending spares them a waiter registration (a lock on the token) per task.
 async fn stop_on_cancel(
-    cancel: &CancellationToken,
+    cancel: &CancelSignal,
     attempt: impl Future<Output = Result<Outcome, TaskError>>,
 ) -> Result<Outcome, TaskError> {
     let mut attempt = std::pin::pin!(attempt);

@@ -25,8 +25,6 @@ pub(crate) mod outcome;
 
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::app::handle::App;
 use crate::backend::{Delivery, Outcome};
 use crate::context::TaskContext;
@@ -36,15 +34,16 @@ use crate::execute::guard::guarded;
 use crate::execute::outcome::{outcome_of_error, unknown_task};
 use crate::ext::events::{TaskCancel, TaskEvent, TaskFailure, TaskSuccess};
 use crate::ext::plugin::Trigger;
+use crate::worker::cancel::CancelSignal;
 use crate::worker::scope::WorkerScope;
 
-/// Runs one delivery to its outcome, for `worker`. Cancelling `cancel` stops the task. Never
+/// Runs one delivery to its outcome, for `worker`. `cancel.cancel()` stops the task. Never
 /// panics.
 pub(crate) async fn execute(
     app: &App,
     worker: &Arc<WorkerScope>,
     delivery: &Delivery,
-    cancel: CancellationToken,
+    cancel: CancelSignal,
 ) -> Outcome {
     let hooks = app.hooks();
     if hooks.is_empty() {
@@ -133,7 +132,7 @@ async fn run_task(
     app: &App,
     worker: &Arc<WorkerScope>,
     delivery: &Delivery,
-    cancel: CancellationToken,
+    cancel: CancelSignal,
 ) -> Outcome {
     let Some(entry) = app.task(&delivery.task_name) else {
         return unknown_task(app, delivery);

@@ -35,7 +35,6 @@ use std::time::SystemTime;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::builder::AppBuilder;
@@ -52,6 +51,7 @@ use crate::task::name::TaskName;
 use crate::task::payload::Payload;
 use crate::task::record::Task;
 use crate::task::status::TaskStatus;
+use crate::worker::cancel::CancelSignal;
 use crate::worker::scope::WorkerScope;
 
 /// Runs tasks inline and records what they enqueue. See the [module docs](self).
@@ -236,8 +236,7 @@ impl TestKit {
             created,
         );
         loop {
-            let outcome =
-                execute(&self.app, &self.worker, &delivery, CancellationToken::new()).await;
+            let outcome = execute(&self.app, &self.worker, &delivery, CancelSignal::new()).await;
             task.attempts = delivery.attempt;
             task.updated_at = SystemTime::now();
             match outcome {

@@ -1,6 +1,7 @@
 //! [`WorkerHandle`]: a running worker, and [`WorkerRunner`]: what a worker of one's own runs
 //! tasks with.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use crate::app::handle::App;
 use crate::backend::{Delivery, Outcome};
 use crate::error::{Error, Result};
 use crate::execute::execute;
+use crate::worker::cancel::CancelSignal;
 use crate::worker::run::run;
 use crate::worker::scope::WorkerScope;
 
@@ -127,7 +129,17 @@ impl WorkerRunner {
     /// dependencies of this worker's scope, `max_time`, panics caught, the retry decision) and
     /// returns how it ended, for `Broker::complete`. Cancelling `cancel` stops the task.
     pub async fn execute(&self, delivery: &Delivery, cancel: CancellationToken) -> Outcome {
-        execute(&self.app, &self.scope, delivery, cancel).await
+        // The pipeline's own signal, given when `cancel` is cancelled.
+        let signal = CancelSignal::new();
+        let mut run = std::pin::pin!(execute(&self.app, &self.scope, delivery, signal.clone()));
+        let mut cancelled = std::pin::pin!(cancel.cancelled());
+        std::future::poll_fn(|cx| {
+            if !signal.is_cancelled() && cancelled.as_mut().poll(cx).is_ready() {
+                signal.cancel();
+            }
+            run.as_mut().poll(cx)
+        })
+        .await
     }
 }
 

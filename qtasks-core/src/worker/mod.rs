@@ -6,9 +6,11 @@
 //!   [`WorkerRef`](crate::WorkerRef); below the executor;
 //! - `handle.rs`: [`WorkerHandle`](crate::WorkerHandle) and
 //!   [`WorkerRunner`](crate::component::WorkerRunner);
+//! - `cancel.rs`: [`CancelSignal`](cancel::CancelSignal), the signal that stops one task;
 //! - `queues.rs`: the claimed-job and finished-execution queues;
 //! - `run.rs`: the run loop (fetcher, lanes, flusher, renewer, heartbeat, cancel listener).
 
+pub(crate) mod cancel;
 pub(crate) mod handle;
 pub(crate) mod queues;
 pub(crate) mod run;

@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
+
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Completion, Delivery, Lease};
+use crate::worker::cancel::CancelSignal;
 
 /// Most completions acknowledged in one broker call.
 pub(crate) const MAX_ACK_BATCH: usize = 1024;
@@ -17,7 +19,7 @@ pub(crate) const MAX_ACK_BATCH: usize = 1024;
 /// A claimed task on its way to a lane, with the token that cancels it.
 pub(crate) struct Job {
     pub(crate) delivery: Delivery,
-    pub(crate) cancel: CancellationToken,
+    pub(crate) cancel: CancelSignal,
 }
 
 /// The claimed jobs waiting for a lane (as many as there are slots at most). The fetcher adds

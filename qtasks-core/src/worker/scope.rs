@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::backend::{Delivery, Lease};
 use crate::di::scopes::{ScopeCache, ScopeKind};
+use crate::worker::cancel::CancelSignal;
 
 /// How long an unmatched cancel waits for its task's claim to arrive (the task may run on
 /// another worker, which got its own copy).
@@ -38,7 +39,7 @@ pub(crate) struct WorkerScope {
 /// A task the worker holds, from its claim to its acknowledgement.
 struct Held {
     token: u64,
-    cancel: CancellationToken,
+    cancel: CancelSignal,
     reason: Option<String>,
     stage: Stage,
     /// The backend reported the lease gone: the task is not started, and not acknowledged.
@@ -148,11 +149,11 @@ impl WorkerScope {
 
     /// Takes claimed deliveries into the worker's hold, each with the token that cancels it,
     /// applying cancels that arrived before them.
-    pub(crate) fn hold(&self, deliveries: Vec<Delivery>) -> Vec<(Delivery, CancellationToken)> {
+    pub(crate) fn hold(&self, deliveries: Vec<Delivery>) -> Vec<(Delivery, CancelSignal)> {
         let mut jobs = Vec::with_capacity(deliveries.len());
         let mut held = self.held.lock();
         for delivery in deliveries {
-            let cancel = CancellationToken::new();
+            let cancel = CancelSignal::new();
             held.insert(
                 delivery.uuid,
                 Held {
