@@ -83,9 +83,10 @@ impl App {
         let entry = T::entry();
         self.check_serves(entry)?;
         let now = SystemTime::now();
-        let mut out = Vec::new();
-        let mut batch = Vec::with_capacity(Self::BULK_CHUNK);
         let mut calls = calls.into_iter().peekable();
+        // Sized up front: growing a vector of records copies every record at each doubling.
+        let mut out = Vec::with_capacity(calls.size_hint().0);
+        let mut batch = Vec::with_capacity(Self::BULK_CHUNK);
         while calls.peek().is_some() {
             for call in calls.by_ref().take(Self::BULK_CHUNK) {
                 let uuid = call.uuid(self);
