@@ -207,6 +207,13 @@ impl Broker for CountingBroker {
     fn claim(&self, max: usize) -> BoxFuture<'_, qtasks::Result<Vec<Delivery>>> {
         self.inner.claim(max)
     }
+    fn claim_starting(
+        &self,
+        max: usize,
+        start: usize,
+    ) -> BoxFuture<'_, qtasks::Result<(Vec<Delivery>, usize)>> {
+        self.inner.claim_starting(max, start)
+    }
     fn complete<'a>(&'a self, done: &'a [Completion]) -> BoxFuture<'a, qtasks::Result<Vec<Lease>>> {
         Box::pin(async move {
             let rejected = self.inner.complete(done).await?;

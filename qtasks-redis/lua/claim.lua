@@ -8,7 +8,9 @@
 --
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, max, lease ms, max deliveries, dead-letter cap, idle (`1` when the caller
---          holds no task), caller id (for the drain turn)
+--          holds no task), caller id (for the drain turn), start (how many of the claimed
+--          tasks, the first ones, start at once: they join `started` here, as started.lua
+--          would do, because the caller has that many lanes free)
 -- Reply:   {wait_ms, {entry, token, ...}, mode, report}, where an entry is the task's ready
 --          entry (`<uuid>:<attempts so far>:<priority>:<name length>:<name><args>`, see
 --          `ready_entry`; the attempt of this claim is one more), and
@@ -24,6 +26,7 @@ local NOW = fmt(now)
 local max, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local dead_max = tonumber(ARGV[5])
 local idle, caller = ARGV[6] == '1', ARGV[7]
+local start = tonumber(ARGV[8]) or 0
 local bad_key = check_keys('prios', 'sched', 'lease', 'started', 'suspect', 'dead', 'wake',
   'drain', 'run', 'paused', 'ix:new', 'ix:retry', 'ix:error')
 if bad_key then return redis.error_reply(bad_key) end
@@ -188,6 +191,12 @@ if n > 0 then
   redis.call('SET', P .. 'tok', fmt(tok))
   chunked('ZADD', P .. 'lease', leases)
   chunked('HSET', P .. 'run', runs)
+  if start > 0 then
+    -- `leases` holds deadline, member pairs in claim order.
+    local starting = {}
+    for k = 1, math.min(start, n) do starting[k] = leases[2 * k] end
+    chunked('SADD', P .. 'started', starting)
+  end
   -- Work is left: pass the wake-up on to another idle worker.
   if redis.call('EXISTS', P .. 'prios') == 1 or redis.call('EXISTS', suspects) == 1 then wake() end
 end

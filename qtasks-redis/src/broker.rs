@@ -43,8 +43,9 @@ pub(crate) fn log_dropped(prefix: &str, report: &[Dropped]) {
 }
 
 impl RedisBackend {
-    /// One claim attempt (`idle`: this process holds no task, so it may take a suspect).
-    async fn claim_once(&self, max: usize, idle: bool) -> Result<Claimed> {
+    /// One claim attempt (`idle`: this process holds no task, so it may take a suspect), the
+    /// first `start` claimed marked started.
+    async fn claim_once(&self, max: usize, idle: bool, start: usize) -> Result<Claimed> {
         self.turn_index_on().await?;
         let args = vec![
             max.to_string().into_bytes(),
@@ -53,17 +54,58 @@ impl RedisBackend {
             self.options.dead_letter_max.to_string().into_bytes(),
             if idle { b"1".to_vec() } else { b"0".to_vec() },
             self.caller.as_bytes().to_vec(),
+            start.to_string().into_bytes(),
         ];
         let reply: Value = self
             .eval("broker", "claiming tasks", &scripts::CLAIM, args)
             .await?;
-        let mut claimed = parse_claim(reply).map_err(|m| Error::backend("broker", m))?;
+        let mut claimed = parse_claim(reply, start).map_err(|m| Error::backend("broker", m))?;
         log_dropped(&self.prefix, &claimed.report);
         if !claimed.undecodable.is_empty() {
             self.dead_letter_undecodable(std::mem::take(&mut claimed.undecodable))
                 .await;
         }
         Ok(claimed)
+    }
+
+    /// [`Broker::claim_starting`]: claims until something is claimed, waiting on wake-ups.
+    async fn claim_starting_now(&self, max: usize, start: usize) -> Result<(Vec<Delivery>, usize)> {
+        let lease = self.options.lease;
+        loop {
+            // A suspect of this process runs alone: nothing else is claimed until it is
+            // done, or has run a whole lease.
+            if let Some(left) = self.held.suspect_alone_for() {
+                self.held
+                    .wait_until(left, |held| held.suspect_alone_for().is_none())
+                    .await;
+                continue;
+            }
+            let idle = self.held.is_idle();
+            let claimed = self.claim_once(max.max(1), idle, start).await?;
+            if !claimed.deliveries.is_empty() {
+                let suspect = claimed.mode == ClaimMode::Suspect;
+                self.held.claimed(&claimed.deliveries, suspect);
+                if claimed.started > 0 {
+                    let started: Vec<Lease> = claimed.deliveries[..claimed.started]
+                        .iter()
+                        .map(Delivery::lease)
+                        .collect();
+                    self.held.alive(&started, true);
+                }
+                return Ok((claimed.deliveries, claimed.started));
+            }
+            if claimed.mode == ClaimMode::Drain && !idle {
+                // A suspect waits for an idle worker: this process finishes what it holds
+                // (at most a lease), then claims again as idle.
+                self.held.wait_until(lease, Held::is_idle).await;
+                continue;
+            }
+            let block = claimed
+                .due_in
+                .map(|ms| Duration::from_millis(ms).min(MAX_BLOCK))
+                .unwrap_or(MAX_BLOCK);
+            self.block_on_wake(block).await?;
+        }
     }
 
     /// Claimed entries that cannot be decoded (a script and decoder out of step): each is
@@ -156,37 +198,15 @@ impl Broker for RedisBackend {
     }
 
     fn claim(&self, max: usize) -> BoxFuture<'_, Result<Vec<Delivery>>> {
-        Box::pin(async move {
-            let lease = self.options.lease;
-            loop {
-                // A suspect of this process runs alone: nothing else is claimed until it is
-                // done, or has run a whole lease.
-                if let Some(left) = self.held.suspect_alone_for() {
-                    self.held
-                        .wait_until(left, |held| held.suspect_alone_for().is_none())
-                        .await;
-                    continue;
-                }
-                let idle = self.held.is_idle();
-                let claimed = self.claim_once(max.max(1), idle).await?;
-                if !claimed.deliveries.is_empty() {
-                    let suspect = claimed.mode == ClaimMode::Suspect;
-                    self.held.claimed(&claimed.deliveries, suspect);
-                    return Ok(claimed.deliveries);
-                }
-                if claimed.mode == ClaimMode::Drain && !idle {
-                    // A suspect waits for an idle worker: this process finishes what it holds
-                    // (at most a lease), then claims again as idle.
-                    self.held.wait_until(lease, Held::is_idle).await;
-                    continue;
-                }
-                let block = claimed
-                    .due_in
-                    .map(|ms| Duration::from_millis(ms).min(MAX_BLOCK))
-                    .unwrap_or(MAX_BLOCK);
-                self.block_on_wake(block).await?;
-            }
-        })
+        Box::pin(async move { Ok(self.claim_starting_now(max, 0).await?.0) })
+    }
+
+    fn claim_starting(
+        &self,
+        max: usize,
+        start: usize,
+    ) -> BoxFuture<'_, Result<(Vec<Delivery>, usize)>> {
+        Box::pin(self.claim_starting_now(max, start))
     }
 
     fn complete<'a>(&'a self, done: &'a [Completion]) -> BoxFuture<'a, Result<Vec<Lease>>> {

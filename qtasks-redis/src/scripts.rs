@@ -39,7 +39,8 @@
 //!   for every current claim, written and removed with its `lease` member: a claim is current
 //!   exactly while its `run` entry has its token, which is how acknowledgements, renewals,
 //!   starts and requeues check the fencing token (one `HMGET` per batch); `started` set: the
-//!   members of `lease` whose task started (`Broker::started`), removed with them;
+//!   members of `lease` whose task started (`Broker::started`, or the claim for the
+//!   tasks a worker's free lanes begin at once), removed with them;
 //! - `suspect` list: tasks whose worker vanished while running them, claimed one at a time by
 //!   an idle worker (FIFO); `drain` string (with a TTL): which busy worker finishes what it
 //!   holds to take an overdue suspect;

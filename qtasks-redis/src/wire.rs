@@ -156,6 +156,8 @@ pub(crate) enum ClaimMode {
 pub(crate) struct Claimed {
     /// The tasks claimed.
     pub(crate) deliveries: Vec<Delivery>,
+    /// How many of the first deliveries the claim marked started.
+    pub(crate) started: usize,
     /// How long until something is due (ms), if anything is.
     pub(crate) due_in: Option<u64>,
     /// What else the caller does.
@@ -170,7 +172,8 @@ pub(crate) struct Claimed {
 /// The claim script's reply, decoded entry by entry: an entry that cannot be decoded is set
 /// aside in `undecodable` and the others are delivered. Only a reply of the wrong shape as a
 /// whole is an error.
-pub(crate) fn parse_claim(reply: Value) -> std::result::Result<Claimed, String> {
+/// The claim script's reply to a claim that marked the first `start` entries started.
+pub(crate) fn parse_claim(reply: Value, start: usize) -> std::result::Result<Claimed, String> {
     let bad = |reply: &Value| format!("unexpected reply to the claim script: {reply:?}");
     let Value::Array(parts) = reply else {
         return Err(bad(&reply));
@@ -194,13 +197,20 @@ pub(crate) fn parse_claim(reply: Value) -> std::result::Result<Claimed, String> 
     };
     let mut deliveries = Vec::with_capacity(items.len() / 2);
     let mut undecodable = Vec::new();
-    let mut items = items.into_iter();
-    while let Some(entry) = items.next() {
-        let token = items.next().unwrap_or(Value::Nil);
+    let mut started = 0;
+    let mut items = items.into_iter().enumerate();
+    while let Some((at, entry)) = items.next() {
+        let token = items.next().map_or(Value::Nil, |(_, token)| token);
         match (entry, &token) {
             (Value::BulkString(entry), Value::BulkString(token)) => {
                 match decode_delivery(entry, token) {
-                    Ok(d) => deliveries.push(d),
+                    Ok(d) => {
+                        // Entries come in pairs: the `at / 2`-th claimed task.
+                        if at / 2 < start {
+                            started += 1;
+                        }
+                        deliveries.push(d);
+                    }
                     Err((lease, why)) => undecodable.push((lease, why)),
                 }
             }
@@ -212,6 +222,7 @@ pub(crate) fn parse_claim(reply: Value) -> std::result::Result<Claimed, String> 
     }
     Ok(Claimed {
         deliveries,
+        started,
         due_in: u64::try_from(wait).ok(),
         mode,
         report,
@@ -368,7 +379,7 @@ mod tests {
                 bulk("not a uuid"),
             ]),
         ]);
-        let claimed = parse_claim(reply).unwrap();
+        let claimed = parse_claim(reply, 0).unwrap();
         assert_eq!(claimed.due_in, Some(250));
         assert_eq!(claimed.mode, ClaimMode::Suspect);
         let [d] = claimed.deliveries.as_slice() else {
@@ -387,7 +398,7 @@ mod tests {
             }]
         );
         let idle = Value::Array(vec![Value::Int(-1), Value::Array(Vec::new())]);
-        let idle = parse_claim(idle).unwrap();
+        let idle = parse_claim(idle, 0).unwrap();
         assert_eq!((idle.due_in, idle.mode), (None, ClaimMode::Normal));
     }
 
@@ -411,9 +422,14 @@ mod tests {
             bulk("6"),
         ];
         let reply = Value::Array(vec![Value::Int(-1), Value::Array(items)]);
-        let claimed = parse_claim(reply).unwrap();
+        // The first three claimed were marked started: of those, one is delivered.
+        let claimed = parse_claim(reply, 3).unwrap();
         let tokens: Vec<u64> = claimed.deliveries.iter().map(|d| d.token).collect();
         assert_eq!(tokens, vec![1, 6], "the good entries are delivered");
+        assert_eq!(
+            claimed.started, 1,
+            "only the first delivery was marked started"
+        );
         let leases: Vec<_> = claimed.undecodable.iter().map(|(l, _)| *l).collect();
         let lease = |token| Some(Lease { uuid: odd, token });
         assert_eq!(
@@ -430,7 +446,7 @@ mod tests {
             Value::Array(vec![Value::Int(1)]),
             Value::Array(vec![bulk("1"), Value::Array(Vec::new())]),
         ] {
-            let err = parse_claim(reply).unwrap_err();
+            let err = parse_claim(reply, 0).unwrap_err();
             assert!(err.contains("unexpected reply"), "{err}");
         }
     }

@@ -361,3 +361,37 @@ async fn a_suspect_is_claimed_alone() {
         .unwrap();
     assert_eq!(rest.len(), 5, "{rest:?}");
 }
+
+/// The first `start` tasks of a `claim_starting` are marked started by the claim itself: a
+/// lost lease of theirs counts as a delivery (their next claim is a second attempt), as after
+/// a `started` call; the others were only prefetched (their next claim is still the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_starting_marks_the_first_tasks_started() {
+    let Some(backend) = open(RedisOptions {
+        lease: Duration::from_millis(150),
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let tasks = [new_task("first"), new_task("second")];
+    backend.enqueue(&tasks).await.unwrap();
+    let (claimed, started) = tokio::time::timeout(DEADLINE, backend.claim_starting(2, 1))
+        .await
+        .expect("claimed within the deadline")
+        .unwrap();
+    assert_eq!((claimed.len(), started), (2, 1));
+    let (begun, prefetched) = (claimed[0].uuid, claimed[1].uuid);
+    // Neither lease is renewed: both expire, and the next claims get both tasks again.
+    let mut again = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let d = claim(&backend, 1).await.remove(0);
+        assert!(backend.complete(&[success(&d)]).await.unwrap().is_empty());
+        again.insert(d.uuid, d.attempt);
+    }
+    assert_eq!(again.get(&begun), Some(&2), "its start was recorded");
+    assert_eq!(again.get(&prefetched), Some(&1), "it never started");
+    for t in &tasks {
+        let record = Storage::get(&*backend, t.uuid).await.unwrap().unwrap();
+        assert_eq!(record.status, TaskStatus::Success);
+    }
+}

@@ -59,6 +59,22 @@ pub trait Broker: Send + Sync + 'static {
     /// tasks are `process` in storage. Dropping the future before it resolves loses nothing.
     fn claim(&self, max: usize) -> BoxFuture<'_, Result<Vec<Delivery>>>;
 
+    /// [`claim`](Self::claim), also marking the first `start` of the claimed tasks as started
+    /// in the same step, as [`started`](Self::started) would: the worker has that many lanes
+    /// free, so those tasks begin at once and need no `started` call of their own (a round
+    /// trip fewer before they run). Returns the deliveries, in claim order, and how many of the
+    /// first ones were marked. The default claims and marks none (the worker then calls
+    /// `started` for every delivery, as for `claim`); a backend with leases overrides it.
+    fn claim_starting(
+        &self,
+        max: usize,
+        start: usize,
+    ) -> BoxFuture<'_, Result<(Vec<Delivery>, usize)>> {
+        let _ = start;
+        let claim = self.claim(max);
+        Box::pin(async move { Ok((claim.await?, 0)) })
+    }
+
     /// Acknowledges finished executions: writes the final status and result (with the result
     /// TTL), or schedules the retry, and wakes whoever waits. Returns the leases that were
     /// rejected because their fencing token is stale.

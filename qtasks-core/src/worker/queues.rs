@@ -3,7 +3,7 @@
 //! a task holds its slot from its claim to its acknowledgement.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
@@ -16,10 +16,12 @@ use crate::worker::cancel::CancelSignal;
 /// Most completions acknowledged in one broker call.
 pub(crate) const MAX_ACK_BATCH: usize = 1024;
 
-/// A claimed task on its way to a lane, with the token that cancels it.
+/// A claimed task on its way to a lane, with the signal that cancels it.
 pub(crate) struct Job {
     pub(crate) delivery: Delivery,
     pub(crate) cancel: CancelSignal,
+    /// The claim marked it started already ([`Broker::claim_starting`](crate::backend::Broker::claim_starting)).
+    pub(crate) started: bool,
 }
 
 /// The claimed jobs waiting for a lane (as many as there are slots at most). The fetcher adds
@@ -29,6 +31,8 @@ pub(crate) struct Job {
 pub(crate) struct JobQueue {
     jobs: Mutex<VecDeque<Job>>,
     added: Notify,
+    /// Lanes waiting for a job.
+    waiting: AtomicUsize,
 }
 
 impl JobQueue {
@@ -40,6 +44,12 @@ impl JobQueue {
         for _ in 0..n {
             self.added.notify_one();
         }
+    }
+
+    /// How many lanes wait with no job queued for them: the jobs claimed next begin at once.
+    pub(crate) fn idle_lanes(&self) -> usize {
+        let waiting = self.waiting.load(Ordering::Acquire);
+        waiting.saturating_sub(self.jobs.lock().len())
     }
 
     pub(crate) fn take_all(&self) -> impl Iterator<Item = Job> {
@@ -64,10 +74,15 @@ impl JobQueue {
             if let Some(job) = self.jobs.lock().pop_front() {
                 return Some(job);
             }
-            tokio::select! {
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+            let stopping = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return None,
-                _ = added => {}
+                _ = shutdown.cancelled() => true,
+                _ = added => false,
+            };
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            if stopping {
+                return None;
             }
         }
     }

@@ -188,6 +188,7 @@ async fn fetch_loop(
     jobs: Arc<JobQueue>,
 ) {
     let broker = app.backend().broker.clone();
+    let leases = broker.lease_duration().is_some();
     let mut backoff = Backoff::RECONNECT.steps();
     loop {
         let first = tokio::select! {
@@ -209,15 +210,22 @@ async fn fetch_loop(
                 Err(_) => break,
             }
         }
+        // Tasks that lanes free now will run at once: the claim marks them started too (with
+        // leases; without, nothing is recorded at a start).
+        let start = if leases {
+            jobs.idle_lanes().min(wanted)
+        } else {
+            0
+        };
         let claimed = tokio::select! {
             biased;
             _ = worker.shutdown().cancelled() => {
                 slots.add_permits(wanted);
                 return;
             }
-            claimed = broker.claim(wanted) => claimed,
+            claimed = broker.claim_starting(wanted, start) => claimed,
         };
-        let deliveries = match claimed {
+        let (deliveries, started) = match claimed {
             Ok(d) => {
                 backoff.reset();
                 d
@@ -237,7 +245,12 @@ async fn fetch_loop(
             worker
                 .hold(deliveries)
                 .into_iter()
-                .map(|(delivery, cancel)| Job { delivery, cancel })
+                .enumerate()
+                .map(|(i, (delivery, cancel))| Job {
+                    delivery,
+                    cancel,
+                    started: i < started,
+                })
                 .collect(),
         );
     }
@@ -272,6 +285,7 @@ async fn lane(parts: Arc<Lane>) {
         // record, no stage to track.
         let ours = match starts {
             None => true,
+            Some(_) if job.started => worker.begin(uuid),
             Some(starts) => {
                 starts.push(job.delivery.lease()).await.unwrap_or(false) && worker.begin(uuid)
             }
