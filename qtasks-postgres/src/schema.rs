@@ -13,11 +13,18 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first. Append new ones; never edit one that was released.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_init",
-    sql: include_str!("../sql/001_init.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_init",
+        sql: include_str!("../sql/001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_uuid_first_key",
+        sql: include_str!("../sql/002_uuid_first_key.sql"),
+    },
+];
 
 /// Brings `schema` (a checked plain identifier) up to the newest migration.
 pub(crate) async fn migrate(
