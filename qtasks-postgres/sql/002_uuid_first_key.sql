@@ -14,6 +14,15 @@
 ALTER TABLE {schema}.tasks DROP CONSTRAINT tasks_pkey;
 ALTER TABLE {schema}.tasks ADD CONSTRAINT tasks_pkey PRIMARY KEY (uuid, app);
 
+-- When the next delayed task is due (idle workers sleep until then): only the rows that were
+-- scheduled for later when last written (a delay or a retry backoff: `run_at` after
+-- `updated_at`; every write of a queued row sets `updated_at` to its transaction's time), no
+-- longer every queued row, so that an immediate enqueue writes one index entry fewer. A row
+-- due after now() was always written with a later `run_at`, so the sleep time is the same.
+DROP INDEX {schema}.tasks_due;
+CREATE INDEX tasks_due ON {schema}.tasks (app, run_at)
+    WHERE status IN ('new', 'retry') AND run_at > updated_at;
+
 -- The table is update-heavy (a task is inserted, updated three times, deleted after the result
 -- TTL): vacuum and analyze it after a small fraction of changes, without cost delays, instead of
 -- the server's defaults (a fifth of the table). Where autovacuum is off on the server, the
@@ -116,7 +125,8 @@ LANGUAGE plpgsql
 -- The ready queue is read in the order of `tasks_ready`, never sorted: without statistics (a
 -- fresh table) the planner would sort the whole queue to take a batch. No JIT: the penalty of a
 -- disabled sort must not make the planner compile a statement that takes microseconds. The
--- claimed rows are updated by their uuids (`= ANY` on the key), not joined.
+-- claimed rows are updated where the ready queue's scan locked them (`ctid = ANY`, a TID scan:
+-- no second lookup through the key; a locked row cannot move), not joined.
 SET enable_sort = off
 SET enable_nestloop = off
 SET enable_mergejoin = off
@@ -224,7 +234,7 @@ BEGIN
     IF v_mode = '' THEN
         RETURN QUERY
         WITH picked AS (
-            SELECT t.uuid FROM {schema}.tasks t
+            SELECT t.ctid FROM {schema}.tasks t
             WHERE t.app = p_app AND t.status IN ('new', 'retry') AND NOT t.suspect
               AND t.run_at <= now() AND t.name <> '' AND t.args IS NOT NULL
               AND t.name <> ALL (v_paused)
@@ -236,7 +246,7 @@ BEGIN
                 status = 'process', attempts = t.attempts + 1,
                 token = nextval('{schema}.tokens'), lease_until = v_until, started = false,
                 updated_at = now()
-            WHERE t.uuid = ANY (ARRAY(SELECT p.uuid FROM picked p)) AND t.app = p_app
+            WHERE t.ctid = ANY (ARRAY(SELECT p.ctid FROM picked p))
             RETURNING t.uuid, t.name, t.priority, t.args, t.attempts, t.token, t.run_at, t.seq
         )
         SELECT 'task'::text, c.uuid, c.name, c.priority, c.args, c.attempts, c.token,
@@ -247,7 +257,8 @@ BEGIN
 
     IF v_n = 0 THEN
         SELECT min(t.run_at) INTO v_next FROM {schema}.tasks t
-            WHERE t.app = p_app AND t.status IN ('new', 'retry') AND t.run_at > now();
+            WHERE t.app = p_app AND t.status IN ('new', 'retry') AND t.run_at > t.updated_at
+              AND t.run_at > now();
         IF v_next IS NOT NULL THEN
             v_ms := greatest(1, ceil(extract(epoch FROM v_next - now()) * 1000))::bigint;
             v_wait := CASE WHEN v_wait < 0 THEN v_ms ELSE least(v_wait, v_ms) END;
@@ -380,8 +391,12 @@ BEGIN
     -- A start or renewal lost in a server crash only makes a lease shorter or a delivery
     -- uncounted: no need to wait for the WAL flush.
     PERFORM set_config('synchronous_commit', 'off', true);
-    RETURN QUERY SELECT 'dead'::text, 0, r.uuid, r.name, r.info
-        FROM {schema}.reap(p_app, p_max_deliveries, p_dead_max) r;
+    -- A start only needs its lease to be current (not past its deadline): the claim that
+    -- follows reaps expired leases, so a start costs no reap on the path from claim to run.
+    IF p_renew THEN
+        RETURN QUERY SELECT 'dead'::text, 0, r.uuid, r.name, r.info
+            FROM {schema}.reap(p_app, p_max_deliveries, p_dead_max) r;
+    END IF;
     RETURN QUERY
     WITH upd AS (
         UPDATE {schema}.tasks t SET
@@ -390,10 +405,66 @@ BEGIN
                 THEN now() + p_lease_ms * interval '1 millisecond' ELSE t.lease_until END
         FROM unnest(p_uuids, p_tokens) AS i(u, tok)
         WHERE t.uuid = ANY (p_uuids) AND t.app = p_app AND t.uuid = i.u AND t.token = i.tok
-          AND t.status = 'process'
+          AND t.status = 'process' AND (p_renew OR t.lease_until > now())
         RETURNING t.uuid, t.token
     )
     SELECT 'lost'::text, x.k::integer, x.u, NULL::text, NULL::text
     FROM unnest(p_uuids, p_tokens) WITH ORDINALITY AS x(u, tok, k)
     WHERE NOT EXISTS (SELECT 1 FROM upd u WHERE u.uuid = x.u AND u.token = x.tok);
+END $$;
+
+-- Enqueue as in migration 1, without sorting the batch (payloads and all) twice when no uuid is
+-- in it twice, which is the normal case: only the uuids are checked for duplicates (a hash),
+-- and the rows go in the batch's order (their `seq`, the FIFO order, follows it).
+CREATE OR REPLACE FUNCTION {schema}.enqueue(
+    p_app text, p_uuids uuid[], p_names text[], p_prios integer[], p_args bytea[],
+    p_created timestamptz[], p_delay_ms bigint[]
+) RETURNS integer
+LANGUAGE plpgsql
+SET jit = off
+AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    IF (SELECT count(DISTINCT u) FROM unnest(p_uuids) AS u) = cardinality(p_uuids) THEN
+        INSERT INTO {schema}.tasks AS t
+            (app, uuid, name, priority, args, status, created_at, updated_at, run_at)
+        SELECT p_app, i.u, i.n, i.p, i.a, 'new', i.c, now(),
+               now() + greatest(i.d, 0) * interval '1 millisecond'
+        FROM unnest(p_uuids, p_names, p_prios, p_args, p_created, p_delay_ms)
+             AS i(u, n, p, a, c, d)
+        ON CONFLICT (app, uuid) DO UPDATE SET
+            name = EXCLUDED.name, priority = EXCLUDED.priority, args = EXCLUDED.args,
+            status = 'new', created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+            run_at = EXCLUDED.run_at, attempts = 0, deliveries = 0, token = NULL,
+            lease_until = NULL, started = false, suspect = false, result = NULL,
+            traceback = NULL, cancel_reason = NULL, dead_reason = NULL, dead_at = NULL,
+            expires_at = NULL
+        WHERE t.expires_at IS NOT NULL AND t.expires_at <= now();
+    ELSE
+        INSERT INTO {schema}.tasks AS t
+            (app, uuid, name, priority, args, status, created_at, updated_at, run_at)
+        SELECT p_app, d.u, d.n, d.p, d.a, 'new', d.c, now(),
+               now() + greatest(d.d, 0) * interval '1 millisecond'
+        FROM (
+            SELECT DISTINCT ON (i.u) i.u, i.n, i.p, i.a, i.c, i.d, i.k
+            FROM unnest(p_uuids, p_names, p_prios, p_args, p_created, p_delay_ms)
+                 WITH ORDINALITY AS i(u, n, p, a, c, d, k)
+            ORDER BY i.u, i.k
+        ) AS d
+        ORDER BY d.k
+        ON CONFLICT (app, uuid) DO UPDATE SET
+            name = EXCLUDED.name, priority = EXCLUDED.priority, args = EXCLUDED.args,
+            status = 'new', created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+            run_at = EXCLUDED.run_at, attempts = 0, deliveries = 0, token = NULL,
+            lease_until = NULL, started = false, suspect = false, result = NULL,
+            traceback = NULL, cancel_reason = NULL, dead_reason = NULL, dead_at = NULL,
+            expires_at = NULL
+        WHERE t.expires_at IS NOT NULL AND t.expires_at <= now();
+    END IF;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n > 0 THEN
+        PERFORM pg_notify({schema}.channel('w', p_app), '');
+    END IF;
+    RETURN v_n;
 END $$;
