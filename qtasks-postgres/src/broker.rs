@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
-    Broker, CancelOutcome, CancelRequest, Completion, Delivery, Held, Lease, NewTask, Outcome,
-    QueueStats,
+    Broker, CancelOutcome, CancelRequest, Completion, Delivery, Held, Lease, Migrated, NewTask,
+    Outcome, QueueStats,
 };
 use qtasks_core::{Error, Payload, Result};
 use tokio_postgres::types::ToSql;
@@ -501,5 +501,9 @@ impl Broker for PostgresBackend {
 
     fn pauses(&self) -> BoxFuture<'_, Result<Pauses>> {
         Box::pin(self.read_pauses())
+    }
+
+    fn migrate(&self) -> BoxFuture<'_, Result<Option<Migrated>>> {
+        Box::pin(async { PostgresBackend::migrate(self).await.map(Some) })
     }
 }
