@@ -1,10 +1,12 @@
 //! Reliability of the PostgreSQL backend under faults (issue 18, item 4): a worker killed with
 //! SIGKILL mid-task, a worker frozen with SIGSTOP past its lease, bad rows among good ones, a
-//! task that crashes every worker that runs it, and lost PostgreSQL connections.
+//! task that crashes every worker that runs it, lost PostgreSQL connections, and PostgreSQL
+//! crashing and restarting under load.
 //!
 //! The connection loss is made with `pg_terminate_backend` on every connection of the app
 //! (found by its `application_name`) from a separate connection: the system PostgreSQL is shared
-//! with other tests and engineers, so it is not restarted here. Worker processes that get
+//! with other tests and engineers, so it is not restarted; the crash and restart happen on a
+//! private server of that test's own (`qtasks_postgres::server`, a fresh `initdb` cluster). Worker processes that get
 //! killed, frozen or crashed are this test binary itself, re-executed to run only
 //! `worker_process_entry_point` with `QTASKS_TEST_PG_WORKER` set. Every wait is bounded and waits
 //! on a result or a notification (task starts are announced with NOTIFY), never a sleep.
@@ -20,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use qtasks::backend::{Broker, NewTask};
+use qtasks::postgres::server::PostgresServer;
 use qtasks::postgres::PostgresBackend;
 use qtasks::prelude::*;
 use qtasks::Payload;
@@ -380,6 +383,97 @@ async fn lost_connections_lose_no_acknowledged_task() {
         "terminated {terminated} connections; {failed_attempts} enqueue attempts failed meanwhile"
     );
     // After the losses, an idle worker is still woken promptly (the listener reconnected).
+    let t = add.call(7, 7).on(&producer).add_task().await.unwrap();
+    let at = Instant::now();
+    assert_eq!(t.wait(DEADLINE).await.unwrap().returning, Some(14));
+    assert!(at.elapsed() < Duration::from_secs(2), "{:?}", at.elapsed());
+    worker.shutdown().await.unwrap();
+}
+
+/// A private PostgreSQL server for a test that stops it (`None`: skip, unless
+/// `QTASKS_REQUIRE_POSTGRES=1`, where the binaries must be there).
+fn private_server() -> Option<PostgresServer> {
+    match PostgresServer::start() {
+        Ok(server) => Some(server),
+        Err(e) => {
+            let required = std::env::var("QTASKS_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "QTASKS_REQUIRE_POSTGRES=1 but no private PostgreSQL server can be started: {e}"
+            );
+            eprintln!("skipping: no private PostgreSQL server can be started: {e}");
+            None
+        }
+    }
+}
+
+/// PostgreSQL itself crashes (SIGQUIT: no shutdown checkpoint, and the WAL not yet written is
+/// lost, which with the asynchronous commits of claims, starts and acknowledgements is only
+/// progress) and restarts while a producer enqueues and a worker runs tasks: the producer gets
+/// a clear error at once while the server is down, the worker reconnects by itself (its pool
+/// and its listening connection), and every acknowledged enqueue runs and is stored. On a
+/// private server of this test's own (the shared one is not restarted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_and_restart_under_load_loses_no_acknowledged_task() {
+    let Some(mut server) = private_server() else {
+        return;
+    };
+    let url = format!("{}?schema=qtasks_restart&lease_ms=1000", server.url());
+    let name = app_name("restart");
+    let producer = common::builder(&name).broker_url(&url).build().unwrap();
+    let worker_app = common::builder(&name)
+        .broker_url(&url)
+        .max_tasks_process(4)
+        .build()
+        .unwrap();
+    let worker = worker_app.spawn_worker();
+    let total = 150i64;
+    let mut acknowledged = Vec::new();
+    let mut failed_attempts = 0;
+    let started = Instant::now();
+    for i in 0..total {
+        if i == total / 2 {
+            tokio::task::block_in_place(|| server.crash()).unwrap();
+            // While it is down, enqueueing fails at once, naming the server (without its
+            // credentials) and saying what to check.
+            let at = Instant::now();
+            let err = add
+                .call(-1, 1)
+                .on(&producer)
+                .add_task()
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(at.elapsed() < Duration::from_secs(5), "{:?}", at.elapsed());
+            assert!(
+                err.contains("PostgreSQL at postgres://***@127.0.0.1"),
+                "{err}"
+            );
+            tokio::task::block_in_place(|| server.launch()).unwrap();
+        }
+        let id = Uuid::new_v4();
+        loop {
+            assert!(started.elapsed() < DEADLINE * 3, "producer stuck");
+            match add.call(i, 1).id(id).on(&producer).add_task().await {
+                Ok(task) => {
+                    acknowledged.push((i, task));
+                    break;
+                }
+                Err(e) => {
+                    assert!(e.to_string().contains("PostgreSQL"), "{e}");
+                    failed_attempts += 1;
+                }
+            }
+        }
+    }
+    for (i, task) in &acknowledged {
+        let done = task.wait(DEADLINE * 2).await.unwrap();
+        assert_eq!(done.status, TaskStatus::Success, "{done:?}");
+        assert_eq!(done.returning, Some(i + 1));
+    }
+    assert_eq!(acknowledged.len(), total as usize);
+    eprintln!("{failed_attempts} enqueue attempts failed around the restart");
+    // After the restart, an idle worker is woken promptly again (the listener reconnected).
     let t = add.call(7, 7).on(&producer).add_task().await.unwrap();
     let at = Instant::now();
     assert_eq!(t.wait(DEADLINE).await.unwrap().returning, Some(14));

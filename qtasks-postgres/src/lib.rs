@@ -41,6 +41,8 @@ mod options;
 mod reaper;
 mod record;
 mod schema;
+#[cfg(all(feature = "testing", unix))]
+pub mod server;
 mod statements;
 mod storage;
 #[cfg(feature = "testing")]
