@@ -1,5 +1,6 @@
 //! The broker: enqueue, claim (with leases and fencing tokens), acknowledge, requeue, renew,
-//! started, cancel and stats, each one call of a SQL function per batch (`sql/001_init.sql`).
+//! started, cancel and stats, each one call of a SQL function per batch (`sql/001_init.sql`,
+//! the batch functions as migration 2 replaced them in `sql/002_uuid_first_key.sql`).
 //! Every entry a function dead-lettered comes back in its reply and is logged here, once.
 
 use std::collections::BTreeMap;

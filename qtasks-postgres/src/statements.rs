@@ -1,7 +1,7 @@
 //! The SQL statements of one backend, with its schema's name put in once (the schema is a
 //! checked plain identifier). Each is prepared once per pooled connection (`prepare_cached`).
-//! The mutations call the functions of `sql/001_init.sql`: one statement, one transaction,
-//! per batch.
+//! The mutations call the functions of `sql/*.sql` (the newest definition of each wins): one
+//! statement, one transaction, per batch.
 
 /// The statements, for one schema.
 #[derive(Debug)]
