@@ -1,5 +1,5 @@
 //! A command line for the user's own binary (feature `cli`): in one call, `main` gets the
-//! subcommands `run`, `add`, `get`, `inspect` and `stats`.
+//! subcommands `run`, `add`, `get`, `inspect`, `stats` and `migrate`.
 //!
 //! ```no_run
 //! #[qtasks::task]
@@ -19,6 +19,7 @@
 //! shop inspect                        # the app, its tasks and their options, plugins, timers
 //! shop stats                          # queue depth per priority, counts per status, live workers
 //! shop --json stats                   # any command's output as JSON, for programs
+//! shop migrate                        # the backend's schema migrations (PostgreSQL), then exit
 //! shop web --listen 127.0.0.1:8080    # the dashboard and JSON API (feature `web`; --token, --read-only)
 //! shop grpc --listen 127.0.0.1:50051  # the gRPC API (feature `grpc`; --token)
 //! RUST_LOG=debug shop run             # log lines on stderr: the tasks' and the worker's
@@ -205,6 +206,10 @@ pub enum Command {
     Inspect,
     /// Runtime figures: queue depth per priority, counts per status, live workers.
     Stats,
+    /// Bring the backend's schema up to date (PostgreSQL: the versioned migrations) and exit,
+    /// without starting a worker: for a deployment step before the new version's workers
+    /// start. Backends without a schema (memory, Redis) have nothing to do.
+    Migrate,
     /// Serve the web dashboard and its JSON API until Ctrl-C (feature `web`): changes need the
     /// token (`--token`, else `QTASKS_WEB_TOKEN`, else a random one printed at start).
     #[cfg(feature = "web")]
@@ -408,6 +413,19 @@ pub async fn execute(
             .await?;
             writeln!(out, "stopped").map_err(io_error)?;
             Ok(Exit::Success)
+        }
+        Command::Migrate => {
+            let migrated = app.backend().broker.migrate().await?;
+            let value = match &migrated {
+                Some(m) => json!({
+                    "app": app.name(),
+                    "schema": true,
+                    "version": m.version,
+                    "applied": m.applied,
+                }),
+                None => json!({"app": app.name(), "schema": false, "applied": []}),
+            };
+            print(out, json, &value, migrate_text).map(|()| Exit::Success)
         }
         Command::Stats => {
             let stats = app.backend().broker.stats().await?;
@@ -613,6 +631,29 @@ fn inspect_text(v: &Value) -> String {
         }
     }
     s.trim_end().to_string()
+}
+
+fn migrate_text(v: &Value) -> String {
+    let app = v["app"].as_str().unwrap_or_default();
+    if v["schema"].as_bool() != Some(true) {
+        return format!("app {app}: the backend has no schema to migrate");
+    }
+    let applied: Vec<&str> = v["applied"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if applied.is_empty() {
+        format!(
+            "app {app}: the schema is up to date (version {})",
+            v["version"]
+        )
+    } else {
+        format!(
+            "app {app}: migrated the schema to version {} (applied {})",
+            v["version"],
+            applied.join(", ")
+        )
+    }
 }
 
 fn stats_text(v: &Value) -> String {

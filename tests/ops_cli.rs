@@ -424,3 +424,22 @@ fn the_cli_prints_log_lines_and_exits_with_its_code() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn migrate_says_when_the_backend_has_no_schema() {
+    let text = run(common::builder("cli-migrate"), &["migrate"])
+        .await
+        .unwrap();
+    assert_eq!(
+        text.trim(),
+        "app cli-migrate: the backend has no schema to migrate"
+    );
+    let json: Value = serde_json::from_str(
+        &run(common::builder("cli-migrate"), &["--json", "migrate"])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["schema"], false);
+    assert_eq!(json["applied"], serde_json::json!([]));
+}

@@ -1,10 +1,16 @@
 //! Reliability of the PostgreSQL backend under faults (issue 18, item 4): a worker killed with
 //! SIGKILL mid-task, a worker frozen with SIGSTOP past its lease, bad rows among good ones, a
-//! task that crashes every worker that runs it, and lost PostgreSQL connections.
+//! task that crashes every worker that runs it, lost PostgreSQL connections, and PostgreSQL
+//! crashing and restarting under load.
 //!
 //! The connection loss is made with `pg_terminate_backend` on every connection of the app
 //! (found by its `application_name`) from a separate connection: the system PostgreSQL is shared
-//! with other tests and engineers, so it is not restarted here. Worker processes that get
+//! with other tests and engineers, so it is not restarted; the crash and restart happen on a
+//! private server of that test's own (`qtasks_postgres::server`, a fresh `initdb` cluster).
+//! The scenarios every distributed backend shares (kill -9, SIGSTOP, the server crashing and
+//! restarting under load, cross-process cancel, producers without a server) are written once
+//! in `common/faults.rs`; this file gives them the PostgreSQL way of counting and announcing
+//! runs, and has the scenarios of its own (bad rows, crash loop, terminated connections). Worker processes that get
 //! killed, frozen or crashed are this test binary itself, re-executed to run only
 //! `worker_process_entry_point` with `QTASKS_TEST_PG_WORKER` set. Every wait is bounded and waits
 //! on a result or a notification (task starts are announced with NOTIFY), never a sleep.
@@ -20,14 +26,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use qtasks::backend::{Broker, NewTask};
+use qtasks::postgres::server::PostgresServer;
 use qtasks::postgres::PostgresBackend;
 use qtasks::prelude::*;
 use qtasks::Payload;
 use uuid::Uuid;
 
+use common::faults::{self, Harness};
 use common::postgres::{announce_run, connect, runs, schema_of, test_url, Starts};
 use common::worker_process::WorkerProcess;
 use common::DEADLINE;
+use futures::future::BoxFuture;
 
 /// The environment variable that turns this binary into a worker process.
 const WORKER_ENV: &str = "QTASKS_TEST_PG_WORKER";
@@ -75,6 +84,37 @@ fn app_name(test: &str) -> String {
     format!("rel-{test}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
+/// How these tests see `tracked`'s runs: a count in the schema's `test_runs` table, starts
+/// announced with NOTIFY (`common::postgres`).
+struct PgProbe;
+
+struct PgStarts(Starts);
+
+impl faults::Starts for PgStarts {
+    fn next(&mut self) -> BoxFuture<'_, (u32, u64)> {
+        Box::pin(self.0.next())
+    }
+}
+
+impl faults::Probe for PgProbe {
+    fn listen<'a>(&'a self, url: &'a str, key: &'a str) -> BoxFuture<'a, Box<dyn faults::Starts>> {
+        Box::pin(async move { Box::new(PgStarts(Starts::listen(url, key).await)) as Box<_> })
+    }
+
+    fn runs<'a>(&'a self, url: &'a str, key: &'a str) -> BoxFuture<'a, u64> {
+        Box::pin(runs(url, key))
+    }
+}
+
+/// The shared fault scenarios (`common::faults`) on PostgreSQL.
+const HARNESS: Harness<tracked, add> = Harness {
+    backend: "PostgreSQL",
+    worker_env: WORKER_ENV,
+    tracked: |key, ms| tracked.call(key, ms),
+    add: |a, b| add.call(a, b),
+    probe: &PgProbe,
+};
+
 /// A SIGKILLed worker's task runs again on another worker, within the lease plus a little, and
 /// its run is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,33 +124,8 @@ async fn killed_worker_task_runs_again_elsewhere() {
     };
     let lease = Duration::from_millis(1000);
     let url = format!("{base}&lease_ms={}", lease.as_millis());
-    let name = app_name("kill9");
-    let app = common::builder(&name).broker_url(&url).build().unwrap();
-    let mut victim = WorkerProcess::start(WORKER_ENV, &url, &name);
-    let key = Uuid::new_v4().to_string();
-    let mut starts = Starts::listen(&url, &key).await;
-    let task = tracked
-        .call(key.clone(), 60_000)
-        .on(&app)
-        .add_task()
-        .await
-        .unwrap();
-    assert_eq!(starts.next().await, (victim.pid(), 1));
-
-    let rescuer = app.spawn_worker();
-    victim.kill9();
-    let killed_at = Instant::now();
-    let done = task.wait(DEADLINE).await.unwrap();
-    let recovered_in = killed_at.elapsed();
-    assert_eq!(done.status, TaskStatus::Success, "{done:?}");
-    assert_eq!(done.returning, Some(2), "ran again, in this process");
-    assert_eq!(done.attempts, 2);
-    assert_eq!(runs(&url, &key).await, 2);
-    assert!(
-        recovered_in < lease + Duration::from_secs(2),
-        "recovered after {recovered_in:?}, lease {lease:?}"
-    );
-    rescuer.shutdown().await.unwrap();
+    faults::killed_worker_task_runs_again_elsewhere(&HARNESS, &url, lease, &app_name("kill9"))
+        .await;
 }
 
 /// A worker frozen with SIGSTOP past its lease: another worker completes the task, and the
@@ -121,42 +136,7 @@ async fn frozen_worker_is_fenced() {
         return;
     };
     let url = format!("{base}&lease_ms=800");
-    let name = app_name("sigstop");
-    let app = common::builder(&name).broker_url(&url).build().unwrap();
-    let frozen = WorkerProcess::start(WORKER_ENV, &url, &name);
-    let key = Uuid::new_v4().to_string();
-    let mut starts = Starts::listen(&url, &key).await;
-    // The first run ends while its worker is frozen (which lasts at least the lease), so the
-    // worker sends its late completion as soon as it resumes.
-    let task = tracked
-        .call(key.clone(), 500)
-        .on(&app)
-        .add_task()
-        .await
-        .unwrap();
-    assert_eq!(starts.next().await, (frozen.pid(), 1));
-    frozen.signal("-STOP");
-
-    let rescuer = app.spawn_worker();
-    let done = task.wait(DEADLINE).await.unwrap();
-    assert_eq!(done.status, TaskStatus::Success);
-    assert_eq!(done.returning, Some(2), "completed by the rescuer");
-
-    frozen.signal("-CONT");
-    let line = frozen.wait_for_any(&[
-        "completion rejected",
-        "not acknowledging a task stopped by a lost lease",
-    ]);
-    assert!(line.contains(&task.uuid.to_string()), "{line}");
-    let after = app.get(task.uuid).await.unwrap().unwrap();
-    assert_eq!(after.status, TaskStatus::Success);
-    assert_eq!(
-        after.returning,
-        Some(Payload::encode(&2u64).unwrap()),
-        "the late result did not overwrite the rescuer's"
-    );
-    assert_eq!(runs(&url, &key).await, 2);
-    rescuer.shutdown().await.unwrap();
+    faults::frozen_worker_is_fenced(&HARNESS, &url, &app_name("sigstop")).await;
 }
 
 /// Bad rows among good ones: rows without a name or without arguments (written by hand),
@@ -387,6 +367,50 @@ async fn lost_connections_lose_no_acknowledged_task() {
     worker.shutdown().await.unwrap();
 }
 
+/// A private PostgreSQL server for a test that stops it (`None`: skip, unless
+/// `QTASKS_REQUIRE_POSTGRES=1`, where the binaries must be there).
+fn private_server() -> Option<PostgresServer> {
+    match PostgresServer::start() {
+        Ok(server) => Some(server),
+        Err(e) => {
+            let required = std::env::var("QTASKS_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "QTASKS_REQUIRE_POSTGRES=1 but no private PostgreSQL server can be started: {e}"
+            );
+            eprintln!("skipping: no private PostgreSQL server can be started: {e}");
+            None
+        }
+    }
+}
+
+/// PostgreSQL itself crashes (SIGQUIT: no shutdown checkpoint, and the WAL not yet written is
+/// lost, which with the asynchronous commits of claims, starts and acknowledgements is only
+/// progress) and restarts while a producer enqueues and a worker runs tasks: the producer gets
+/// a clear error at once while the server is down, the worker reconnects by itself (its pool
+/// and its listening connection), and every acknowledged enqueue runs and is stored. On a
+/// private server of this test's own (the shared one is not restarted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_and_restart_under_load_loses_no_acknowledged_task() {
+    let Some(mut server) = private_server() else {
+        return;
+    };
+    let url = format!("{}?schema=qtasks_restart&lease_ms=1000", server.url());
+    faults::outage_under_load_loses_no_acknowledged_task(
+        &HARNESS,
+        &url,
+        &app_name("restart"),
+        move || {
+            std::thread::spawn(move || {
+                server.crash().unwrap();
+                server.launch().unwrap();
+                server
+            })
+        },
+    )
+    .await;
+}
+
 /// Cancelling a task that runs in another worker process stops it there (NOTIFY on the app's
 /// cancel channel).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,47 +418,25 @@ async fn cancel_reaches_a_worker_in_another_process() {
     let Some(url) = test_url("rel").await else {
         return;
     };
-    let name = app_name("cancel");
-    let app = common::builder(&name).broker_url(&url).build().unwrap();
-    let _worker = WorkerProcess::start(WORKER_ENV, &url, &name);
-    let key = Uuid::new_v4().to_string();
-    let mut starts = Starts::listen(&url, &key).await;
-    let task = tracked
-        .call(key.clone(), 60_000)
-        .on(&app)
-        .add_task()
-        .await
-        .unwrap();
-    starts.next().await;
-    assert_eq!(
-        app.cancel(task.uuid, "no longer needed").await.unwrap(),
-        CancelOutcome::Running
-    );
-    let done = app.wait(task.uuid, DEADLINE).await.unwrap();
-    assert_eq!(done.status, TaskStatus::Cancel);
-    assert_eq!(done.cancel_reason.as_deref(), Some("no longer needed"));
+    faults::cancel_reaches_a_worker_in_another_process(&HARNESS, &url, &app_name("cancel")).await;
 }
 
 /// Producers fail fast with an error naming PostgreSQL and what to check when the server is
 /// unreachable.
 #[tokio::test]
 async fn producer_fails_fast_without_postgres() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let app = common::builder(&app_name("down"))
-        .broker_url(format!("postgres://postgres@127.0.0.1:{port}/test"))
-        .build()
-        .unwrap();
-    let start = Instant::now();
-    let err = add.call(1, 1).on(&app).add_task().await.unwrap_err();
-    let err = err.to_string();
-    assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(
-        err.contains("cannot reach PostgreSQL at postgres://***@127.0.0.1"),
-        "{err}"
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/test",
+        faults::closed_port()
     );
-    assert!(err.contains("Check that the server runs"), "{err}");
+    faults::producer_fails_fast(
+        &HARNESS,
+        &url,
+        &app_name("down"),
+        &[
+            "cannot reach PostgreSQL at postgres://***@127.0.0.1",
+            "Check that the server runs",
+        ],
+    )
+    .await;
 }

@@ -1,6 +1,9 @@
 //! Reliability of the Redis backend under faults (issue 5, item 5): worker killed with
 //! SIGKILL, long task with a live worker, worker frozen with SIGSTOP, Redis restarted while
-//! tasks flow, graceful shutdown, bad input, and a key census after the result TTL.
+//! tasks flow, graceful shutdown, bad input, and a key census after the result TTL. The
+//! scenarios every distributed backend shares (kill -9, SIGSTOP, restart, cross-process cancel,
+//! producers without a server) are written once in `common/faults.rs`; this file gives them
+//! the Redis way of counting and announcing runs.
 //!
 //! Redis is a private `redis-server` for this test binary (or `QTASKS_REDIS_URL`); the tests
 //! skip without one unless `QTASKS_REQUIRE_REDIS=1`. Worker processes that get killed or
@@ -19,11 +22,13 @@ use qtasks::backend::NewTask;
 use qtasks::prelude::*;
 use qtasks::redis::redis::{self, AsyncCommands};
 use qtasks::redis::{server, RedisBackend, RedisOptions};
-use qtasks::{Payload, Result as QResult};
+use qtasks::Payload;
 use uuid::Uuid;
 
-use common::worker_process::{raw_redis as raw, WorkerProcess};
+use common::faults::{self, Harness};
+use common::worker_process::raw_redis as raw;
 use common::DEADLINE;
+use futures::future::BoxFuture;
 
 /// The environment variable that turns this binary into a worker process.
 const WORKER_ENV: &str = "QTASKS_TEST_WORKER";
@@ -111,6 +116,44 @@ async fn runs(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
     runs.unwrap_or(0)
 }
 
+/// How these tests see `tracked`'s runs: a counter key, starts pushed to a list (BLPOP).
+struct RedisProbe;
+
+struct RedisStarts {
+    conn: redis::aio::MultiplexedConnection,
+    key: String,
+}
+
+impl faults::Starts for RedisStarts {
+    fn next(&mut self) -> BoxFuture<'_, (u32, u64)> {
+        Box::pin(next_start(&mut self.conn, &self.key))
+    }
+}
+
+impl faults::Probe for RedisProbe {
+    fn listen<'a>(&'a self, url: &'a str, key: &'a str) -> BoxFuture<'a, Box<dyn faults::Starts>> {
+        Box::pin(async move {
+            Box::new(RedisStarts {
+                conn: raw(url).await,
+                key: key.to_string(),
+            }) as Box<_>
+        })
+    }
+
+    fn runs<'a>(&'a self, url: &'a str, key: &'a str) -> BoxFuture<'a, u64> {
+        Box::pin(async move { runs(&mut raw(url).await, key).await })
+    }
+}
+
+/// The shared fault scenarios (`common::faults`) on Redis.
+const HARNESS: Harness<tracked, add> = Harness {
+    backend: "Redis",
+    worker_env: WORKER_ENV,
+    tracked: |key, ms| tracked.call(key, ms),
+    add: |a, b| add.call(a, b),
+    probe: &RedisProbe,
+};
+
 /// (a) A worker killed with SIGKILL mid-task: the task runs again on another worker within
 /// the lease (plus the time until an idle worker looks, which is the lease deadline itself).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,35 +163,8 @@ async fn killed_worker_task_runs_again_elsewhere() {
     };
     let lease = Duration::from_millis(1000);
     let url = format!("{base}?lease_ms={}", lease.as_millis());
-    let name = app_name("kill9");
-    let app = common::builder(&name).broker_url(&url).build().unwrap();
-    let mut conn = raw(&url).await;
-    let mut victim = WorkerProcess::start(WORKER_ENV, &url, &name);
-
-    let key = Uuid::new_v4().to_string();
-    let task = tracked
-        .call(key.clone(), 60_000)
-        .on(&app)
-        .add_task()
-        .await
-        .unwrap();
-    let (pid, run) = next_start(&mut conn, &key).await;
-    assert_eq!((pid, run), (victim.pid(), 1));
-
-    let rescuer = app.spawn_worker();
-    victim.kill9();
-    let killed_at = Instant::now();
-    let done = task.wait(DEADLINE).await.unwrap();
-    let recovered_in = killed_at.elapsed();
-    assert_eq!(done.status, TaskStatus::Success, "{done:?}");
-    assert_eq!(done.returning, Some(2), "ran again, in this process");
-    assert_eq!(done.attempts, 2);
-    assert_eq!(runs(&mut conn, &key).await, 2);
-    assert!(
-        recovered_in < lease + Duration::from_secs(2),
-        "recovered after {recovered_in:?}, lease {lease:?}"
-    );
-    rescuer.shutdown().await.unwrap();
+    faults::killed_worker_task_runs_again_elsewhere(&HARNESS, &url, lease, &app_name("kill9"))
+        .await;
 }
 
 /// (b) A task running several lease lengths on a live worker is never run twice, even with
@@ -191,46 +207,7 @@ async fn frozen_worker_is_fenced() {
         return;
     };
     let url = format!("{base}?lease_ms=800");
-    let name = app_name("sigstop");
-    let app = common::builder(&name).broker_url(&url).build().unwrap();
-    let mut conn = raw(&url).await;
-    let frozen = WorkerProcess::start(WORKER_ENV, &url, &name);
-
-    let key = Uuid::new_v4().to_string();
-    // The first run ends while its worker is frozen (which lasts at least the lease), so the
-    // worker sends its late completion as soon as it resumes. (A run still going when the
-    // worker resumes is cancelled instead, once a renewal reports its lease lost.)
-    let task = tracked
-        .call(key.clone(), 500)
-        .on(&app)
-        .add_task()
-        .await
-        .unwrap();
-    assert_eq!(next_start(&mut conn, &key).await, (frozen.pid(), 1));
-    frozen.signal("-STOP");
-
-    let rescuer = app.spawn_worker();
-    let done = task.wait(DEADLINE).await.unwrap();
-    assert_eq!(done.status, TaskStatus::Success);
-    assert_eq!(done.returning, Some(2), "completed by the rescuer");
-
-    frozen.signal("-CONT");
-    // Resumed, the stale worker either finds its lease gone first (it stops the task and sends
-    // nothing) or sends the late result, which is rejected; either way it says so.
-    let line = frozen.wait_for_any(&[
-        "completion rejected",
-        "not acknowledging a task stopped by a lost lease",
-    ]);
-    assert!(line.contains(&task.uuid.to_string()), "{line}");
-    let after = app.get(task.uuid).await.unwrap().unwrap();
-    assert_eq!(after.status, TaskStatus::Success);
-    assert_eq!(
-        after.returning,
-        Some(Payload::encode(&2u64).unwrap()),
-        "the late result did not overwrite the rescuer's"
-    );
-    assert_eq!(runs(&mut conn, &key).await, 2);
-    rescuer.shutdown().await.unwrap();
+    faults::frozen_worker_is_fenced(&HARNESS, &url, &app_name("sigstop")).await;
 }
 
 /// (d) Redis restarted while tasks flow: workers and producers recover without a restart of
@@ -238,7 +215,7 @@ async fn frozen_worker_is_fenced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_loses_no_acknowledged_task() {
     // This test stops its server, so it has one of its own.
-    let redis_server = match server::RedisServer::start() {
+    let mut redis_server = match server::RedisServer::start() {
         Ok(server) => server,
         Err(e) if std::env::var("QTASKS_REQUIRE_REDIS").as_deref() != Ok("1") => {
             eprintln!("skipping: cannot start a redis-server of this test's own: {e}");
@@ -248,56 +225,19 @@ async fn redis_restart_loses_no_acknowledged_task() {
     };
     // A claim whose reply is lost in the restart is recovered when its lease expires.
     let url = format!("{}?lease_ms=1000", redis_server.url());
-    let mut redis_server = Some(redis_server);
-    let name = app_name("restart");
-    let producer = common::builder(&name).broker_url(&url).build().unwrap();
-    let worker_app = common::builder(&name)
-        .broker_url(&url)
-        .max_tasks_process(4)
-        .build()
-        .unwrap();
-    let worker = worker_app.spawn_worker();
-
-    let total = 120;
-    let mut acknowledged = Vec::new();
-    let mut failed_attempts = 0;
-    let mut restarter = None;
-    let started = Instant::now();
-    for i in 0..total {
-        if i == total / 2 {
-            // Restart in the background while the producer keeps going.
-            let mut server = redis_server.take().unwrap();
-            restarter = Some(std::thread::spawn(move || {
-                server.restart().unwrap();
-                server
-            }));
-        }
-        loop {
-            assert!(started.elapsed() < DEADLINE * 3, "producer stuck");
-            match add.call(i, 1).on(&producer).add_task().await {
-                Ok(task) => {
-                    acknowledged.push((i, task));
-                    break;
-                }
-                Err(e) => {
-                    // Fails fast with a clear error while Redis is away; the producer retries.
-                    assert!(e.to_string().contains("Redis"), "{e}");
-                    failed_attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-    }
-    let redis_server = restarter.unwrap().join().unwrap();
-    for (i, task) in &acknowledged {
-        let done = task.wait(DEADLINE).await.unwrap();
-        assert_eq!(done.status, TaskStatus::Success, "{done:?}");
-        assert_eq!(done.returning, Some(i + 1));
-    }
-    assert_eq!(acknowledged.len(), total as usize);
-    eprintln!("restart test: {failed_attempts} enqueue attempts failed during the restart");
-    worker.shutdown().await.unwrap();
-    drop(redis_server);
+    faults::outage_under_load_loses_no_acknowledged_task(
+        &HARNESS,
+        &url,
+        &app_name("restart"),
+        move || {
+            // Restarted in the background while the producer keeps going.
+            std::thread::spawn(move || {
+                redis_server.restart().unwrap();
+                redis_server
+            })
+        },
+    )
+    .await;
 }
 
 /// (e) Graceful shutdown: prefetched tasks return to the queue at once, running ones finish
@@ -607,43 +547,18 @@ async fn cancel_reaches_a_worker_in_another_process() {
     let Some(url) = server::test_url() else {
         return;
     };
-    let name = app_name("cancel");
-    let app = common::builder(&name).broker_url(&url).build().unwrap();
-    let mut conn = raw(&url).await;
-    let _worker = WorkerProcess::start(WORKER_ENV, &url, &name);
-    let key = Uuid::new_v4().to_string();
-    let task = tracked
-        .call(key.clone(), 60_000)
-        .on(&app)
-        .add_task()
-        .await
-        .unwrap();
-    next_start(&mut conn, &key).await;
-    assert_eq!(
-        app.cancel(task.uuid, "no longer needed").await.unwrap(),
-        CancelOutcome::Running
-    );
-    let done = app.wait(task.uuid, DEADLINE).await.unwrap();
-    assert_eq!(done.status, TaskStatus::Cancel);
-    assert_eq!(done.cancel_reason.as_deref(), Some("no longer needed"));
+    faults::cancel_reaches_a_worker_in_another_process(&HARNESS, &url, &app_name("cancel")).await;
 }
 
 /// Producers fail fast with an error naming Redis when the server is unreachable.
 #[tokio::test]
 async fn producer_fails_fast_without_redis() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let app = common::builder(&app_name("down"))
-        .broker_url(format!("redis://127.0.0.1:{port}/0"))
-        .build()
-        .unwrap();
-    let start = Instant::now();
-    let err: QResult<_> = add.call(1, 1).on(&app).add_task().await;
-    let err = err.unwrap_err().to_string();
-    assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(err.contains("Redis at redis://127.0.0.1"), "{err}");
-    assert!(err.contains("redis-server is running"), "{err}");
+    let url = format!("redis://127.0.0.1:{}/0", faults::closed_port());
+    faults::producer_fails_fast(
+        &HARNESS,
+        &url,
+        &app_name("down"),
+        &["Redis at redis://127.0.0.1", "redis-server is running"],
+    )
+    .await;
 }

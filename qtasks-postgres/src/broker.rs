@@ -1,5 +1,6 @@
 //! The broker: enqueue, claim (with leases and fencing tokens), acknowledge, requeue, renew,
-//! started, cancel and stats, each one call of a SQL function per batch (`sql/001_init.sql`).
+//! started, cancel and stats, each one call of a SQL function per batch (`sql/001_init.sql`,
+//! the batch functions as migration 2 replaced them in `sql/002_uuid_first_key.sql`).
 //! Every entry a function dead-lettered comes back in its reply and is logged here, once.
 
 use std::collections::BTreeMap;
@@ -9,8 +10,8 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
-    Broker, CancelOutcome, CancelRequest, Completion, Delivery, Held, Lease, NewTask, Outcome,
-    QueueStats,
+    Broker, CancelOutcome, CancelRequest, Completion, Delivery, Held, Lease, Migrated, NewTask,
+    Outcome, QueueStats,
 };
 use qtasks_core::{Error, Payload, Result};
 use tokio_postgres::types::ToSql;
@@ -501,5 +502,9 @@ impl Broker for PostgresBackend {
 
     fn pauses(&self) -> BoxFuture<'_, Result<Pauses>> {
         Box::pin(self.read_pauses())
+    }
+
+    fn migrate(&self) -> BoxFuture<'_, Result<Option<Migrated>>> {
+        Box::pin(async { PostgresBackend::migrate(self).await.map(Some) })
     }
 }

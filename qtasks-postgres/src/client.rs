@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use qtasks_core::backend::Migrated;
 use qtasks_core::{Error, Result};
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -66,6 +67,7 @@ impl Connections {
                 let mut conn = self.raw(component, "migrating the schema").await?;
                 schema::migrate(&mut conn, &self.schema)
                     .await
+                    .map(drop)
                     .map_err(|e| self.error(component, "migrating the schema", &e))
             })
             .await?;
@@ -85,9 +87,19 @@ impl Connections {
         })
     }
 
-    /// Runs the migrations now (they run anyway before the first statement).
-    pub(crate) async fn migrate(&self) -> Result<()> {
-        self.get("broker", "migrating the schema").await.map(drop)
+    /// Runs the migrations now (they run anyway before the first statement), up to `target`
+    /// (`i32::MAX`: all); says what was applied.
+    pub(crate) async fn migrate(&self, target: i32) -> Result<Migrated> {
+        let what = "migrating the schema";
+        let mut conn = self.raw("broker", what).await?;
+        let done = schema::migrate_to(&mut conn, &self.schema, target)
+            .await
+            .map_err(|e| self.error("broker", what, &e))?;
+        if target == i32::MAX {
+            // The first statement of this process need not look again.
+            let _ = self.migrated.set(());
+        }
+        Ok(done)
     }
 
     /// The error for a failed statement: what we were doing, and what PostgreSQL said.

@@ -41,6 +41,8 @@ mod options;
 mod reaper;
 mod record;
 mod schema;
+#[cfg(all(feature = "testing", unix))]
+pub mod server;
 mod statements;
 mod storage;
 #[cfg(feature = "testing")]
@@ -50,7 +52,7 @@ mod transaction;
 use std::sync::Arc;
 use std::time::Duration;
 
-use qtasks_core::backend::{Backend, BackendFactory, Held, OpenRequest, BACKENDS};
+use qtasks_core::backend::{Backend, BackendFactory, Held, Migrated, OpenRequest, BACKENDS};
 use qtasks_core::{Config, Error, Result};
 use uuid::Uuid;
 
@@ -157,9 +159,10 @@ impl PostgresBackend {
     }
 
     /// Runs the migrations now (they also run before the first statement of each process):
-    /// for a `migrate` step of a deployment.
-    pub async fn migrate(&self) -> Result<()> {
-        self.conns.migrate().await
+    /// for a `migrate` step of a deployment (the CLI's `migrate` calls it). Says which
+    /// migrations this call applied and the schema's version.
+    pub async fn migrate(&self) -> Result<Migrated> {
+        self.conns.migrate(i32::MAX).await
     }
 
     /// How long finished records are kept, in ms (at least 1).

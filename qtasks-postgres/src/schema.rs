@@ -2,6 +2,7 @@
 //! transaction-scoped advisory lock so that processes starting together do not race. The
 //! versions applied are kept in `<schema>.migrations`.
 
+use qtasks_core::backend::Migrated;
 use tokio_postgres::Client;
 
 /// One migration: its version (applied in increasing order), name and SQL text, in which
@@ -13,17 +14,34 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first. Append new ones; never edit one that was released.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_init",
-    sql: include_str!("../sql/001_init.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_init",
+        sql: include_str!("../sql/001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_uuid_first_key",
+        sql: include_str!("../sql/002_uuid_first_key.sql"),
+    },
+];
 
-/// Brings `schema` (a checked plain identifier) up to the newest migration.
+/// Brings `schema` (a checked plain identifier) up to the newest migration; says what it
+/// applied.
 pub(crate) async fn migrate(
     client: &mut Client,
     schema: &str,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Migrated, tokio_postgres::Error> {
+    migrate_to(client, schema, i32::MAX).await
+}
+
+/// Brings `schema` up to migration `target` (the newest one at most).
+pub(crate) async fn migrate_to(
+    client: &mut Client,
+    schema: &str,
+    target: i32,
+) -> Result<Migrated, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     // One migrating process at a time, per schema, across the whole server.
     tx.execute(
@@ -49,7 +67,14 @@ pub(crate) async fn migrate(
     if let Some(newer) = applied.iter().filter(|v| **v > newest).max() {
         tracing::warn!(schema, version = newer, known = newest, "the schema has a migration this version of qtasks does not know; a newer qtasks migrated it");
     }
-    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+    let mut done = Migrated {
+        version: 0,
+        applied: Vec::new(),
+    };
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version <= target && !applied.contains(&m.version))
+    {
         tracing::info!(
             schema,
             version = m.version,
@@ -62,6 +87,20 @@ pub(crate) async fn migrate(
             &[&m.version, &m.name],
         )
         .await?;
+        done.applied.push(m.name.to_string());
     }
-    tx.commit().await
+    let version = applied
+        .iter()
+        .copied()
+        .chain(
+            MIGRATIONS
+                .iter()
+                .filter(|m| m.version <= target)
+                .map(|m| m.version),
+        )
+        .max()
+        .unwrap_or(0);
+    done.version = u32::try_from(version).unwrap_or(0);
+    tx.commit().await?;
+    Ok(done)
 }

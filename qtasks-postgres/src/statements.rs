@@ -1,7 +1,7 @@
 //! The SQL statements of one backend, with its schema's name put in once (the schema is a
 //! checked plain identifier). Each is prepared once per pooled connection (`prepare_cached`).
-//! The mutations call the functions of `sql/001_init.sql`: one statement, one transaction,
-//! per batch.
+//! The mutations call the functions of `sql/*.sql` (the newest definition of each wins): one
+//! statement, one transaction, per batch.
 
 /// The statements, for one schema.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ pub(crate) struct Statements {
     pub(crate) reap_claims: String,
     pub(crate) reap_workers: String,
     pub(crate) needs_analyze: String,
+    pub(crate) needs_vacuum: String,
+    pub(crate) vacuum: String,
     pub(crate) list: String,
     pub(crate) throughput: String,
     pub(crate) retry_dead: String,
@@ -121,6 +123,15 @@ impl Statements {
                  WHERE c.oid = '{s}.tasks'::regclass"
             ),
             analyze: format!("ANALYZE {s}.tasks"),
+            // Dead row versions far beyond what autovacuum lets stand (it is off on the server,
+            // or behind): the reaper vacuums. Each task leaves about three dead versions.
+            needs_vacuum: format!(
+                "SELECT s.n_dead_tup > 20000 + 0.2 * s.n_live_tup \
+                 FROM pg_stat_user_tables s WHERE s.relid = '{s}.tasks'::regclass"
+            ),
+            // SKIP_LOCKED: when autovacuum (or another process's reaper) vacuums the table
+            // already, this one does not wait for it.
+            vacuum: format!("VACUUM (SKIP_LOCKED) {s}.tasks"),
             // Inspection (the dashboard): not on a hot path, so no index of its own; the rows of
             // one app are read in change order with the filters the table can apply.
             list: format!(

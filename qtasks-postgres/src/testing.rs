@@ -89,3 +89,15 @@ pub async fn fresh_schema(label: &str) -> String {
     let _ = driver.await;
     schema
 }
+
+/// Migrates `backend`'s schema up to migration `version` only (not the newest), as an older
+/// qtasks would have left it: for tests of upgrades from that version.
+pub async fn migrate_up_to(
+    backend: &crate::PostgresBackend,
+    version: u32,
+) -> qtasks_core::Result<qtasks_core::backend::Migrated> {
+    backend
+        .conns
+        .migrate(i32::try_from(version).unwrap_or(i32::MAX))
+        .await
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use qtasks::App;
 
+pub(crate) mod faults;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 pub(crate) mod worker_process;

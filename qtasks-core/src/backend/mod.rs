@@ -31,8 +31,8 @@ pub use held::Held;
 pub use notices::Notices;
 
 pub use wire::{
-    CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, NewTask, Outcome,
-    QueueStats,
+    CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, Migrated, NewTask,
+    Outcome, QueueStats,
 };
 
 use std::collections::BTreeMap;
@@ -150,6 +150,13 @@ pub trait Broker: Send + Sync + 'static {
     /// What is paused now.
     fn pauses(&self) -> BoxFuture<'_, Result<Pauses>> {
         Box::pin(async { Ok(Pauses::default()) })
+    }
+
+    /// Brings the backend's schema (tables, indexes, functions) up to date without starting
+    /// anything, for a deployment's `migrate` step (the CLI's `migrate`). `None` (the
+    /// default): the backend has no schema to migrate (in-process, Redis).
+    fn migrate(&self) -> BoxFuture<'_, Result<Option<Migrated>>> {
+        Box::pin(async { Ok(None) })
     }
 }
 

@@ -176,6 +176,15 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// What [`Broker::migrate`](super::Broker::migrate) did to a backend's schema.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Migrated {
+    /// The schema's version afterwards (the newest migration applied).
+    pub version: u32,
+    /// The migrations this call applied, oldest first; empty when the schema was up to date.
+    pub applied: Vec<String>,
+}
+
 /// Runtime figures of a backend, for `stats` and inspection.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueStats {
