@@ -20,7 +20,7 @@ use common::postgres::connect;
 use common::DEADLINE;
 
 /// The versions of the migrations this qtasks has, oldest first.
-const NAMES: [&str; 2] = ["001_init", "002_uuid_first_key"];
+const NAMES: [&str; 3] = ["001_init", "002_uuid_first_key", "003_claim_starting"];
 
 #[qtasks::task]
 async fn add(a: i64, b: i64) -> i64 {
@@ -77,13 +77,13 @@ async fn migrate_brings_a_fresh_schema_up_to_date_and_starts_nothing() {
     assert_eq!(json["schema"], true);
     assert_eq!(json["version"], NAMES.len());
     assert_eq!(json["applied"], serde_json::json!(NAMES));
-    assert_eq!(versions(&url).await, [1, 2]);
+    assert_eq!(versions(&url).await, [1, 2, 3]);
 
     // The second time there is nothing to apply.
     let text = migrate(&url, "mig-fresh", false).await;
     assert_eq!(
         text.trim(),
-        "app mig-fresh: the schema is up to date (version 2)"
+        "app mig-fresh: the schema is up to date (version 3)"
     );
 
     // No worker ran: no heartbeat, nothing claimed.
@@ -95,7 +95,7 @@ async fn migrate_brings_a_fresh_schema_up_to_date_and_starts_nothing() {
     assert!(workers.is_empty(), "{workers:?}");
 }
 
-/// A schema left at version 1 with a queued task: `migrate` applies only version 2, and the
+/// A schema left at version 1 with a queued task: `migrate` applies only the later versions, and the
 /// task, written by version 1's `enqueue`, runs afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_upgrades_version_1_and_keeps_queued_tasks() {
@@ -127,9 +127,12 @@ async fn migrate_upgrades_version_1_and_keeps_queued_tasks() {
     assert_eq!(written, 1);
 
     let json: Value = serde_json::from_str(&migrate(&url, "mig-old", true).await).unwrap();
-    assert_eq!(json["version"], 2);
-    assert_eq!(json["applied"], serde_json::json!(["002_uuid_first_key"]));
-    assert_eq!(versions(&url).await, [1, 2]);
+    assert_eq!(json["version"], 3);
+    assert_eq!(
+        json["applied"],
+        serde_json::json!(["002_uuid_first_key", "003_claim_starting"])
+    );
+    assert_eq!(versions(&url).await, [1, 2, 3]);
     let key: String = client
         .query_one(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint \

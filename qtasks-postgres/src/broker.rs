@@ -84,6 +84,8 @@ impl<'a> EnqueueArgs<'a> {
 /// What one claim call gave.
 struct Claimed {
     deliveries: Vec<Delivery>,
+    /// How many of the first deliveries the claim marked started.
+    started: usize,
     suspect: bool,
     drain: bool,
     due_in: Option<Duration>,
@@ -102,8 +104,9 @@ fn log_dead(app: &str, uuid: Option<Uuid>, name: Option<&str>, info: Option<&str
 }
 
 impl PostgresBackend {
-    /// One claim call (`idle`: this process holds no task, so it may take a suspect).
-    async fn claim_once(&self, max: usize, idle: bool) -> Result<Claimed> {
+    /// One claim call (`idle`: this process holds no task, so it may take a suspect), the
+    /// first `start` claimed marked started.
+    async fn claim_once(&self, max: usize, idle: bool, start: usize) -> Result<Claimed> {
         let what = "claiming tasks";
         let conn = self.conns.get("broker", what).await?;
         let stmt = conn
@@ -111,6 +114,7 @@ impl PostgresBackend {
             .await
             .map_err(|e| self.conns.error("broker", what, &e))?;
         let max = i32::try_from(max).unwrap_or(i32::MAX);
+        let start_n = i32::try_from(start).unwrap_or(i32::MAX);
         let rows = conn
             .query(
                 &stmt,
@@ -122,25 +126,34 @@ impl PostgresBackend {
                     &self.dead_max(),
                     &idle,
                     &self.caller,
+                    &start_n,
                 ],
             )
             .await
             .map_err(|e| self.conns.error("broker", what, &e))?;
         let mut claimed = Claimed {
             deliveries: Vec::with_capacity(rows.len()),
+            started: 0,
             suspect: false,
             drain: false,
             due_in: None,
         };
+        // The function marked the first `start` claimed rows started.
+        let mut claimed_rows = 0;
         for row in &rows {
             let kind: &str = row.try_get(0).unwrap_or("");
             match kind {
                 "task" | "suspect" => match decode_delivery(row) {
                     Ok(d) => {
+                        claimed_rows += 1;
+                        if claimed_rows <= start {
+                            claimed.started += 1;
+                        }
                         claimed.suspect |= kind == "suspect";
                         claimed.deliveries.push(d);
                     }
                     Err(why) => {
+                        claimed_rows += 1;
                         // Claimed in the table but not deliverable: left to its lease, which
                         // expires and returns it (never started, so never counted).
                         tracing::error!(app = %self.app, "a claimed row cannot be decoded; it returns to the queue when its lease expires: {why}");
@@ -164,6 +177,54 @@ impl PostgresBackend {
             }
         }
         Ok(claimed)
+    }
+
+    /// [`Broker::claim_starting`]: claims until something is claimed, waiting on wake-ups.
+    async fn claim_starting_now(&self, max: usize, start: usize) -> Result<(Vec<Delivery>, usize)> {
+        self.reaper.ensure_started();
+        let lease = self.options.lease;
+        loop {
+            // A suspect of this process runs alone: nothing else is claimed until it is
+            // done, or has run a whole lease.
+            if let Some(left) = self.held.suspect_alone_for() {
+                self.held
+                    .wait_until(left, |held| held.suspect_alone_for().is_none())
+                    .await;
+                continue;
+            }
+            if !self.notifier.is_listening() {
+                self.notifier.until_listening(DEAF_BLOCK).await;
+            }
+            // Subscribed before looking, so a wake-up in between is not missed.
+            let mut wakes = self.notifier.wakes();
+            let idle = self.held.is_idle();
+            let claimed = self.claim_once(max.max(1), idle, start).await?;
+            if !claimed.deliveries.is_empty() {
+                self.held.claimed(&claimed.deliveries, claimed.suspect);
+                if claimed.started > 0 {
+                    let started: Vec<Lease> = claimed.deliveries[..claimed.started]
+                        .iter()
+                        .map(Delivery::lease)
+                        .collect();
+                    self.held.alive(&started, true);
+                }
+                return Ok((claimed.deliveries, claimed.started));
+            }
+            if claimed.drain && !idle {
+                // A suspect waits for an idle worker: this process finishes what it holds
+                // (at most a lease), then claims again as idle.
+                self.held.wait_until(lease, Held::is_idle).await;
+                continue;
+            }
+            let mut block = claimed.due_in.map_or(MAX_BLOCK, |d| d.min(MAX_BLOCK));
+            if !self.notifier.is_listening() {
+                block = block.min(DEAF_BLOCK);
+            }
+            tokio::select! {
+                _ = wakes.changed() => {}
+                _ = tokio::time::sleep(block) => {}
+            }
+        }
     }
 
     /// `started` or `renew`: the leases of `leases` that are not current.
@@ -273,45 +334,15 @@ impl Broker for PostgresBackend {
     }
 
     fn claim(&self, max: usize) -> BoxFuture<'_, Result<Vec<Delivery>>> {
-        Box::pin(async move {
-            self.reaper.ensure_started();
-            let lease = self.options.lease;
-            loop {
-                // A suspect of this process runs alone: nothing else is claimed until it is
-                // done, or has run a whole lease.
-                if let Some(left) = self.held.suspect_alone_for() {
-                    self.held
-                        .wait_until(left, |held| held.suspect_alone_for().is_none())
-                        .await;
-                    continue;
-                }
-                if !self.notifier.is_listening() {
-                    self.notifier.until_listening(DEAF_BLOCK).await;
-                }
-                // Subscribed before looking, so a wake-up in between is not missed.
-                let mut wakes = self.notifier.wakes();
-                let idle = self.held.is_idle();
-                let claimed = self.claim_once(max.max(1), idle).await?;
-                if !claimed.deliveries.is_empty() {
-                    self.held.claimed(&claimed.deliveries, claimed.suspect);
-                    return Ok(claimed.deliveries);
-                }
-                if claimed.drain && !idle {
-                    // A suspect waits for an idle worker: this process finishes what it holds
-                    // (at most a lease), then claims again as idle.
-                    self.held.wait_until(lease, Held::is_idle).await;
-                    continue;
-                }
-                let mut block = claimed.due_in.map_or(MAX_BLOCK, |d| d.min(MAX_BLOCK));
-                if !self.notifier.is_listening() {
-                    block = block.min(DEAF_BLOCK);
-                }
-                tokio::select! {
-                    _ = wakes.changed() => {}
-                    _ = tokio::time::sleep(block) => {}
-                }
-            }
-        })
+        Box::pin(async move { Ok(self.claim_starting_now(max, 0).await?.0) })
+    }
+
+    fn claim_starting(
+        &self,
+        max: usize,
+        start: usize,
+    ) -> BoxFuture<'_, Result<(Vec<Delivery>, usize)>> {
+        Box::pin(self.claim_starting_now(max, start))
     }
 
     fn complete<'a>(&'a self, done: &'a [Completion]) -> BoxFuture<'a, Result<Vec<Lease>>> {

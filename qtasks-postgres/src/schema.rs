@@ -25,6 +25,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "002_uuid_first_key",
         sql: include_str!("../sql/002_uuid_first_key.sql"),
     },
+    Migration {
+        version: 3,
+        name: "003_claim_starting",
+        sql: include_str!("../sql/003_claim_starting.sql"),
+    },
 ];
 
 /// Brings `schema` (a checked plain identifier) up to the newest migration; says what it

@@ -52,7 +52,7 @@ impl Statements {
             enqueue: format!("SELECT {s}.enqueue($1, $2, $3, $4, $5, $6, $7)"),
             claim: format!(
                 "SELECT kind, uuid, name, priority, args, attempt, token, info \
-                 FROM {s}.claim($1, $2, $3, $4, $5, $6, $7)"
+                 FROM {s}.claim_starting($1, $2, $3, $4, $5, $6, $7, $8)"
             ),
             complete: format!("SELECT {s}.complete($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
             requeue: format!("SELECT {s}.requeue($1, $2, $3)"),
