@@ -65,7 +65,7 @@ pub use qtasks_core::{
     YieldStream,
 };
 // The concept modules.
-pub use qtasks_core::{backend, chain, component, events, plugin, registry, timer};
+pub use qtasks_core::{backend, chain, component, events, observe, plugin, registry, timer};
 
 /// Test helpers (feature `testing`): [`TestKit`](testing::TestKit) runs tasks inline through
 /// the full execution pipeline and records what they enqueue.
@@ -106,6 +106,12 @@ pub use qtasks_grpc as grpc;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+
+#[cfg(feature = "metrics")]
+pub mod metrics;
+
+#[cfg(feature = "opentelemetry")]
+pub mod trace;
 
 /// The guide's chapters, compiled and run as doctests so their code stays true.
 #[cfg(doctest)]

@@ -341,6 +341,7 @@ async fn graceful_shutdown_returns_work_uncounted() {
             args,
             created_at: std::time::SystemTime::now(),
             not_before: None,
+            trace: None,
         });
     }
     qtasks::backend::Broker::enqueue(&*backend, &tasks)
@@ -447,6 +448,7 @@ async fn bad_input_goes_to_the_dead_letter() {
         args: Payload::encode(&serde_json::json!({"a": "two"})).unwrap(),
         created_at: std::time::SystemTime::now(),
         not_before: None,
+        trace: None,
     };
     qtasks::backend::Broker::enqueue(&*backend, std::slice::from_ref(&wrong))
         .await
@@ -460,6 +462,7 @@ async fn bad_input_goes_to_the_dead_letter() {
         args: garbage.clone(),
         created_at: std::time::SystemTime::now(),
         not_before: None,
+        trace: None,
     };
     qtasks::backend::Broker::enqueue(&*backend, std::slice::from_ref(&unknown))
         .await

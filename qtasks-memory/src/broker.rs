@@ -7,7 +7,8 @@ use std::time::{Instant, SystemTime};
 use futures::future::BoxFuture;
 use qtasks_core::backend::inspect::{MinuteCount, PauseTarget, Pauses, Purge, ALL_STATUSES};
 use qtasks_core::backend::{
-    Broker, CancelOutcome, Completion, Delivery, Lease, NewTask, Outcome, QueueStats,
+    Broker, CancelOutcome, Completion, Delivery, Lease, NewTask, Outcome, QueueStats, TaskMeta,
+    TraceContext,
 };
 use qtasks_core::{Result, Task, TaskStatus};
 use uuid::Uuid;
@@ -83,6 +84,10 @@ impl MemoryBackend {
                 args: slot.task.args.clone(),
                 attempt: slot.task.attempts,
                 token: slot.token,
+                meta: TaskMeta {
+                    enqueued_at: Some(slot.task.created_at),
+                    trace: TraceContext::from_extra(&slot.task.extra),
+                },
             });
             shard.moved(&uuid, old);
         }
@@ -119,6 +124,9 @@ impl Broker for MemoryBackend {
                     t.created_at,
                 );
                 task.updated_at = now_wall;
+                if let Some(trace) = &t.trace {
+                    trace.write_extra(&mut task.extra);
+                }
                 self.records.shard(&t.uuid).lock().insert(
                     t.uuid,
                     Box::new(Slot {

@@ -152,6 +152,7 @@ mod tests {
                 args: Payload::encode(&i).unwrap(),
                 created_at: SystemTime::now(),
                 not_before: None,
+                trace: None,
             };
             backend.enqueue(std::slice::from_ref(&task)).await.unwrap();
             let claimed = backend.claim(1).await.unwrap();

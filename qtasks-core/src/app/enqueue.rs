@@ -13,6 +13,7 @@ use crate::backend::{CancelOutcome, NewTask};
 use crate::error::{BoxError, Error, Result};
 use crate::ext::hooks;
 use crate::ext::plugin::Trigger;
+use crate::observe;
 use crate::task::call::TaskCall;
 use crate::task::def::TaskDef;
 use crate::task::entry::TaskEntry;
@@ -122,6 +123,7 @@ impl App {
             args,
             created_at: now,
             not_before: None,
+            trace: observe::producer_trace(),
         }
     }
 
@@ -135,7 +137,10 @@ impl App {
         each: impl FnMut(Task) -> Result<()>,
     ) -> Result<()> {
         self.before_write(batch).await;
-        self.inner().backend.broker.enqueue(batch).await?;
+        if let Err(e) = self.inner().backend.broker.enqueue(batch).await {
+            observe::backend_error("enqueue");
+            return Err(e);
+        }
         self.after_write(batch, each).await
     }
 
@@ -156,6 +161,7 @@ impl App {
         mut each: impl FnMut(Task) -> Result<()>,
     ) -> Result<()> {
         let plugged = !self.hooks().plugins.is_empty();
+        observe::enqueued(batch);
         for new in batch.iter() {
             tracing::debug!(task_name = %new.task_name, task_uuid = %new.uuid, "task enqueued");
             let mut task = Task::new(
