@@ -155,7 +155,7 @@ async fn run_task(
     // Task-scoped dependencies are torn down when the last hold goes: this one, or that of
     // a sync body still on the blocking pool (a timed-out one). On abort, in the background.
     let task_scope = TaskScopeHold::new(&ctx);
-    let span = tracing::info_span!("task", task_name = entry.name, task_uuid = %delivery.uuid, attempt = delivery.attempt, status = tracing::field::Empty, queue_seconds = tracing::field::Empty);
+    let span = tracing::info_span!("task", task_name = entry.name, task_uuid = %delivery.uuid, attempt = i64::from(delivery.attempt), status = tracing::field::Empty, queue_seconds = tracing::field::Empty);
     observe::task_span(&span, delivery);
     let stopped =
         tracing::Instrument::instrument(guarded(&ctx, delivery.args.clone()), span.clone()).await;
