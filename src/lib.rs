@@ -98,6 +98,16 @@ pub use qtasks_postgres as postgres;
 #[cfg(feature = "web")]
 pub use qtasks_web as web;
 
+/// Metrics (feature `metrics`): the Prometheus recorder, `/metrics` rendering and a standalone
+/// endpoint ([`metrics::serve`]); see `docs/observability.md`.
+#[cfg(feature = "metrics")]
+pub mod metrics;
+
+/// Trace propagation with OpenTelemetry (feature `opentelemetry`); see
+/// `docs/observability.md`.
+#[cfg(feature = "opentelemetry")]
+pub mod trace;
+
 /// The gRPC API on tonic (feature `grpc`): Python QTasks' `qtasks.v1.QTasksService` (`AddTask`,
 /// `GetTask`) plus `Cancel`, `WaitTask` and `ListTasks`; [`grpc::serve`] to serve it,
 /// [`grpc::service`] to add it to a tonic server (see `docs/grpc.md`).
@@ -106,12 +116,6 @@ pub use qtasks_grpc as grpc;
 
 #[cfg(feature = "cli")]
 pub mod cli;
-
-#[cfg(feature = "metrics")]
-pub mod metrics;
-
-#[cfg(feature = "opentelemetry")]
-pub mod trace;
 
 /// The guide's chapters, compiled and run as doctests so their code stays true.
 #[cfg(doctest)]
@@ -154,6 +158,9 @@ pub mod guide {
     #[cfg(feature = "grpc")]
     #[doc = include_str!("../docs/grpc.md")]
     pub struct Grpc;
+    #[cfg(all(feature = "metrics", feature = "opentelemetry"))]
+    #[doc = include_str!("../docs/observability.md")]
+    pub struct Observability;
     #[doc = include_str!("../docs/from-python-qtasks.md")]
     pub struct FromPythonQtasks;
 }

@@ -118,7 +118,7 @@ mod tests {
             b"\xc13:abc",
             b"\xc1123456789012:",
         ] {
-            let (meta, args) = split(raw.to_vec());
+            let (meta, args) = split(Bytes::copy_from_slice(raw));
             assert_eq!(meta, TaskMeta::default(), "{raw:?}");
             assert_eq!(args.as_bytes(), raw);
         }
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn meta_without_trace_keeps_the_time() {
-        let (meta, args) = split(b"\xc16:1234\n\n\x90".to_vec());
+        let (meta, args) = split(Bytes::from_static(b"\xc16:1234\n\n\x90"));
         assert_eq!(meta.trace, None);
         assert_eq!(
             meta.enqueued_at,

@@ -76,7 +76,6 @@ struct Handles {
     generation: usize,
     by_name: FxHashMap<Box<str>, Arc<TaskMetrics>>,
     other: Option<Arc<TaskMetrics>>,
-    executing: Gauge,
     heartbeats: Counter,
 }
 
@@ -94,6 +93,8 @@ struct TaskMetrics {
     exec_error: Histogram,
     exec_cancel: Histogram,
     exec_retry: Histogram,
+    /// `qtasks_tasks_executing` (unlabelled: the same gauge in every name's set).
+    executing: Gauge,
 }
 
 impl TaskMetrics {
@@ -114,6 +115,7 @@ impl TaskMetrics {
             exec_error: exec("error"),
             exec_cancel: exec("cancel"),
             exec_retry: exec("retry"),
+            executing: gauge!("qtasks_tasks_executing"),
             label,
         }
     }
@@ -125,7 +127,6 @@ impl Handles {
             generation,
             by_name: FxHashMap::default(),
             other: None,
-            executing: gauge!("qtasks_tasks_executing"),
             heartbeats: counter!("qtasks_worker_heartbeats_total"),
         }
     }
@@ -238,7 +239,7 @@ impl Execution {
                 m.queue.record(waited);
             }
         }
-        with_handles(|h| h.executing.increment(1.0));
+        m.executing.increment(1.0);
         Execution {
             task: m,
             started: Instant::now(),
@@ -272,7 +273,7 @@ impl Execution {
                 m.exec_retry.record(took);
             }
         }
-        with_handles(|h| h.executing.decrement(1.0));
+        m.executing.decrement(1.0);
     }
 }
 
