@@ -337,3 +337,53 @@ async fn the_dashboard_serves_the_metrics_too() {
     );
     worker.shutdown().await.unwrap();
 }
+
+#[qtasks::task]
+async fn metered_redis(n: u32) -> u32 {
+    n
+}
+
+/// On Redis the enqueue time travels with the queue entry (the stored arguments' envelope),
+/// so the queue histogram is filled there too, and the gauges come from the Redis stats.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_the_queue_time_and_gauges_are_recorded_too() {
+    let Some(url) = qtasks::redis::server::test_url() else {
+        return;
+    };
+    qtasks::metrics::install().unwrap();
+    let name = format!("metrics-redis-{}", qtasks::Uuid::new_v4().simple());
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    // Queued with no worker: the depth gauge sees them.
+    let mut tasks = Vec::new();
+    for n in 0..3 {
+        tasks.push(
+            metered_redis
+                .call(n)
+                .priority(4)
+                .on(&app)
+                .add_task()
+                .await
+                .unwrap(),
+        );
+    }
+    let addr = serve(&app).await;
+    let m = scrape(addr).await;
+    assert_eq!(
+        m.get("qtasks_queue_depth", &[("priority", "4")]),
+        3.0,
+        "{}",
+        m.text
+    );
+    let worker = app.spawn_worker();
+    for (n, t) in tasks.iter().enumerate() {
+        assert_eq!(t.wait(DEADLINE).await.unwrap().returning, Some(n as u32));
+    }
+    worker.shutdown().await.unwrap();
+    let m = scrape(addr).await;
+    let label = [("task", "metered_redis")];
+    assert_eq!(m.get("qtasks_tasks_started_total", &label), 3.0);
+    assert_eq!(m.get("qtasks_task_queue_seconds_count", &label), 3.0);
+    assert_eq!(m.get("qtasks_queue_depth", &[("priority", "4")]), 0.0);
+    assert_eq!(m.get("qtasks_tasks_inflight", &[]), 0.0);
+}

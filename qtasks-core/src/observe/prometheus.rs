@@ -89,12 +89,16 @@ pub fn handle() -> Option<PrometheusHandle> {
 
 /// The metrics in the Prometheus text format, with the per-scrape gauges of `app`'s backend
 /// refreshed first ([`refresh`]: one `stats` and one `live_workers` call). Installs the
-/// recorder if needed.
+/// recorder if needed. Scrapes run one at a time, so that the gauges a scrape returns are
+/// the ones it refreshed (two apps of one process scraped at once would mix them otherwise).
 pub async fn render(app: &App) -> Result<String> {
     let handle = install()?;
+    let _one_scrape_at_a_time = SCRAPE.lock().await;
     refresh(app.backend()).await;
     Ok(handle.render())
 }
+
+static SCRAPE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The `Content-Type` of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
