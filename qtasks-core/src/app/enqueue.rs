@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::app::handle::App;
-use crate::backend::{CancelOutcome, NewTask};
+use crate::backend::{CancelOutcome, NewTask, TraceContext};
 use crate::error::{BoxError, Error, Result};
 use crate::ext::hooks;
 use crate::ext::plugin::Trigger;
@@ -84,6 +84,7 @@ impl App {
         let entry = T::entry();
         self.check_serves(entry)?;
         let now = SystemTime::now();
+        let trace = observe::producer_trace();
         let mut out = Vec::new();
         let mut batch = Vec::with_capacity(Self::BULK_CHUNK);
         let mut calls = calls.into_iter().peekable();
@@ -95,7 +96,7 @@ impl App {
                     task: entry.name.to_string(),
                     source: Box::new(e),
                 })?;
-                batch.push(self.new_task(uuid, entry, priority, args, now));
+                batch.push(self.new_task(uuid, entry, priority, args, now, trace.clone()));
             }
             self.write_batch(&mut batch, |task| {
                 out.push(task.decode()?);
@@ -107,7 +108,8 @@ impl App {
         Ok(out)
     }
 
-    /// A task to enqueue, with the call's priority or the task's default.
+    /// A task to enqueue, with the call's priority or the task's default, and the producer's
+    /// span context (`observe::producer_trace`, taken once per call or batch).
     fn new_task(
         &self,
         uuid: Uuid,
@@ -115,6 +117,7 @@ impl App {
         priority: Option<i32>,
         args: Payload,
         now: SystemTime,
+        trace: Option<Box<TraceContext>>,
     ) -> NewTask {
         NewTask {
             uuid,
@@ -123,7 +126,7 @@ impl App {
             args,
             created_at: now,
             not_before: None,
-            trace: observe::producer_trace(),
+            trace,
         }
     }
 
@@ -191,6 +194,7 @@ impl App {
         let entry = T::entry();
         self.check_serves(entry)?;
         let now = SystemTime::now();
+        let trace = observe::producer_trace();
         let mut tasks = Vec::new();
         for call in calls {
             let uuid = call.uuid(self);
@@ -199,7 +203,7 @@ impl App {
                 task: entry.name.to_string(),
                 source: Box::new(e),
             })?;
-            tasks.push(self.new_task(uuid, entry, priority, args, now));
+            tasks.push(self.new_task(uuid, entry, priority, args, now, trace.clone()));
         }
         self.before_write(&mut tasks).await;
         Ok(PreparedTasks {
@@ -231,7 +235,8 @@ impl App {
         args: Payload,
     ) -> Result<Task> {
         self.check_serves(entry)?;
-        let mut new = self.new_task(uuid, entry, priority, args, SystemTime::now());
+        let now = SystemTime::now();
+        let mut new = self.new_task(uuid, entry, priority, args, now, observe::producer_trace());
         let mut written = None;
         self.write_batch(std::slice::from_mut(&mut new), |task| {
             written = Some(task);
