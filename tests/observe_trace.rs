@@ -304,3 +304,41 @@ async fn the_producer_span_is_the_parent_across_processes_on_redis() {
         "the producer's span is the parent"
     );
 }
+
+/// PostgreSQL keeps the producer's span context with the task's arguments (the envelope), so
+/// the worker's span is its child there too.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_task_span_is_a_child_of_the_producer_span() {
+    let Some(url) = common::postgres::test_url("trace").await else {
+        return;
+    };
+    exporter();
+    let name = format!("trace-pg-{}", qtasks::Uuid::new_v4().simple());
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    qtasks::postgres::PostgresBackend::from_url(&url, &name, app.config())
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let task = traced_add
+        .call(4, 5)
+        .on(&app)
+        .add_task()
+        .instrument(tracing::info_span!("produce_postgres"))
+        .await
+        .unwrap();
+    let producer = producer_span("produce_postgres").span_context;
+    let stored = app.get(task.uuid).await.unwrap().unwrap();
+    assert_eq!(
+        stored.extra.get("traceparent").map(String::as_str),
+        Some(format!("00-{}-{}-01", producer.trace_id(), producer.span_id()).as_str())
+    );
+    assert_eq!(stored.args, task.args, "the arguments read back as written");
+    let worker = app.spawn_worker();
+    assert_eq!(task.wait(DEADLINE).await.unwrap().returning, Some(9));
+    worker.shutdown().await.unwrap();
+    let [run] = task_spans(task.uuid).try_into().expect("one task span");
+    assert_eq!(run.span_context.trace_id(), producer.trace_id());
+    assert_eq!(run.parent_span_id, producer.span_id());
+}
