@@ -5,7 +5,14 @@
 //! cargo run --release --features redis --example bench -- --backend redis --tasks 200000 --json
 //! cargo run --release --features postgres --example bench -- --backend postgres --tasks 100000
 //! cargo run --release --features bench-mimalloc --example bench -- --backend memory
+//! cargo run --release --features metrics --example bench -- --backend memory
+//! cargo run --release --features opentelemetry --example bench -- --backend memory --otel
 //! ```
+//!
+//! With the `metrics` feature the Prometheus recorder is installed before the first task, so
+//! every task is recorded as in production; `--otel` (feature `opentelemetry`) runs everything
+//! inside a root span with an OpenTelemetry layer (spans built and sampled, then dropped: no
+//! exporter), so each task stores its producer's span context and its span continues the trace.
 //!
 //! Scenarios (`--scenarios` picks some; all by default):
 //! - `enqueue`: one `add_task` at a time, awaited;
@@ -88,6 +95,10 @@ struct Args {
     /// Internal: run as one of the worker processes of `--workers`, on this app.
     #[arg(long, hide = true)]
     worker_process: Option<String>,
+    /// Trace every task with OpenTelemetry (feature `opentelemetry`): an OpenTelemetry layer,
+    /// and the scenarios inside a root span whose context every task carries.
+    #[arg(long)]
+    otel: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -780,9 +791,10 @@ impl Bench {
     }
 }
 
-/// The bulk producer of `end_to_end`: `n` no-op calls in batches of [`App::BULK_CHUNK`].
+/// The bulk producer of `end_to_end`: `n` no-op calls in batches of [`App::BULK_CHUNK`]
+/// (in the caller's span: with `--otel`, every task carries the root span's context).
 fn produce(app: App, n: u32, data: String) -> tokio::task::JoinHandle<qtasks::Result<()>> {
-    tokio::spawn(async move {
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
         let mut next = 0;
         while next < n {
             let end = (next + App::BULK_CHUNK as u32).min(n);
@@ -791,7 +803,7 @@ fn produce(app: App, n: u32, data: String) -> tokio::task::JoinHandle<qtasks::Re
             next = end;
         }
         Ok(())
-    })
+    }))
 }
 
 /// This process's resident set size, in bytes.
@@ -932,6 +944,34 @@ async fn worker_process(bench: &Bench, name: String) -> qtasks::Result<()> {
 
 #[tokio::main]
 async fn main() -> qtasks::Result<()> {
+    let args = Args::parse();
+    #[cfg(feature = "metrics")]
+    qtasks::metrics::install()?;
+    if args.otel {
+        #[cfg(feature = "opentelemetry")]
+        {
+            use qtasks::trace::opentelemetry::trace::TracerProvider as _;
+            use tracing::Instrument;
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::Layer;
+            let provider =
+                qtasks::trace::opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+            let otel = qtasks::trace::tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("qtasks-bench"))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+            let logs = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+            let subscriber = tracing_subscriber::registry().with(otel).with(logs);
+            tracing::subscriber::set_global_default(subscriber)
+                .map_err(|e| qtasks::Error::Worker(e.to_string()))?;
+            return run(args).instrument(tracing::info_span!("bench")).await;
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        return Err(qtasks::Error::Worker(
+            "--otel needs the `opentelemetry` feature".into(),
+        ));
+    }
     // Logs on stderr, so that the report on stdout stays clean: RUST_LOG, default warn.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -939,7 +979,10 @@ async fn main() -> qtasks::Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let args = Args::parse();
+    run(args).await
+}
+
+async fn run(args: Args) -> qtasks::Result<()> {
     let scenarios = if args.scenarios.is_empty() {
         Scenario::ALL.to_vec()
     } else {

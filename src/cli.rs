@@ -185,6 +185,10 @@ pub enum Command {
         /// Tasks run at the same time (the app's `max_tasks_process`).
         #[arg(long, short = 'c', value_name = "N")]
         concurrency: Option<usize>,
+        /// Serve the Prometheus metrics at `http://ADDR/metrics` while running (needs the
+        /// `metrics` feature); `127.0.0.1:9464` is the usual address.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Enqueue a task by name with JSON arguments.
     Add {
@@ -311,6 +315,7 @@ pub async fn execute(
     }
     if let Command::Run {
         concurrency: Some(n),
+        ..
     } = &cli.command
     {
         builder = builder.max_tasks_process(*n);
@@ -318,7 +323,10 @@ pub async fn execute(
     let app = builder.build()?;
     let json = cli.json;
     match cli.command {
-        Command::Run { .. } => {
+        Command::Run { metrics_listen, .. } => {
+            if let Some(addr) = metrics_listen {
+                serve_metrics(&app, addr, out).await?;
+            }
             let config = app.config();
             writeln!(
                 out,
@@ -691,4 +699,45 @@ fn stats_text(v: &Value) -> String {
         workers.join(", ")
     ));
     s
+}
+
+/// `run --metrics-listen`: binds `addr` (failing before the worker starts when it cannot) and
+/// serves the metrics there in the background.
+#[cfg(feature = "metrics")]
+async fn serve_metrics(
+    app: &App,
+    addr: std::net::SocketAddr,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config {
+            key: "--metrics-listen".into(),
+            value: addr.to_string(),
+            expected: format!("an address this process can bind ({e}); pick a free port"),
+        })?;
+    let bound = listener.local_addr().map_err(io_error)?;
+    crate::metrics::install()?;
+    writeln!(out, "metrics at http://{bound}/metrics").map_err(io_error)?;
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::metrics::serve_on(app, listener).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    Ok(())
+}
+
+/// `run --metrics-listen` without the `metrics` feature: says what to turn on.
+#[cfg(not(feature = "metrics"))]
+async fn serve_metrics(
+    _app: &App,
+    addr: std::net::SocketAddr,
+    _out: &mut (dyn Write + Send),
+) -> Result<()> {
+    Err(Error::Config {
+        key: "--metrics-listen".into(),
+        value: addr.to_string(),
+        expected: "a binary built with qtasks' `metrics` feature".into(),
+    })
 }

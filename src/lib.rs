@@ -65,7 +65,7 @@ pub use qtasks_core::{
     YieldStream,
 };
 // The concept modules.
-pub use qtasks_core::{backend, chain, component, events, plugin, registry, timer};
+pub use qtasks_core::{backend, chain, component, events, observe, plugin, registry, timer};
 
 /// Test helpers (feature `testing`): [`TestKit`](testing::TestKit) runs tasks inline through
 /// the full execution pipeline and records what they enqueue.
@@ -97,6 +97,16 @@ pub use qtasks_postgres as postgres;
 /// axum app, [`web::serve`] to serve it (see `docs/web.md`).
 #[cfg(feature = "web")]
 pub use qtasks_web as web;
+
+/// Metrics (feature `metrics`): the Prometheus recorder, `/metrics` rendering and a standalone
+/// endpoint ([`metrics::serve`]); see `docs/observability.md`.
+#[cfg(feature = "metrics")]
+pub mod metrics;
+
+/// Trace propagation with OpenTelemetry (feature `opentelemetry`); see
+/// `docs/observability.md`.
+#[cfg(feature = "opentelemetry")]
+pub mod trace;
 
 /// The gRPC API on tonic (feature `grpc`): Python QTasks' `qtasks.v1.QTasksService` (`AddTask`,
 /// `GetTask`) plus `Cancel`, `WaitTask` and `ListTasks`; [`grpc::serve`] to serve it,
@@ -148,6 +158,9 @@ pub mod guide {
     #[cfg(feature = "grpc")]
     #[doc = include_str!("../docs/grpc.md")]
     pub struct Grpc;
+    #[cfg(all(feature = "metrics", feature = "opentelemetry"))]
+    #[doc = include_str!("../docs/observability.md")]
+    pub struct Observability;
     #[doc = include_str!("../docs/from-python-qtasks.md")]
     pub struct FromPythonQtasks;
 }

@@ -127,6 +127,7 @@ async fn unknown_task_and_bad_arguments_end_in_error_and_the_worker_goes_on() {
         args: Payload::encode(&(1,)).unwrap(),
         created_at: SystemTime::now(),
         not_before: None,
+        trace: None,
     };
     app.backend()
         .broker
@@ -159,6 +160,7 @@ async fn unknown_task_and_bad_arguments_end_in_error_and_the_worker_goes_on() {
         args: Payload::encode(&args).unwrap(),
         created_at: SystemTime::now(),
         not_before: None,
+        trace: None,
     };
     let bad = raw(serde_json::json!({"a": "two", "b": 3}));
     app.backend()

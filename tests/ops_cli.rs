@@ -338,6 +338,55 @@ async fn run_applies_concurrency_and_runs_the_starter() {
     assert!(text.trim_end().ends_with("stopped"), "{text}");
 }
 
+/// A starter that scrapes `/metrics` on `port` while the app runs, and reports the status.
+#[cfg(feature = "metrics")]
+struct Scrape(u16, mpsc::UnboundedSender<String>);
+
+#[cfg(feature = "metrics")]
+impl Starter for Scrape {
+    fn start<'a>(&'a self, app: &'a App) -> BoxFuture<'a, qtasks::Result<()>> {
+        Box::pin(app.run_until(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.0))
+                .await
+                .unwrap();
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            let _ = self.1.send(response);
+        }))
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn run_serves_the_metrics_when_asked() {
+    // A free port, told to the command line.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let listen = format!("127.0.0.1:{port}");
+    let text = run(
+        common::builder("cli-metrics").starter(Scrape(port, tx)),
+        &["run", "--metrics-listen", &listen],
+    )
+    .await
+    .unwrap();
+    let response = rx.recv().await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("qtasks_workers_live"), "{response}");
+    assert!(
+        text.contains(&format!("metrics at http://{listen}/metrics")),
+        "{text}"
+    );
+}
+
 /// The environment variable that makes [`cli_child`] run the command line (its value: the
 /// arguments, as a JSON list).
 const CHILD: &str = "QTASKS_CLI_CHILD";

@@ -281,6 +281,7 @@ async fn graceful_shutdown_returns_work_uncounted() {
             args,
             created_at: std::time::SystemTime::now(),
             not_before: None,
+            trace: None,
         });
     }
     qtasks::backend::Broker::enqueue(&*backend, &tasks)
@@ -387,6 +388,7 @@ async fn bad_input_goes_to_the_dead_letter() {
         args: Payload::encode(&serde_json::json!({"a": "two"})).unwrap(),
         created_at: std::time::SystemTime::now(),
         not_before: None,
+        trace: None,
     };
     qtasks::backend::Broker::enqueue(&*backend, std::slice::from_ref(&wrong))
         .await
@@ -400,6 +402,7 @@ async fn bad_input_goes_to_the_dead_letter() {
         args: garbage.clone(),
         created_at: std::time::SystemTime::now(),
         not_before: None,
+        trace: None,
     };
     qtasks::backend::Broker::enqueue(&*backend, std::slice::from_ref(&unknown))
         .await

@@ -181,6 +181,7 @@ async fn the_worker_names_the_field_for_records_other_producers_wrote() {
         args: Payload::encode(&json!({"a": "x", "b": 2})).unwrap(),
         created_at: std::time::SystemTime::now(),
         not_before: None,
+        trace: None,
     };
     let uuid = new.uuid;
     app.backend()

@@ -42,6 +42,7 @@ mod error;
 mod execute;
 mod ext;
 mod flow;
+pub mod observe;
 mod task;
 #[cfg(feature = "testing")]
 pub mod testing;

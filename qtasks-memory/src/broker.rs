@@ -7,12 +7,12 @@ use std::time::{Instant, SystemTime};
 use futures::future::BoxFuture;
 use qtasks_core::backend::inspect::{MinuteCount, PauseTarget, Pauses, Purge, ALL_STATUSES};
 use qtasks_core::backend::{
-    Broker, CancelOutcome, Completion, Delivery, Lease, NewTask, Outcome, QueueStats,
+    Broker, CancelOutcome, Completion, Delivery, Lease, NewTask, Outcome, QueueStats, TaskMeta,
 };
 use qtasks_core::{Result, TaskStatus};
 use uuid::Uuid;
 
-use crate::records::{Slot, DEAD_LETTER};
+use crate::records::{from_unix_ns, Slot, DEAD_LETTER};
 use crate::MemoryBackend;
 
 impl MemoryBackend {
@@ -80,6 +80,10 @@ impl MemoryBackend {
                     args: slot.args.clone(),
                     attempt: slot.attempts,
                     token: slot.token,
+                    meta: TaskMeta {
+                        enqueued_at: Some(from_unix_ns(slot.created_ns)),
+                        trace: slot.trace(),
+                    },
                 });
             });
         }
@@ -109,7 +113,11 @@ impl Broker for MemoryBackend {
                 }
                 let seq = q.next_seq;
                 q.next_seq += 1;
-                shard.insert(t.uuid, Box::new(Slot::new(t, seq, now_wall)));
+                let mut slot = Box::new(Slot::new(t, seq, now_wall));
+                if let Some(trace) = &t.trace {
+                    trace.write_extra(&mut slot.rare_mut().extra);
+                }
+                shard.insert(t.uuid, slot);
                 drop(shard);
                 match t.not_before.and_then(|at| at.duration_since(now_wall).ok()) {
                     Some(delay) if !delay.is_zero() => {

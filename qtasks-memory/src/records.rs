@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use qtasks_core::backend::NewTask;
+use qtasks_core::backend::{NewTask, TraceContext};
 use qtasks_core::{Payload, Task, TaskName, TaskStatus};
 use rustc_hash::FxHashMap;
 use uuid::Uuid;
@@ -165,6 +165,13 @@ impl Slot {
         }
     }
 
+    /// The producer's span context, when the task carries one (kept in its extra fields).
+    pub(crate) fn trace(&self) -> Option<Box<TraceContext>> {
+        self.rare
+            .as_ref()
+            .and_then(|r| TraceContext::from_extra(&r.extra))
+    }
+
     /// Whether the record is in the dead-letter.
     pub(crate) fn is_dead_letter(&self) -> bool {
         self.rare
@@ -285,6 +292,7 @@ mod tests {
                 args: Payload::encode(&i).unwrap(),
                 created_at: SystemTime::now(),
                 not_before: None,
+                trace: None,
             };
             backend.enqueue(std::slice::from_ref(&task)).await.unwrap();
             let claimed = backend.claim(1).await.unwrap();

@@ -156,6 +156,7 @@ mod tests {
                 args: Payload::default(),
                 created_at: SystemTime::now(),
                 not_before: None,
+                trace: None,
             })
             .collect();
         backend.enqueue(&tasks).await.unwrap();

@@ -3,6 +3,7 @@
 //! the batch functions as migration 2 replaced them in `sql/002_uuid_first_key.sql`).
 //! Every entry a function dead-lettered comes back in its reply and is logged here, once.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -10,10 +11,10 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
-    Broker, CancelOutcome, CancelRequest, Completion, Delivery, Held, Lease, Migrated, NewTask,
-    Outcome, QueueStats,
+    envelope, Broker, CancelOutcome, CancelRequest, Completion, Delivery, Held, Lease, Migrated,
+    NewTask, Outcome, QueueStats,
 };
-use qtasks_core::{Error, Payload, Result};
+use qtasks_core::{Error, Result};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -35,7 +36,9 @@ pub(crate) struct EnqueueArgs<'a> {
     uuids: Vec<Uuid>,
     names: Vec<&'a str>,
     prios: Vec<i32>,
-    args: Vec<&'a [u8]>,
+    /// The arguments as stored: with the enqueue time and the producer's span context when
+    /// there is something to carry (`qtasks_core::backend::envelope`).
+    args: Vec<Cow<'a, [u8]>>,
     created: Vec<SystemTime>,
     delays: Vec<i64>,
 }
@@ -55,7 +58,7 @@ impl<'a> EnqueueArgs<'a> {
             a.uuids.push(t.uuid);
             a.names.push(t.task_name.as_str());
             a.prios.push(t.priority);
-            a.args.push(t.args.as_bytes());
+            a.args.push(envelope::stored_args(t));
             a.created.push(t.created_at);
             a.delays.push(
                 t.not_before
@@ -307,11 +310,13 @@ fn decode_delivery(row: &Row) -> std::result::Result<Delivery, String> {
     let args: Vec<u8> = row.try_get(4).map_err(bad)?;
     let attempt: i32 = row.try_get(5).map_err(bad)?;
     let token: i64 = row.try_get(6).map_err(bad)?;
+    let (meta, args) = envelope::split(args);
     Ok(Delivery {
         uuid,
         task_name: name.into(),
         priority,
-        args: Payload::from_bytes(args),
+        meta,
+        args,
         attempt: u32::try_from(attempt).unwrap_or(1),
         token: u64::try_from(token).map_err(|_| format!("task {uuid}: negative token {token}"))?,
     })

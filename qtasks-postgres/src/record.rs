@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use qtasks_core::backend::Lease;
+use qtasks_core::backend::{envelope, Lease};
 use qtasks_core::{Payload, Task, TaskStatus};
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -60,13 +60,9 @@ pub(crate) fn decode_record(row: &Row) -> Result<Task, String> {
     let priority: i32 = row.try_get(3).map_err(field)?;
     let args: Option<Vec<u8>> = row.try_get(4).map_err(field)?;
     let created_at: SystemTime = row.try_get(5).map_err(field)?;
-    let mut task = Task::new(
-        uuid,
-        name.unwrap_or_default(),
-        priority,
-        Payload::from_bytes(args.unwrap_or_default()),
-        created_at,
-    );
+    // The stored arguments may carry the enqueue time and the producer's span context.
+    let (meta, args) = envelope::split(args.unwrap_or_default());
+    let mut task = Task::new(uuid, name.unwrap_or_default(), priority, args, created_at);
     task.status = status;
     task.updated_at = row.try_get(6).map_err(field)?;
     let result: Option<Vec<u8>> = row.try_get(7).map_err(field)?;
@@ -78,6 +74,9 @@ pub(crate) fn decode_record(row: &Row) -> Result<Task, String> {
     let dead: Option<String> = row.try_get(11).map_err(field)?;
     if let Some(reason) = dead {
         task.extra = BTreeMap::from([("dead_letter".to_string(), reason)]);
+    }
+    if let Some(trace) = meta.trace {
+        trace.write_extra(&mut task.extra);
     }
     Ok(task)
 }

@@ -21,6 +21,7 @@ fn new_task(name: &str) -> NewTask {
         args: Payload::encode(&[name]).unwrap(),
         created_at: SystemTime::now(),
         not_before: None,
+        trace: None,
     }
 }
 
@@ -69,14 +70,25 @@ async fn claim_starting_marks_the_first_tasks_started() {
         .iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2))))
         .collect();
-    assert_eq!(counted.get(&begun), Some(&(1, true)), "its start was recorded");
-    assert_eq!(counted.get(&prefetched), Some(&(0, false)), "it never started");
+    assert_eq!(
+        counted.get(&begun),
+        Some(&(1, true)),
+        "its start was recorded"
+    );
+    assert_eq!(
+        counted.get(&prefetched),
+        Some(&(0, false)),
+        "it never started"
+    );
     // The task claimed again is current: its acknowledgement is taken.
     let done = [Completion {
         lease: again[0].lease(),
         outcome: Outcome::Success(Payload::default()),
     }];
     assert!(backend.complete(&done).await.unwrap().is_empty());
-    let record = Storage::get(&*backend, again[0].uuid).await.unwrap().unwrap();
+    let record = Storage::get(&*backend, again[0].uuid)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record.status, TaskStatus::Success);
 }

@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
-    Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, NewTask,
-    Outcome, QueueStats,
+    envelope, Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease,
+    NewTask, Outcome, QueueStats,
 };
 use qtasks_core::{Error, Result};
 use uuid::Uuid;
@@ -32,6 +32,9 @@ const ENQUEUE_CHUNK: usize = 2000;
 /// script that did it reports it to the process that called it, and to no other.
 pub(crate) fn log_dropped(prefix: &str, report: &[Dropped]) {
     for d in report {
+        if let Some(reason) = DeadLetterReason::parse(&d.reason) {
+            qtasks_core::observe::dead_lettered(None, reason);
+        }
         tracing::error!(
             app_keys = %prefix,
             entry = %d.entry,
@@ -183,7 +186,7 @@ impl Broker for RedisBackend {
                     args.push(t.uuid.hyphenated().to_string().into_bytes());
                     args.push(t.task_name.as_bytes().to_vec());
                     args.push(t.priority.to_string().into_bytes());
-                    args.push(t.args.as_bytes().to_vec());
+                    args.push(envelope::stored_args(t).into_owned());
                     args.push(epoch_ms(t.created_at).to_string().into_bytes());
                     args.push(delay.to_string().into_bytes());
                 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use deadpool_redis::redis::Value;
-use qtasks_core::backend::{Delivery, Lease};
+use qtasks_core::backend::{envelope, Delivery, Lease};
 use qtasks_core::{Payload, Task, TaskStatus};
 use uuid::Uuid;
 
@@ -286,13 +286,15 @@ fn decode_delivery(
         Ok::<_, String>((before, priority, name.to_string(), args_at))
     })();
     let (before, priority, name, args_at) = parsed.map_err(|why: String| fail(why))?;
+    let (meta, args) = envelope::split(Bytes::from(entry).slice(args_at..));
     Ok(Delivery {
         uuid,
         task_name: name.into(),
         priority,
-        args: Payload::from_bytes(Bytes::from(entry).slice(args_at..)),
+        args,
         attempt: before.saturating_add(1),
         token,
+        meta,
     })
 }
 
@@ -304,7 +306,8 @@ pub(crate) fn decode_record(
     mut fields: HashMap<String, Vec<u8>>,
     run: Option<&[u8]>,
 ) -> std::result::Result<Task, String> {
-    let args = Payload::from_bytes(fields.remove("a").unwrap_or_default());
+    // The stored arguments may carry the enqueue time and the producer's span context.
+    let (meta, args) = envelope::split(fields.remove("a").unwrap_or_default());
     let returning = fields.remove("r").map(Payload::from_bytes);
     let text = |name: &str| {
         fields
@@ -334,6 +337,9 @@ pub(crate) fn decode_record(
         task.extra.insert("dead_letter".into(), reason);
     }
     task.returning = returning;
+    if let Some(trace) = meta.trace {
+        trace.write_extra(&mut task.extra);
+    }
     let claim = run.and_then(|r| std::str::from_utf8(r).ok()).and_then(|r| {
         let mut parts = r.split(':').skip(1);
         Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))

@@ -43,6 +43,7 @@ fn new_task(name: &str) -> NewTask {
         args: Payload::encode(&[name]).unwrap(),
         created_at: SystemTime::now(),
         not_before: None,
+        trace: None,
     }
 }
 

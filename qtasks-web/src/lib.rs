@@ -43,6 +43,8 @@
 
 mod api;
 mod auth;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod pages;
 mod sse;
 
@@ -110,15 +112,17 @@ impl Dashboard {
         self.access.token.as_deref()
     }
 
-    /// The router: the pages at `/`, the API under `/api`. Mount it anywhere with
-    /// `Router::nest`.
+    /// The router: the pages at `/`, the API under `/api`, and with the `metrics` feature the
+    /// Prometheus metrics at `/metrics`. Mount it anywhere with `Router::nest`.
     pub fn router(self) -> Router {
         let shared = Shared {
             app: self.app,
             access: Arc::new(self.access),
         };
-        Router::new()
-            .merge(pages::routes())
+        let router = Router::new().merge(pages::routes());
+        #[cfg(feature = "metrics")]
+        let router = router.merge(metrics::routes());
+        router
             .nest("/api", api::routes().merge(sse::routes()))
             .layer(axum::middleware::from_fn_with_state(
                 shared.clone(),

@@ -9,10 +9,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::app::handle::App;
-use crate::backend::{CancelOutcome, NewTask};
+use crate::backend::{CancelOutcome, NewTask, TraceContext};
 use crate::error::{BoxError, Error, Result};
 use crate::ext::hooks;
 use crate::ext::plugin::Trigger;
+use crate::observe;
 use crate::task::call::TaskCall;
 use crate::task::def::TaskDef;
 use crate::task::entry::TaskEntry;
@@ -83,6 +84,7 @@ impl App {
         let entry = T::entry();
         self.check_serves(entry)?;
         let now = SystemTime::now();
+        let trace = observe::producer_trace();
         let mut calls = calls.into_iter().peekable();
         // Sized up front: growing a vector of records copies every record at each doubling.
         let mut out = Vec::with_capacity(calls.size_hint().0);
@@ -95,7 +97,7 @@ impl App {
                     task: entry.name.to_string(),
                     source: Box::new(e),
                 })?;
-                batch.push(self.new_task(uuid, entry, priority, args, now));
+                batch.push(self.new_task(uuid, entry, priority, args, now, trace.clone()));
             }
             self.write_batch(&mut batch, |task| {
                 out.push(task.decode()?);
@@ -107,7 +109,8 @@ impl App {
         Ok(out)
     }
 
-    /// A task to enqueue, with the call's priority or the task's default.
+    /// A task to enqueue, with the call's priority or the task's default, and the producer's
+    /// span context (`observe::producer_trace`, taken once per call or batch).
     fn new_task(
         &self,
         uuid: Uuid,
@@ -115,6 +118,7 @@ impl App {
         priority: Option<i32>,
         args: Payload,
         now: SystemTime,
+        trace: Option<Box<TraceContext>>,
     ) -> NewTask {
         NewTask {
             uuid,
@@ -123,6 +127,7 @@ impl App {
             args,
             created_at: now,
             not_before: None,
+            trace,
         }
     }
 
@@ -136,7 +141,10 @@ impl App {
         each: impl FnMut(Task) -> Result<()>,
     ) -> Result<()> {
         self.before_write(batch).await;
-        self.inner().backend.broker.enqueue(batch).await?;
+        if let Err(e) = self.inner().backend.broker.enqueue(batch).await {
+            observe::backend_error("enqueue");
+            return Err(e);
+        }
         self.after_write(batch, each).await
     }
 
@@ -157,6 +165,7 @@ impl App {
         mut each: impl FnMut(Task) -> Result<()>,
     ) -> Result<()> {
         let plugged = !self.hooks().plugins.is_empty();
+        observe::enqueued(batch);
         for new in batch.iter() {
             tracing::debug!(task_name = %new.task_name, task_uuid = %new.uuid, "task enqueued");
             let mut task = Task::new(
@@ -186,6 +195,7 @@ impl App {
         let entry = T::entry();
         self.check_serves(entry)?;
         let now = SystemTime::now();
+        let trace = observe::producer_trace();
         let mut tasks = Vec::new();
         for call in calls {
             let uuid = call.uuid(self);
@@ -194,7 +204,7 @@ impl App {
                 task: entry.name.to_string(),
                 source: Box::new(e),
             })?;
-            tasks.push(self.new_task(uuid, entry, priority, args, now));
+            tasks.push(self.new_task(uuid, entry, priority, args, now, trace.clone()));
         }
         self.before_write(&mut tasks).await;
         Ok(PreparedTasks {
@@ -226,7 +236,8 @@ impl App {
         args: Payload,
     ) -> Result<Task> {
         self.check_serves(entry)?;
-        let mut new = self.new_task(uuid, entry, priority, args, SystemTime::now());
+        let now = SystemTime::now();
+        let mut new = self.new_task(uuid, entry, priority, args, now, observe::producer_trace());
         let mut written = None;
         self.write_batch(std::slice::from_mut(&mut new), |task| {
             written = Some(task);

@@ -183,6 +183,7 @@ mod tests {
             args: Payload::default(),
             attempt: 1,
             token,
+            meta: Default::default(),
         }
     }
 

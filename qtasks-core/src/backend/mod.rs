@@ -22,6 +22,7 @@
 //! and `Storage` is the read side: wrapping it (`AppBuilder::map_backend`) sees every read
 //! and wait, wrapping the broker sees every write.
 
+pub mod envelope;
 mod held;
 pub mod inspect;
 mod notices;
@@ -32,7 +33,7 @@ pub use notices::Notices;
 
 pub use wire::{
     CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, Migrated, NewTask,
-    Outcome, QueueStats,
+    Outcome, QueueStats, TaskMeta, TraceContext,
 };
 
 use std::collections::BTreeMap;

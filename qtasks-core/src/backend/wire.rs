@@ -24,6 +24,9 @@ pub struct NewTask {
     pub created_at: SystemTime,
     /// Not to run before this time (delayed tasks).
     pub not_before: Option<SystemTime>,
+    /// The producer's span context, when it had one to pass on (feature `opentelemetry`);
+    /// backends store it with the task ([`envelope`](crate::backend::envelope)).
+    pub trace: Option<Box<TraceContext>>,
 }
 
 /// A task claimed by a worker: it is `process` in storage and leased to this worker.
@@ -41,6 +44,58 @@ pub struct Delivery {
     pub attempt: u32,
     /// The fencing token of this claim: completing with an older token is rejected.
     pub token: u64,
+    /// When it was enqueued and the producer's span context, as far as the backend keeps
+    /// them with the queue entry.
+    pub meta: TaskMeta,
+}
+
+/// What a delivery carries for observability besides its call: the enqueue time (for the
+/// queue-time histogram) and the producer's span context (for trace propagation). Backends
+/// fill in what they keep; `Default` is "nothing known".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskMeta {
+    /// When the task was enqueued.
+    pub enqueued_at: Option<SystemTime>,
+    /// The span context of the code that enqueued it.
+    pub trace: Option<Box<TraceContext>>,
+}
+
+/// A span context in its W3C Trace Context form: what a producer passes to the worker that
+/// runs its task, in any process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    /// The `traceparent` header: `00-<trace id>-<parent span id>-<flags>`.
+    pub traceparent: String,
+    /// The `tracestate` header (vendor data; often empty).
+    pub tracestate: String,
+}
+
+impl TraceContext {
+    /// The key of the `traceparent` in a record's `extra` (backends that keep records as
+    /// [`Task`](crate::Task) values store the span context there).
+    pub const EXTRA_TRACEPARENT: &'static str = "traceparent";
+    /// The key of the `tracestate` in a record's `extra` (absent when empty).
+    pub const EXTRA_TRACESTATE: &'static str = "tracestate";
+
+    /// Writes this span context into a record's `extra`.
+    pub fn write_extra(&self, extra: &mut BTreeMap<String, String>) {
+        extra.insert(Self::EXTRA_TRACEPARENT.into(), self.traceparent.clone());
+        if !self.tracestate.is_empty() {
+            extra.insert(Self::EXTRA_TRACESTATE.into(), self.tracestate.clone());
+        }
+    }
+
+    /// The span context a record's `extra` holds, if any.
+    pub fn from_extra(extra: &BTreeMap<String, String>) -> Option<Box<Self>> {
+        let traceparent = extra.get(Self::EXTRA_TRACEPARENT)?;
+        Some(Box::new(TraceContext {
+            traceparent: traceparent.clone(),
+            tracestate: extra
+                .get(Self::EXTRA_TRACESTATE)
+                .cloned()
+                .unwrap_or_default(),
+        }))
+    }
 }
 
 impl Delivery {

@@ -34,6 +34,7 @@ use crate::execute::guard::guarded;
 use crate::execute::outcome::{outcome_of_error, unknown_task};
 use crate::ext::events::{TaskCancel, TaskEvent, TaskFailure, TaskSuccess};
 use crate::ext::plugin::Trigger;
+use crate::observe;
 use crate::worker::cancel::CancelSignal;
 use crate::worker::scope::WorkerScope;
 
@@ -45,9 +46,12 @@ pub(crate) async fn execute(
     delivery: &Delivery,
     cancel: CancelSignal,
 ) -> Outcome {
+    let execution = observe::Execution::start(delivery);
     let hooks = app.hooks();
     if hooks.is_empty() {
-        return run_task(app, worker, delivery, cancel).await;
+        let outcome = run_task(app, worker, delivery, cancel).await;
+        execution.finish(&outcome);
+        return outcome;
     }
     let plugins = &hooks.plugins;
     let mut owned;
@@ -124,6 +128,7 @@ pub(crate) async fn execute(
             reason,
         }),
     }
+    execution.finish(&outcome);
     outcome
 }
 
@@ -149,15 +154,16 @@ async fn run_task(
     // Task-scoped dependencies are torn down when the last hold goes: this one, or that of
     // a sync body still on the blocking pool (a timed-out one). On abort, in the background.
     let task_scope = TaskScopeHold::new(&ctx);
-    let span = tracing::info_span!("task", task_name = entry.name, task_uuid = %delivery.uuid, attempt = delivery.attempt);
+    let span = tracing::info_span!("task", task_name = entry.name, task_uuid = %delivery.uuid, attempt = i64::from(delivery.attempt), status = tracing::field::Empty, queue_seconds = tracing::field::Empty);
+    observe::task_span(&span, delivery);
     let stopped =
         tracing::Instrument::instrument(guarded(&ctx, delivery.args.clone()), span.clone()).await;
     let plugins = &app.hooks().plugins;
     if !plugins.is_empty() {
         plugins.fire(&mut Trigger::TaskClose { ctx: &ctx }).await;
     }
-    tracing::Instrument::instrument(task_scope.release(), span).await;
-    match stopped {
+    tracing::Instrument::instrument(task_scope.release(), span.clone()).await;
+    let outcome = match stopped {
         Ok(outcome) => outcome,
         Err(err) => {
             // Stopped from outside: report the reason `app.cancel` gave.
@@ -170,5 +176,7 @@ async fn run_task(
             };
             outcome_of_error(&ctx, err)
         }
-    }
+    };
+    observe::task_span_end(&span, &outcome);
+    outcome
 }

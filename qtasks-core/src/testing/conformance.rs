@@ -88,6 +88,7 @@ fn new_task(name: &str, priority: i32) -> NewTask {
         args: Payload::encode(&(name, priority)).expect("encodable"),
         created_at: SystemTime::now(),
         not_before: None,
+        trace: None,
     }
 }
 

@@ -227,6 +227,7 @@ impl TestKit {
             args,
             attempt: 1,
             token: 0,
+            meta: Default::default(),
         };
         let mut task = Task::new(
             delivery.uuid,

@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::execute::execute;
 use crate::ext::events::WorkerEvent;
 use crate::ext::plugin::{ComponentKind, Trigger};
+use crate::observe;
 use crate::task::backoff::Backoff;
 use crate::worker::queues::{DoneQueue, Job, JobQueue, StartQueue, MAX_ACK_BATCH};
 use crate::worker::scope::{WorkerScope, LEASE_LOST};
@@ -161,8 +162,12 @@ async fn lifecycle(app: &App, worker: &WorkerScope, start: bool) {
 
 async fn beat(app: &App, worker: &WorkerScope) {
     let global = &app.backend().global_config;
-    if let Err(e) = global.heartbeat(worker.id(), HEARTBEAT_TTL).await {
-        tracing::warn!(worker = %worker.id(), error = %e, "cannot record the worker's heartbeat");
+    match global.heartbeat(worker.id(), HEARTBEAT_TTL).await {
+        Ok(()) => observe::heartbeat(),
+        Err(e) => {
+            observe::backend_error("heartbeat");
+            tracing::warn!(worker = %worker.id(), error = %e, "cannot record the worker's heartbeat");
+        }
     }
 }
 
@@ -175,6 +180,7 @@ async fn requeue(app: &App, worker: &WorkerScope, leases: Vec<Lease>) {
             tracing::info!(worker = %worker.id(), count = leases.len(), "returned tasks to the queue")
         }
         Err(e) => {
+            observe::backend_error("requeue");
             tracing::error!(worker = %worker.id(), count = leases.len(), error = %e, "cannot return tasks to the queue; they run again when their lease expires")
         }
     }
@@ -231,6 +237,7 @@ async fn fetch_loop(
                 d
             }
             Err(e) => {
+                observe::backend_error("claim");
                 slots.add_permits(wanted);
                 let delay = backoff.next_delay();
                 tracing::warn!(worker = %worker.id(), error = %e, ?delay, "cannot claim tasks; trying again");
@@ -335,6 +342,7 @@ async fn start_loop(
                     break Some(lost);
                 }
                 Err(e) => {
+                    observe::backend_error("started");
                     let delay = backoff.next_delay();
                     tracing::warn!(worker = %worker.id(), error = %e, count = leases.len(), ?delay, "cannot record that tasks start; trying again");
                     tokio::select! {
@@ -382,6 +390,7 @@ async fn flush_loop(
                     break;
                 }
                 Err(e) => {
+                    observe::backend_error("complete");
                     let delay = backoff.next_delay();
                     failures += 1;
                     tracing::warn!(worker = %worker.id(), error = %e, count = batch.len(), ?delay, "cannot acknowledge finished tasks; trying again");
@@ -428,6 +437,7 @@ async fn renew_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                observe::backend_error("renew");
                 tracing::warn!(worker = %worker.id(), error = %e, count = leases.len(), "cannot renew leases");
             }
         }
@@ -444,8 +454,12 @@ async fn heartbeat_loop(app: App, worker: Arc<WorkerScope>, stopped: Cancellatio
             _ = stopped.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if let Err(e) = config.heartbeat(worker.id(), HEARTBEAT_TTL).await {
-            tracing::warn!(worker = %worker.id(), error = %e, "cannot record the worker's heartbeat");
+        match config.heartbeat(worker.id(), HEARTBEAT_TTL).await {
+            Ok(()) => observe::heartbeat(),
+            Err(e) => {
+                observe::backend_error("heartbeat");
+                tracing::warn!(worker = %worker.id(), error = %e, "cannot record the worker's heartbeat");
+            }
         }
     }
     // A heartbeat that expires at once: the worker is no longer listed as live.
