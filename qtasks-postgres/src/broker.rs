@@ -203,14 +203,8 @@ impl PostgresBackend {
             let idle = self.held.is_idle();
             let claimed = self.claim_once(max.max(1), idle, start).await?;
             if !claimed.deliveries.is_empty() {
-                self.held.claimed(&claimed.deliveries, claimed.suspect);
-                if claimed.started > 0 {
-                    let started: Vec<Lease> = claimed.deliveries[..claimed.started]
-                        .iter()
-                        .map(Delivery::lease)
-                        .collect();
-                    self.held.alive(&started, true);
-                }
+                self.held
+                    .claimed_starting(&claimed.deliveries, claimed.suspect, claimed.started);
                 return Ok((claimed.deliveries, claimed.started));
             }
             if claimed.drain && !idle {

@@ -87,14 +87,8 @@ impl RedisBackend {
             let claimed = self.claim_once(max.max(1), idle, start).await?;
             if !claimed.deliveries.is_empty() {
                 let suspect = claimed.mode == ClaimMode::Suspect;
-                self.held.claimed(&claimed.deliveries, suspect);
-                if claimed.started > 0 {
-                    let started: Vec<Lease> = claimed.deliveries[..claimed.started]
-                        .iter()
-                        .map(Delivery::lease)
-                        .collect();
-                    self.held.alive(&started, true);
-                }
+                self.held
+                    .claimed_starting(&claimed.deliveries, suspect, claimed.started);
                 return Ok((claimed.deliveries, claimed.started));
             }
             if claimed.mode == ClaimMode::Drain && !idle {

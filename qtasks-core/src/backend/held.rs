@@ -68,6 +68,20 @@ impl Held {
         }
     }
 
+    /// [`claimed`](Self::claimed), the first `started` deliveries started by the claim itself
+    /// ([`Broker::claim_starting`](crate::backend::Broker::claim_starting)).
+    pub fn claimed_starting(&self, deliveries: &[Delivery], suspect: bool, started: usize) {
+        self.claimed(deliveries, suspect);
+        if started > 0 {
+            let leases: Vec<Lease> = deliveries
+                .iter()
+                .take(started)
+                .map(Delivery::lease)
+                .collect();
+            self.alive(&leases, true);
+        }
+    }
+
     /// These leases were renewed (`started`: their tasks start now).
     pub fn alive(&self, leases: &[Lease], started: bool) {
         let now = Instant::now();
