@@ -42,6 +42,7 @@ use qtasks::backend::{
     Backend, Broker, CancelOutcome, Completion, Delivery, Lease, NewTask, Outcome, QueueStats,
 };
 use qtasks::prelude::*;
+use qtasks::Blob;
 use tokio::sync::Notify;
 
 /// With the `bench-mimalloc` feature, the bench runs on mimalloc instead of the system
@@ -168,7 +169,7 @@ fn reset_runs(n: u32) {
 
 /// The no-op task: marks its index as run.
 #[qtasks::task]
-async fn noop(i: u32, data: String) -> u32 {
+async fn noop(i: u32, data: Blob) -> u32 {
     if let Some(slot) = RUNS.get(i as usize) {
         let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
             Some(v.saturating_add(1))
@@ -344,7 +345,7 @@ fn print(args: &Args, r: &Report) {
 struct Bench {
     args: Args,
     run_id: String,
-    data: String,
+    data: Blob,
 }
 
 impl Bench {
@@ -793,7 +794,7 @@ impl Bench {
 
 /// The bulk producer of `end_to_end`: `n` no-op calls in batches of [`App::BULK_CHUNK`]
 /// (in the caller's span: with `--otel`, every task carries the root span's context).
-fn produce(app: App, n: u32, data: String) -> tokio::task::JoinHandle<qtasks::Result<()>> {
+fn produce(app: App, n: u32, data: Blob) -> tokio::task::JoinHandle<qtasks::Result<()>> {
     tokio::spawn(tracing::Instrument::in_current_span(async move {
         let mut next = 0;
         while next < n {
@@ -990,7 +991,7 @@ async fn run(args: Args) -> qtasks::Result<()> {
     };
     let bench = Bench {
         run_id: format!("{}-{}", std::process::id(), now_ns() % 1_000_000),
-        data: "x".repeat(args.payload_bytes),
+        data: Blob::from("x".repeat(args.payload_bytes)),
         args: args.clone(),
     };
     if !args.json {

@@ -65,6 +65,7 @@ pub use crate::execute::executor::{DefaultExecutor, TaskExecutor, TaskRun};
 pub use crate::ext::middleware::TaskMiddleware;
 pub use crate::flow::generator::{Yield, YieldStream};
 pub use crate::task::backoff::{Backoff, BackoffSteps};
+pub use crate::task::blob::Blob;
 pub use crate::task::call::TaskCall;
 pub use crate::task::def::TaskDef;
 pub use crate::task::name::TaskName;

@@ -9,6 +9,7 @@
 
 pub(crate) mod args;
 pub(crate) mod backoff;
+pub(crate) mod blob;
 pub(crate) mod call;
 pub(crate) mod def;
 pub(crate) mod entry;

@@ -6,6 +6,8 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::task::blob::decoding_from;
+
 /// Encoded bytes of a task's arguments or result, in MessagePack.
 ///
 /// Arguments are a named map (`{"a": 2, "b": 3}`); a positional array is accepted too and is
@@ -62,7 +64,8 @@ impl Payload {
 
     /// Decodes the payload into `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(&self.0)
+        // A `Blob` in `T` becomes a view into this buffer instead of a copy.
+        decoding_from(&self.0, || rmp_serde::from_slice(&self.0))
     }
 
     /// Wraps raw bytes (for backends reading what they stored).
