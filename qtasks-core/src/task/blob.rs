@@ -6,7 +6,6 @@
 //! way to the body (on the memory backend the buffer itself travels; on Redis and PostgreSQL
 //! the bytes the client read). Encoded as MessagePack `bin`.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::ops::Deref;
 
@@ -86,38 +85,33 @@ impl Serialize for Blob {
     }
 }
 
-thread_local! {
+scoped_tls::scoped_thread_local! {
     /// The buffer [`Payload::decode`](crate::Payload::decode) is decoding, so that a `Blob`
-    /// decoded from it can be a view into it instead of a copy.
-    static DECODING: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    /// decoded from it can be a view into it instead of a copy. Lent, not cloned: every task's
+    /// arguments are decoded here, and most have no `Blob` (a clone and its drop would be two
+    /// atomic operations per task for nothing).
+    static DECODING: Bytes
 }
 
 /// Runs `decode` with `source` as the buffer that blobs decoded meanwhile may point into.
 pub(crate) fn decoding_from<T>(source: &Bytes, decode: impl FnOnce() -> T) -> T {
-    /// Puts back the buffer of an enclosing decode, also when `decode` panics.
-    struct Restore(Option<Bytes>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            DECODING.with(|cell| *cell.borrow_mut() = previous);
-        }
-    }
-    let previous = DECODING.with(|cell| cell.borrow_mut().replace(source.clone()));
-    let _restore = Restore(previous);
-    decode()
+    DECODING.set(source, decode)
 }
 
 /// `bytes` as a view into the buffer being decoded when they lie in it, else a copy.
 fn shared_or_copied(bytes: &[u8]) -> Blob {
-    DECODING.with(|cell| {
-        let source = cell.borrow();
-        match source.as_ref() {
-            Some(source) if source.as_ptr_range().contains(&bytes.as_ptr()) => {
-                Blob(source.slice_ref(bytes))
-            }
-            _ => Blob(Bytes::copy_from_slice(bytes)),
+    if DECODING.is_set() {
+        let shared = DECODING.with(|source| {
+            source
+                .as_ptr_range()
+                .contains(&bytes.as_ptr())
+                .then(|| source.slice_ref(bytes))
+        });
+        if let Some(shared) = shared {
+            return Blob(shared);
         }
-    })
+    }
+    Blob(Bytes::copy_from_slice(bytes))
 }
 
 struct BlobVisitor;
