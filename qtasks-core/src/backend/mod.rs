@@ -65,7 +65,8 @@ pub trait Broker: Send + Sync + 'static {
     /// free, so those tasks begin at once and need no `started` call of their own (a round
     /// trip fewer before they run). Returns the deliveries, in claim order, and how many of the
     /// first ones were marked. The default claims and marks none (the worker then calls
-    /// `started` for every delivery, as for `claim`); a backend with leases overrides it.
+    /// `started` for every delivery, as for `claim`); a backend with leases overrides it, and a
+    /// wrapper around another broker forwards it (or its tasks pay that round trip again).
     fn claim_starting(
         &self,
         max: usize,
