@@ -139,6 +139,29 @@ impl fmt::Debug for Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::blob::Blob;
+
+    #[test]
+    fn a_decoded_blob_shares_the_payload_buffer() {
+        let big = Blob::from(vec![1u8; 4096]);
+        let payload = Payload::encode(&big).unwrap();
+        let decoded: Blob = payload.decode().unwrap();
+        assert_eq!(decoded, big);
+        assert!(payload
+            .as_bytes()
+            .as_ptr_range()
+            .contains(&decoded.as_ptr()));
+    }
+
+    #[test]
+    fn blobs_decode_from_strings_and_number_lists() {
+        let from_text: Blob = Payload::encode("abc").unwrap().decode().unwrap();
+        assert_eq!(&*from_text, b"abc");
+        let from_list: Blob = Payload::encode(&[1u8, 2, 255]).unwrap().decode().unwrap();
+        assert_eq!(&*from_list, [1, 2, 255]);
+        let not_bytes = Payload::encode(&[1000u32]).unwrap().decode::<Blob>();
+        assert!(not_bytes.is_err());
+    }
 
     #[test]
     fn one_byte_values_round_trip_from_the_static_table() {
