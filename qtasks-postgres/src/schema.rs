@@ -30,6 +30,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "003_claim_starting",
         sql: include_str!("../sql/003_claim_starting.sql"),
     },
+    Migration {
+        version: 4,
+        name: "004_unstarted_claims_are_not_attempts",
+        sql: include_str!("../sql/004_unstarted_claims_are_not_attempts.sql"),
+    },
 ];
 
 /// Brings `schema` (a checked plain identifier) up to the newest migration; says what it

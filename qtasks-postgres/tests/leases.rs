@@ -26,8 +26,9 @@ fn new_task(name: &str) -> NewTask {
 }
 
 /// The first `start` tasks of a `claim_starting` are marked started by the claim itself: when
-/// their lease is lost it counts as a delivery (the reaper makes the task a suspect), as after
-/// a `started` call; the others were only prefetched, and their lost lease counts nothing.
+/// their lease is lost it counts as a delivery (the reaper makes the task a suspect) and the
+/// attempt stays counted, as after a `started` call; the others were only prefetched: their lost
+/// lease counts nothing, not even an attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_starting_marks_the_first_tasks_started() {
     if !testing::available() {
@@ -61,7 +62,7 @@ async fn claim_starting_marks_the_first_tasks_started() {
     tokio::spawn(connection);
     let rows = client
         .query(
-            &format!("SELECT uuid, deliveries, suspect FROM {schema}.tasks"),
+            &format!("SELECT uuid, deliveries, suspect, attempts FROM {schema}.tasks"),
             &[],
         )
         .await
