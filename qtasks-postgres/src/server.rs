@@ -7,11 +7,13 @@
 //! (Debian's layout). PostgreSQL refuses to run as root: when this process is root, the
 //! cluster belongs to the `postgres` system user and its commands run through `runuser`.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use qtasks_core::testing::server::ServerProcess;
 
 /// How long the server may take to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -32,7 +34,7 @@ pub struct PostgresServer {
     bin: PathBuf,
     /// `Some("postgres")` when the commands run as that user (this process is root).
     run_as: Option<&'static str>,
-    process: Option<(Child, ChildStdin)>,
+    process: Option<ServerProcess>,
 }
 
 impl PostgresServer {
@@ -114,12 +116,8 @@ impl PostgresServer {
         // this process dies however it dies), the server is stopped at once. The shell exits
         // when the server does.
         let script = r#"exec 3<&0; "$0" "$@" & pid=$!; (read _ <&3; kill -QUIT $pid 2>/dev/null) & wait $pid"#;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))?;
-        let mut child = self
-            .command_sh(script)
+        let mut command = self.command_sh(script);
+        command
             .arg(self.bin.join("postgres"))
             .arg("-D")
             .arg(self.data())
@@ -127,17 +125,21 @@ impl PostgresServer {
             .arg("-k")
             .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("no stdin pipe to the postgres shell"))?;
-        self.process = Some((child, stdin));
-        self.wait_ready()
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+        let log = self.dir.join("server.log");
+        let mut process = ServerProcess::spawn(command, &log)?;
+        let mut isready = self.command("pg_isready");
+        isready
+            .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", "postgres"]);
+        let what = format!("PostgreSQL on port {}", self.port);
+        process.wait_ready(&what, &log, START_DEADLINE, || match isready.status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("pg_isready: {status}")),
+            Err(e) => Err(format!("pg_isready: {e}")),
+        })?;
+        self.process = Some(process);
+        Ok(())
     }
 
     fn data(&self) -> PathBuf {
@@ -173,7 +175,7 @@ impl PostgresServer {
 
     /// Sends `signal` to the postmaster and waits until the server has exited.
     fn signal(&mut self, signal: &str) -> io::Result<()> {
-        let Some((mut child, stdin)) = self.process.take() else {
+        let Some(process) = self.process.take() else {
             return Ok(());
         };
         let pid = std::fs::read_to_string(self.data().join("postmaster.pid"))?
@@ -188,50 +190,14 @@ impl PostgresServer {
         if !killed.success() {
             return Err(io::Error::other(format!("kill -{signal} {pid} failed")));
         }
-        let status = child.wait();
-        drop(stdin);
-        status.map(drop)
-    }
-
-    fn wait_ready(&mut self) -> io::Result<()> {
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            let ready = self
-                .command("pg_isready")
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .args(["-U", "postgres", "-d", "postgres"])
-                .status()?;
-            if ready.success() {
-                return Ok(());
-            }
-            if let Some((child, _)) = &mut self.process {
-                if let Some(status) = child.try_wait()? {
-                    self.process = None;
-                    return Err(io::Error::other(format!(
-                        "postgres exited at start ({status}); see {}",
-                        self.dir.join("server.log").display()
-                    )));
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(io::Error::other(format!(
-                    "PostgreSQL on port {} did not accept connections within {START_DEADLINE:?}",
-                    self.port
-                )));
-            }
-            // Waiting for another process to come up: there is nothing to be notified by.
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        process.wait_exit()
     }
 }
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        if let Some((mut child, mut stdin)) = self.process.take() {
-            let _ = stdin.write_all(b"stop\n");
-            drop(stdin);
-            let _ = child.wait();
-        }
+        // The server first (the process guard stops it), then its directory.
+        drop(self.process.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

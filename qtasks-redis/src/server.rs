@@ -4,13 +4,14 @@
 //!
 //! Only with the feature `testing` (off by default, so production builds do not carry it).
 
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use deadpool_redis::redis;
+use qtasks_core::testing::server::ServerProcess;
 
 /// How long the server may take to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(15);
@@ -26,7 +27,7 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
-    process: Option<(Child, ChildStdin)>,
+    process: Option<ServerProcess>,
     /// Whether the watchdog also deletes `dir` when this process dies (for a server kept for
     /// the whole life of the process, whose handle is never dropped).
     remove_dir_on_exit: bool,
@@ -66,7 +67,7 @@ impl RedisServer {
     /// Stops the server the way an operator restarting it would (`SHUTDOWN`, which writes the
     /// append-only file), and waits until it has exited.
     pub fn stop(&mut self) -> io::Result<()> {
-        let Some((mut child, stdin)) = self.process.take() else {
+        let Some(process) = self.process.take() else {
             return Ok(());
         };
         if let Ok(client) = redis::Client::open(self.url()) {
@@ -75,9 +76,7 @@ impl RedisServer {
                 let _ = redis::cmd("SHUTDOWN").query::<()>(&mut conn);
             }
         }
-        let status = child.wait();
-        drop(stdin);
-        status.map(|_| ())
+        process.wait_exit()
     }
 
     /// Starts the server again on the same port with the same data.
@@ -91,11 +90,8 @@ impl RedisServer {
         // this process dies however it dies), the server is killed. The shell itself exits
         // when the server does.
         let script = r#"exec 3<&0; redis-server "$@" & pid=$!; (read _ <&3; kill -9 $pid 2>/dev/null; if [ -n "$QTASKS_REMOVE_DIR" ]; then sleep 0.2; rm -rf "$QTASKS_REMOVE_DIR"; fi) & wait $pid"#;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("redis.log"))?;
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(script)
             .arg("sh")
@@ -114,58 +110,25 @@ impl RedisServer {
                 } else {
                     std::ffi::OsStr::new("")
                 },
-            )
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("no stdin pipe to the redis-server shell"))?;
-        self.process = Some((child, stdin));
-        self.wait_ready()
-    }
-
-    fn wait_ready(&mut self) -> io::Result<()> {
-        let deadline = Instant::now() + START_DEADLINE;
+            );
+        let log = self.dir.join("redis.log");
         let client = redis::Client::open(self.url()).map_err(io::Error::other)?;
-        loop {
-            let answered = client
+        let what = format!("redis-server on port {} (is it installed?)", self.port);
+        let process = self.process.insert(ServerProcess::spawn(command, &log)?);
+        process.wait_ready(&what, &log, START_DEADLINE, || {
+            client
                 .get_connection_with_timeout(Duration::from_millis(200))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            match answered {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    if let Some((child, _)) = &mut self.process {
-                        if let Some(status) = child.try_wait()? {
-                            return Err(io::Error::other(format!(
-                                "redis-server exited at start ({status}); is it installed? see {}",
-                                self.dir.join("redis.log").display()
-                            )));
-                        }
-                    }
-                    if Instant::now() > deadline {
-                        return Err(io::Error::other(format!(
-                            "redis-server on port {} did not answer within {START_DEADLINE:?}: {e}",
-                            self.port
-                        )));
-                    }
-                    // Waiting for another process to come up: there is nothing to be notified by.
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        if let Some((mut child, mut stdin)) = self.process.take() {
-            let _ = stdin.write_all(b"stop\n");
-            drop(stdin);
-            let _ = child.wait();
-        }
+        // The server first (the process guard stops it), then its directory.
+        drop(self.process.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
