@@ -213,7 +213,10 @@ struct CountingBroker {
 }
 
 impl Broker for CountingBroker {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, qtasks::Result<()>> {
+    fn enqueue<'a>(
+        &'a self,
+        tasks: &'a [NewTask],
+    ) -> BoxFuture<'a, qtasks::Result<Vec<qtasks::backend::Existing>>> {
         self.inner.enqueue(tasks)
     }
     fn claim(&self, max: usize) -> BoxFuture<'_, qtasks::Result<Vec<Delivery>>> {

@@ -33,7 +33,10 @@ impl Recorded {
 }
 
 impl Broker for Recorded {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, qtasks::Result<()>> {
+    fn enqueue<'a>(
+        &'a self,
+        tasks: &'a [NewTask],
+    ) -> BoxFuture<'a, qtasks::Result<Vec<qtasks::backend::Existing>>> {
         for t in tasks {
             self.note(format!("enqueue {} {:?}", t.task_name, t.args));
         }

@@ -128,6 +128,7 @@ async fn unknown_task_and_bad_arguments_end_in_error_and_the_worker_goes_on() {
         created_at: SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     };
     app.backend()
         .broker
@@ -161,6 +162,7 @@ async fn unknown_task_and_bad_arguments_end_in_error_and_the_worker_goes_on() {
         created_at: SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     };
     let bad = raw(serde_json::json!({"a": "two", "b": 3}));
     app.backend()

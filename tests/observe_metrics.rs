@@ -176,6 +176,7 @@ async fn counters_and_histograms_follow_the_tasks_that_ran() {
         created_at: SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     };
     app.backend()
         .broker

@@ -28,6 +28,7 @@ async fn task_names_beyond_the_cap_share_the_other_label() {
             created_at: SystemTime::now(),
             not_before: None,
             trace: None,
+            flow: None,
         })
         .collect();
     app.backend().broker.enqueue(&tasks).await.unwrap();

@@ -28,7 +28,10 @@ struct AuditedBroker {
 }
 
 impl Broker for AuditedBroker {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, qtasks::Result<()>> {
+    fn enqueue<'a>(
+        &'a self,
+        tasks: &'a [NewTask],
+    ) -> BoxFuture<'a, qtasks::Result<Vec<qtasks::backend::Existing>>> {
         let mut w = self.writes.lock().unwrap();
         w.extend(tasks.iter().map(|t| format!("enqueue {}", t.task_name)));
         drop(w);
@@ -45,6 +48,7 @@ impl Broker for AuditedBroker {
                 Outcome::Failed { .. } | Outcome::DeadLetter { .. } => "error",
                 Outcome::Cancelled { .. } => "cancel",
                 Outcome::Retry { .. } => "retry",
+                Outcome::Later { .. } => "later",
             };
             w.push(format!("complete {what}"));
         }

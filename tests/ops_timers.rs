@@ -29,7 +29,10 @@ struct Reporting {
 }
 
 impl Broker for Reporting {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, qtasks::Result<()>> {
+    fn enqueue<'a>(
+        &'a self,
+        tasks: &'a [NewTask],
+    ) -> BoxFuture<'a, qtasks::Result<Vec<qtasks::backend::Existing>>> {
         for t in tasks {
             let _ = self.tx.send(t.clone());
         }

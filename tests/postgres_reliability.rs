@@ -160,6 +160,7 @@ async fn bad_rows_harm_no_neighbour() {
         created_at: std::time::SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     };
     let good = |i: i64| new_task("add", Payload::encode(&(i, 1)).unwrap());
     let wrong_args = new_task(

@@ -724,7 +724,10 @@ impl Injecting {
 }
 
 impl Broker for Injecting {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, QResult<()>> {
+    fn enqueue<'a>(
+        &'a self,
+        tasks: &'a [NewTask],
+    ) -> BoxFuture<'a, QResult<Vec<qtasks::backend::Existing>>> {
         self.inner.enqueue(tasks)
     }
     fn claim(&self, max: usize) -> BoxFuture<'_, QResult<Vec<Delivery>>> {

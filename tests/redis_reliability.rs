@@ -282,6 +282,7 @@ async fn graceful_shutdown_returns_work_uncounted() {
             created_at: std::time::SystemTime::now(),
             not_before: None,
             trace: None,
+            flow: None,
         });
     }
     qtasks::backend::Broker::enqueue(&*backend, &tasks)
@@ -389,6 +390,7 @@ async fn bad_input_goes_to_the_dead_letter() {
         created_at: std::time::SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     };
     qtasks::backend::Broker::enqueue(&*backend, std::slice::from_ref(&wrong))
         .await
@@ -403,6 +405,7 @@ async fn bad_input_goes_to_the_dead_letter() {
         created_at: std::time::SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     };
     qtasks::backend::Broker::enqueue(&*backend, std::slice::from_ref(&unknown))
         .await

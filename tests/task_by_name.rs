@@ -182,6 +182,7 @@ async fn the_worker_names_the_field_for_records_other_producers_wrote() {
         created_at: std::time::SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     };
     let uuid = new.uuid;
     app.backend()

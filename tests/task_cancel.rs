@@ -183,7 +183,10 @@ struct HeldClaim {
 }
 
 impl Broker for HeldClaim {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, qtasks::Result<()>> {
+    fn enqueue<'a>(
+        &'a self,
+        tasks: &'a [NewTask],
+    ) -> BoxFuture<'a, qtasks::Result<Vec<qtasks::backend::Existing>>> {
         self.inner.enqueue(tasks)
     }
     fn claim(&self, max: usize) -> BoxFuture<'_, qtasks::Result<Vec<Delivery>>> {

@@ -168,6 +168,10 @@ pub enum TaskErrorKind {
     /// The task returned `Err(ctx.plugin_error(data))`: the data for the plugins'
     /// [`Trigger::PluginError`](crate::plugin::Trigger::PluginError).
     PluginError(Payload),
+    /// The task returned `Err(TaskError::rate_limited(delay))`: an external service it calls
+    /// said "too many requests". It goes back to the queue, to run again after the delay,
+    /// without spending an attempt.
+    RateLimited(Duration),
 }
 
 impl TaskError {
@@ -179,6 +183,14 @@ impl TaskError {
     /// An error of the given kind.
     pub fn new(kind: TaskErrorKind) -> Self {
         TaskError { kind }
+    }
+
+    /// "Run me again in `delay`": the task goes back to the queue (status `new`) to run after
+    /// `delay`, without spending an attempt, as for an HTTP 429 of an API it calls
+    /// (`return Err(TaskError::rate_limited(retry_after))`; `ctx.rate_limited(delay)` is the
+    /// same). Not a failure: `retry` and `retry_on` do not apply.
+    pub fn rate_limited(delay: Duration) -> Self {
+        Self::new(TaskErrorKind::RateLimited(delay))
     }
 
     /// A cancellation with its reason.
@@ -233,6 +245,7 @@ impl TaskError {
             TaskErrorKind::UnknownTask(msg) => format!("unknown task: {msg}"),
             TaskErrorKind::Extractor(msg) => format!("extractor failed: {msg}"),
             TaskErrorKind::PluginError(data) => plugin_error_message(data),
+            TaskErrorKind::RateLimited(d) => format!("rate limited: runs again in {d:?}"),
         }
     }
 

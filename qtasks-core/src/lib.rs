@@ -37,6 +37,7 @@
 mod app;
 pub mod backend;
 mod context;
+pub mod control;
 mod di;
 mod error;
 mod execute;
@@ -133,6 +134,7 @@ pub mod component {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::backend::Outcome;
+    pub use crate::control::{KeyFrom, Limits, Rate, Unique};
     pub use crate::execute::executor::run_executor;
     pub use crate::execute::handler::{
         decode_args, decode_output, encode_output, output, run_blocking, IntoTaskResult,

@@ -4,7 +4,7 @@ use syn::spanned::Spanned;
 use syn::FnArg;
 
 use crate::model::{
-    is_task_handle, result_ok, type_name, yield_types, ParamKind, Return, TaskModel,
+    is_task_handle, result_ok, type_name, yield_types, ParamKind, Return, TaskModel, Unique,
 };
 
 /// Errors collected across parse, model and check, reported together.
@@ -71,6 +71,7 @@ pub(crate) fn check(task: &TaskModel, errors: &mut Errors) {
     check_output(task, errors);
     check_generator(task, errors);
     check_backoff(task, errors);
+    check_flow(task, errors);
 
     let expected_handle = if task.is_async() {
         "AsyncTask"
@@ -241,5 +242,72 @@ fn check_output(task: &TaskModel, errors: &mut Errors) {
             r.span(),
             "a task's result must be owned (it is stored, then decoded by whoever reads it): return `String` for `&str`, `Vec<T>` for `&[T]`",
         ));
+    }
+}
+
+/// Flow-control keys: the arguments they name exist, and the keys that refine another come
+/// with it.
+fn check_flow(task: &TaskModel, errors: &mut Errors) {
+    let payload: Vec<String> = task
+        .params
+        .iter()
+        .filter_map(|p| match &p.kind {
+            ParamKind::Payload(name) => Some(name.to_string()),
+            ParamKind::Extractor => None,
+        })
+        .collect();
+    let lists = [
+        (
+            "unique",
+            match &task.unique {
+                Some(Unique::Args(names)) => Some(names),
+                _ => None,
+            },
+        ),
+        ("concurrency_key", task.concurrency_key.as_ref()),
+        ("rate_limit_key", task.rate_limit_key.as_ref()),
+    ];
+    for (key, names) in lists {
+        for name in names.into_iter().flatten() {
+            if !payload.iter().any(|p| name == p) {
+                errors.push(syn::Error::new(
+                    name.span(),
+                    format!(
+                        "`{key}` names `{name}`, which is not an argument of the task (its arguments: {})",
+                        if payload.is_empty() { "none".to_string() } else { payload.join(", ") }
+                    ),
+                ));
+            }
+        }
+        if let Some(names) = names {
+            if names.is_empty() {
+                errors.push(syn::Error::new(
+                    task.func.sig.ident.span(),
+                    format!("`{key} = []` names no argument: list at least one, such as `{key} = [order_id]`"),
+                ));
+            }
+        }
+    }
+    if let (Some(for_), None) = (&task.unique_for, &task.unique) {
+        errors.push(syn::Error::new(
+            for_.span(),
+            "`unique_for` keeps a unique task's key taken after it finished: add `unique` (or `unique = [arg, ..]`)",
+        ));
+    }
+    if let (Some(key), None) = (&task.concurrency_key, &task.concurrency) {
+        if let Some(first) = key.first() {
+            errors.push(syn::Error::new(
+                first.span(),
+                "`concurrency_key` makes the concurrency limit per key: add `concurrency = N` (at most N running at once per key)",
+            ));
+        }
+    }
+    if let (Some(key), None) = (&task.rate_limit_key, &task.rate_limit) {
+        if let Some(first) = key.first() {
+            errors.push(syn::Error::new(
+                first.span(),
+                "`rate_limit_key` makes the rate limit per key: add `rate_limit = \"N/s\"`",
+            ));
+        }
     }
 }

@@ -9,6 +9,7 @@
 //!   handler decodes the arguments, builds the extractors, calls `run` (a sync function on the
 //!   blocking pool) and encodes the output.
 
+use crate::model::Unique;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
@@ -538,6 +539,7 @@ fn options(task: &TaskModel, fn_output_ty: &TokenStream, p: &TokenStream) -> Tok
         let name = path_str(handler);
         fields.push(quote!(generate_handler: ::core::option::Option::Some(#name),));
     }
+    fields.extend(flow_options(task, p));
     if let Some(executor) = &task.executor {
         let name = path_str(executor);
         let value = quote_spanned!(executor.span()=> #p::executor(&#executor));
@@ -595,4 +597,76 @@ fn options(task: &TaskModel, fn_output_ty: &TokenStream, p: &TokenStream) -> Tok
         fields.push(quote!(extra: &[#(#pairs),*],));
     }
     quote!(#p::TaskOptions { #(#fields)* ..#p::TaskOptions::DEFAULT })
+}
+
+/// The `unique` and `limits` fields of a task's options (`unique`, `unique_for`, `debounce`,
+/// `concurrency`, `concurrency_key`, `rate_limit`, `rate_limit_key`).
+fn flow_options(task: &TaskModel, p: &TokenStream) -> Vec<TokenStream> {
+    let mut fields = Vec::new();
+    let names = |idents: &[syn::Ident]| {
+        let names = idents.iter().map(|i| i.to_string());
+        quote!(&[#(#names),*])
+    };
+    let some_duration = |expr: &Option<syn::Expr>| match expr {
+        Some(e) => {
+            let d = seconds(e, p);
+            quote!(::core::option::Option::Some(#d))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    if task.unique.is_some() || task.debounce.is_some() {
+        let key = match &task.unique {
+            Some(Unique::AllArgs) => quote!(#p::KeyFrom::AllArgs),
+            Some(Unique::Args(args)) => {
+                let list = names(args);
+                quote!(#p::KeyFrom::Args(#list))
+            }
+            None => quote!(#p::KeyFrom::Name),
+        };
+        let hold_after = match &task.unique_for {
+            Some(e) => seconds(e, p),
+            None => quote!(#p::Duration::ZERO),
+        };
+        let debounce = some_duration(&task.debounce);
+        fields.push(quote! {
+            unique: ::core::option::Option::Some(#p::Unique {
+                key: #key,
+                hold_after: #hold_after,
+                debounce: #debounce,
+            }),
+        });
+    }
+    if task.concurrency.is_some() || task.rate_limit.is_some() {
+        let concurrency = match &task.concurrency {
+            Some(n) => quote!(::core::option::Option::Some(#n)),
+            None => quote!(::core::option::Option::None),
+        };
+        let key_list = |key: &Option<Vec<syn::Ident>>| match key {
+            Some(idents) => {
+                let list = names(idents);
+                quote!(::core::option::Option::Some(#list))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let concurrency_key = key_list(&task.concurrency_key);
+        let rate_key = key_list(&task.rate_limit_key);
+        let rate = match &task.rate_limit {
+            Some((_, permits, per)) => quote! {
+                ::core::option::Option::Some(#p::Rate {
+                    permits: #permits,
+                    per: #p::Duration::from_secs(#per),
+                })
+            },
+            None => quote!(::core::option::Option::None),
+        };
+        fields.push(quote! {
+            limits: #p::Limits {
+                concurrency: #concurrency,
+                concurrency_key: #concurrency_key,
+                rate: #rate,
+                rate_key: #rate_key,
+            },
+        });
+    }
+    fields
 }

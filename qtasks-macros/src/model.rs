@@ -43,6 +43,13 @@ impl Flavor {
             "executor",
             "middlewares_before",
             "middlewares_after",
+            "unique",
+            "unique_for",
+            "debounce",
+            "concurrency",
+            "concurrency_key",
+            "rate_limit",
+            "rate_limit_key",
         ];
         let own = match self {
             Flavor::Task => "router",
@@ -90,9 +97,26 @@ pub(crate) struct TaskModel {
     pub middlewares_after: Vec<Path>,
     pub router: Option<Path>,
     pub awaiting: Option<Span>,
+    /// `unique` (a flag: the whole arguments) or `unique = [arg, ..]`.
+    pub unique: Option<Unique>,
+    pub unique_for: Option<Expr>,
+    pub debounce: Option<Expr>,
+    pub concurrency: Option<Expr>,
+    pub concurrency_key: Option<Vec<Ident>>,
+    /// `rate_limit = "50/s"`, checked when parsed.
+    pub rate_limit: Option<(LitStr, u32, u64)>,
+    pub rate_limit_key: Option<Vec<Ident>>,
     pub extra: Vec<(Ident, Extra)>,
     pub params: Vec<Param>,
     pub ret: Return,
+}
+
+/// What `unique` keys on.
+pub(crate) enum Unique {
+    /// `unique`: every argument.
+    AllArgs,
+    /// `unique = [a, b]`: these arguments.
+    Args(Vec<Ident>),
 }
 
 /// The value of an extra `key = literal`, typed as written.
@@ -236,6 +260,13 @@ pub(crate) fn build(
         middlewares_after: Vec::new(),
         router: None,
         awaiting: None,
+        unique: None,
+        unique_for: None,
+        debounce: None,
+        concurrency: None,
+        concurrency_key: None,
+        rate_limit: None,
+        rate_limit_key: None,
         extra: Vec::new(),
         params,
         ret,
@@ -408,6 +439,26 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
         "generate_handler" => model.generate_handler = path(&arg, errors, "a function path"),
         "executor" => model.executor = path(&arg, errors, "an executor type"),
         "router" => model.router = path(&arg, errors, "the path of a `static` Router"),
+        "unique" => {
+            model.unique = match &arg.value {
+                None => Some(Unique::AllArgs),
+                Some(_) => Some(Unique::Args(ident_list(&arg, errors))),
+            }
+        }
+        "unique_for" => model.unique_for = number(&arg, errors),
+        "debounce" => model.debounce = number(&arg, errors),
+        "concurrency" => model.concurrency = int_expr(&arg, false, errors),
+        "concurrency_key" => model.concurrency_key = Some(ident_list(&arg, errors)),
+        "rate_limit" => {
+            model.rate_limit = lit_str(&arg, errors).and_then(|s| match parse_rate(&s.value()) {
+                Ok((permits, per)) => Some((s, permits, per)),
+                Err(message) => {
+                    errors.push(syn::Error::new(s.span(), message));
+                    None
+                }
+            })
+        }
+        "rate_limit_key" => model.rate_limit_key = Some(ident_list(&arg, errors)),
         _ => errors.push(syn::Error::new(
             span,
             "internal: key accepted but not modelled",
@@ -663,6 +714,49 @@ fn list<T>(
     out
 }
 
+/// `[a, b]`: argument names.
+fn ident_list(arg: &Arg, errors: &mut Errors) -> Vec<Ident> {
+    list(
+        arg,
+        errors,
+        |e| match e {
+            Expr::Path(p) if p.qself.is_none() => p.path.get_ident().cloned(),
+            _ => None,
+        },
+        "an argument name such as order_id",
+    )
+}
+
+/// `"50/s"` as (permits, period in seconds); the error says what is expected. The same
+/// grammar as `qtasks::control::Rate::parse`, checked here so a typo fails the build.
+fn parse_rate(text: &str) -> Result<(u32, u64), String> {
+    let bad = || {
+        format!(
+            "`rate_limit` is \"<count>/<unit>\" with a count above 0 and a unit of s, m or h (\"50/s\", \"10/m\", \"1000/h\", \"5/30s\"), not {text:?}"
+        )
+    };
+    let (count, unit) = text.split_once('/').ok_or_else(bad)?;
+    let permits: u32 = count.trim().parse().map_err(|_| bad())?;
+    let unit = unit.trim();
+    let digits = unit.chars().take_while(|c| c.is_ascii_digit()).count();
+    let (times, unit) = unit.split_at(digits);
+    let times: u64 = if times.is_empty() {
+        1
+    } else {
+        times.parse().map_err(|_| bad())?
+    };
+    let seconds = match unit {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        _ => return Err(bad()),
+    };
+    if permits == 0 || times == 0 {
+        return Err(bad());
+    }
+    Ok((permits, seconds * times))
+}
+
 fn path_list(arg: &Arg, errors: &mut Errors, what: &str) -> Vec<Path> {
     list(
         arg,
@@ -687,4 +781,21 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_parse_with_their_units() {
+        assert_eq!(parse_rate("50/s"), Ok((50, 1)));
+        assert_eq!(parse_rate("10/m"), Ok((10, 60)));
+        assert_eq!(parse_rate("100 / hour"), Ok((100, 3600)));
+        assert_eq!(parse_rate("5/30s"), Ok((5, 30)));
+        for bad in ["50", "0/s", "x/s", "5/d", "5/0s", "-1/s"] {
+            let err = parse_rate(bad).expect_err(bad);
+            assert!(err.contains("<count>/<unit>"), "{err}");
+        }
+    }
 }

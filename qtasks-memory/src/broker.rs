@@ -2,114 +2,252 @@
 //! delayed tasks a timer until the earliest is due), acknowledge, requeue, cancel and stats.
 
 use std::cmp::Reverse;
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
 use qtasks_core::backend::inspect::{MinuteCount, PauseTarget, Pauses, Purge, ALL_STATUSES};
 use qtasks_core::backend::{
-    Broker, CancelOutcome, Completion, Delivery, Lease, NewTask, Outcome, QueueStats, TaskMeta,
+    Broker, CancelOutcome, Completion, Delivery, Existing, Lease, NewTask, Outcome, QueueStats,
+    TaskMeta,
 };
-use qtasks_core::{Result, TaskStatus};
+use qtasks_core::control::TaskLimits;
+use qtasks_core::{Payload, Result, TaskStatus};
 use uuid::Uuid;
 
+use crate::flow::Admit;
+use crate::queue::Queue;
 use crate::records::{from_unix_ns, Slot, DEAD_LETTER};
 use crate::MemoryBackend;
 
 impl MemoryBackend {
     /// Moves the due delayed tasks to the ready queue and claims up to `max` ready tasks;
-    /// returns them with when the next delayed task is due.
+    /// returns them with when to look again (the next delayed task is due, or, for tasks held
+    /// back by a rate limit, the next permit comes).
     fn claim_ready(&self, max: usize) -> (Vec<Delivery>, Option<Instant>) {
         let now = Instant::now();
-        let mut popped = Vec::new();
-        let next_due;
         let pauses = self.pauses();
         if pauses.as_ref().is_some_and(|p| p.app) {
             // Paused: nothing is claimed until `set_paused` resumes (and wakes the claims).
             return (Vec::new(), None);
         }
-        {
-            let mut q = self.queue.lock();
-            while let Some(Reverse((at, _, _))) = q.delayed.peek() {
-                if *at > now {
-                    break;
-                }
-                if let Some(Reverse((_, seq, uuid))) = q.delayed.pop() {
-                    // A retried task keeps its priority; it queues behind older work.
-                    let priority = self
-                        .records
-                        .shard(&uuid)
-                        .lock()
-                        .get(&uuid)
-                        .map(|s| s.priority)
-                        .unwrap_or(0);
-                    q.ready.push(priority, seq, uuid);
-                }
-            }
-            while popped.len() < max {
-                match q.ready.pop() {
-                    Some(uuid) => popped.push(uuid),
-                    None => break,
-                }
-            }
-            next_due = q.delayed.peek().map(|Reverse((at, _, _))| *at);
-        }
+        let flow_on = self.flow_on.load(Ordering::Acquire);
         let now_wall = SystemTime::now();
-        let mut out = Vec::with_capacity(popped.len());
+        let mut out = Vec::with_capacity(max.min(64));
         let mut set_aside = Vec::new();
-        for uuid in popped {
-            let mut shard = self.records.shard(&uuid).lock();
-            shard.update(&uuid, |slot| {
-                if !matches!(slot.status, TaskStatus::New | TaskStatus::Retry) {
-                    return; // cancelled while queued
+        let mut next_due;
+        let mut next_permit: Option<Instant> = None;
+        // Tasks held back (paused, or over a limit) keep their place; the claim looks past
+        // them, up to this many, for tasks it may take.
+        let mut budget = max + Self::LOOK_PAST;
+        let mut popped = Vec::new();
+        loop {
+            {
+                let mut q = self.queue.lock();
+                self.move_due(&mut q, now, flow_on);
+                let want = max - out.len();
+                while popped.len() < want && budget > 0 {
+                    match q.ready.pop() {
+                        Some(uuid) => {
+                            budget -= 1;
+                            popped.push(uuid)
+                        }
+                        None => break,
+                    }
                 }
-                if pauses
-                    .as_ref()
-                    .is_some_and(|p| p.blocks(slot.task_name.as_str()))
-                {
-                    set_aside.push((slot.priority, slot.seq, uuid));
-                    return;
+                next_due = q.delayed.peek().map(|Reverse((at, _, _))| *at);
+            }
+            if popped.is_empty() {
+                break;
+            }
+            for uuid in popped.drain(..) {
+                if flow_on && self.flow.lock().debounce_due.contains_key(&uuid) {
+                    // Debounced since it was queued: its delayed entry brings it back.
+                    continue;
                 }
-                slot.status = TaskStatus::Process;
-                slot.attempts += 1;
-                slot.touch(now_wall);
-                slot.token += 1;
-                out.push(Delivery {
-                    uuid,
-                    task_name: slot.task_name.clone(),
-                    priority: slot.priority,
-                    args: slot.args.clone(),
-                    attempt: slot.attempts,
-                    token: slot.token,
-                    meta: TaskMeta {
-                        enqueued_at: Some(from_unix_ns(slot.created_ns)),
-                        trace: slot.trace(),
-                    },
+                let mut shard = self.records.shard(&uuid).lock();
+                shard.update(&uuid, |slot| {
+                    if !matches!(slot.status, TaskStatus::New | TaskStatus::Retry) {
+                        return; // cancelled while queued
+                    }
+                    if pauses
+                        .as_ref()
+                        .is_some_and(|p| p.blocks(slot.task_name.as_str()))
+                    {
+                        set_aside.push((slot.priority, slot.seq, uuid));
+                        return;
+                    }
+                    if flow_on {
+                        let mut flow = self.flow.lock();
+                        if flow.limited() {
+                            if let Admit::Later(at) = flow.admit(uuid, slot.task_name.as_str(), now)
+                            {
+                                if let Some(at) = at {
+                                    next_permit = Some(next_permit.map_or(at, |n| n.min(at)));
+                                }
+                                set_aside.push((slot.priority, slot.seq, uuid));
+                                return;
+                            }
+                        }
+                    }
+                    slot.status = TaskStatus::Process;
+                    slot.attempts += 1;
+                    slot.touch(now_wall);
+                    slot.token += 1;
+                    out.push(Delivery {
+                        uuid,
+                        task_name: slot.task_name.clone(),
+                        priority: slot.priority,
+                        args: slot.args.clone(),
+                        attempt: slot.attempts,
+                        token: slot.token,
+                        meta: TaskMeta {
+                            enqueued_at: Some(from_unix_ns(slot.created_ns)),
+                            trace: slot.trace(),
+                        },
+                    });
                 });
-            });
+            }
+            if out.len() >= max || budget == 0 || set_aside.is_empty() {
+                break;
+            }
         }
         if !set_aside.is_empty() {
-            // Paused task names keep their place in the queue.
+            // Held-back tasks keep their place in the queue.
             let mut q = self.queue.lock();
             for (priority, seq, uuid) in set_aside {
                 q.ready.push(priority, seq, uuid);
             }
         }
-        (out, next_due)
+        let next = match (next_due, next_permit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (out, next)
+    }
+
+    /// The flow-control side of claims that ended (`(task, whether it is final)`): their
+    /// concurrency slots free, and final tasks' keys go. True when a slot was freed (a claim
+    /// waiting for one may go on).
+    fn claims_ended(&self, ended: &[(Uuid, bool)], now: Instant) -> bool {
+        if ended.is_empty() || !self.flow_on.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut flow = self.flow.lock();
+        let mut freed = false;
+        for (uuid, is_final) in ended {
+            freed |= flow.release(uuid);
+            if *is_final {
+                flow.finished(uuid, now);
+            }
+        }
+        freed
+    }
+
+    /// Debounce: the pending task `holder` takes `args` and starts at `due` instead.
+    fn debounce(&self, q: &mut Queue, holder: Uuid, args: &Payload, due: Instant) {
+        let seq = {
+            let mut shard = self.records.shard(&holder).lock();
+            shard.update(&holder, |slot| {
+                slot.args = args.clone();
+                slot.seq
+            })
+        };
+        if let Some(seq) = seq {
+            q.delayed.push(Reverse((due, seq, holder)));
+            self.flow.lock().debounce_due.insert(holder, due);
+        }
+    }
+
+    /// How many held-back tasks (paused, or over a limit) one claim looks past for tasks it
+    /// may take.
+    const LOOK_PAST: usize = 1000;
+
+    /// Moves the delayed tasks due at `now` to the ready queue (skipping the stale entries of
+    /// debounced tasks, whose start moved later).
+    fn move_due(&self, q: &mut Queue, now: Instant, flow_on: bool) {
+        while let Some(Reverse((at, _, _))) = q.delayed.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, seq, uuid))) = q.delayed.pop() else {
+                break;
+            };
+            if flow_on {
+                let mut flow = self.flow.lock();
+                match flow.debounce_due.get(&uuid) {
+                    Some(due) if *due != at => continue,
+                    Some(_) => {
+                        flow.debounce_due.remove(&uuid);
+                    }
+                    None => {}
+                }
+            }
+            // A retried task keeps its priority; it queues behind older work.
+            let priority = self
+                .records
+                .shard(&uuid)
+                .lock()
+                .get(&uuid)
+                .map(|s| s.priority)
+                .unwrap_or(0);
+            q.ready.push(priority, seq, uuid);
+        }
+    }
+
+    /// Whether the task holding a unique key still holds it at `now`: queued, waiting for a
+    /// retry or running, or finished less than `hold_after` ago. Returns its status too.
+    fn holds_key(&self, holder: Uuid, hold_after: Duration, now: SystemTime) -> Option<TaskStatus> {
+        let shard = self.records.shard(&holder).lock();
+        let slot = shard.get(&holder)?;
+        let live = match slot.status {
+            TaskStatus::New | TaskStatus::Retry | TaskStatus::Process => true,
+            _ => from_unix_ns(slot.updated_ns) + hold_after > now,
+        };
+        live.then_some(slot.status)
     }
 }
 
 impl Broker for MemoryBackend {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<()>> {
+    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<Vec<Existing>>> {
         Box::pin(async move {
             let now = Instant::now();
             let now_wall = SystemTime::now();
+            let mut existing = Vec::new();
             let mut q = self.queue.lock();
-            for t in tasks {
+            for (index, t) in tasks.iter().enumerate() {
                 // A uuid that exists is left alone: a producer may send a call again after a
                 // timeout (the same id or idempotency key) without making a duplicate.
-                let mut shard = self.records.shard(&t.uuid).lock();
-                if shard.contains_key(&t.uuid) {
+                if self.records.shard(&t.uuid).lock().contains_key(&t.uuid) {
                     continue;
+                }
+                if let Some(flow) = &t.flow {
+                    // The queue lock serializes enqueues: one of two enqueues of a key wins.
+                    self.flow_on.store(true, Ordering::Release);
+                    if let Some(key) = &flow.unique {
+                        let holder = self.flow.lock().holder(key);
+                        if let Some(holder) = holder {
+                            if let Some(status) = self.holds_key(holder, flow.hold_after, now_wall)
+                            {
+                                if let (Some(debounce), TaskStatus::New) = (flow.debounce, status) {
+                                    self.debounce(&mut q, holder, &t.args, now + debounce);
+                                }
+                                existing.push(Existing {
+                                    index,
+                                    uuid: holder,
+                                });
+                                continue;
+                            }
+                        }
+                        self.flow
+                            .lock()
+                            .take_unique(key.clone(), t.uuid, flow.hold_after);
+                    }
+                    self.flow.lock().set_keys(
+                        t.uuid,
+                        flow.concurrency_key.clone(),
+                        flow.rate_key.clone(),
+                    );
                 }
                 let seq = q.next_seq;
                 q.next_seq += 1;
@@ -117,8 +255,7 @@ impl Broker for MemoryBackend {
                 if let Some(trace) = &t.trace {
                     trace.write_extra(&mut slot.rare_mut().extra);
                 }
-                shard.insert(t.uuid, slot);
-                drop(shard);
+                self.records.shard(&t.uuid).lock().insert(t.uuid, slot);
                 match t.not_before.and_then(|at| at.duration_since(now_wall).ok()) {
                     Some(delay) if !delay.is_zero() => {
                         q.delayed.push(Reverse((now + delay, seq, t.uuid)))
@@ -128,8 +265,17 @@ impl Broker for MemoryBackend {
             }
             drop(q);
             self.wake.notify_waiters();
-            Ok(())
+            Ok(existing)
         })
+    }
+
+    fn set_limits(&self, limits: &[TaskLimits]) -> Result<()> {
+        self.flow.lock().set_limits(limits);
+        if !limits.is_empty() {
+            self.flow_on.store(true, Ordering::Release);
+        }
+        self.wake.notify_waiters();
+        Ok(())
     }
 
     fn claim(&self, max: usize) -> BoxFuture<'_, Result<Vec<Delivery>>> {
@@ -164,6 +310,7 @@ impl Broker for MemoryBackend {
             let mut retries = Vec::new();
             let mut dead = 0;
             let mut finished = MinuteCount::default();
+            let mut ended = Vec::new();
             let expires_ms = self.ms_since_epoch(now + self.result_ttl);
             for c in done {
                 let mut shard = self.records.shard(&c.lease.uuid).lock();
@@ -172,6 +319,9 @@ impl Broker for MemoryBackend {
                         return false;
                     }
                     slot.touch(now_wall);
+                    let is_final =
+                        !matches!(c.outcome, Outcome::Retry { .. } | Outcome::Later { .. });
+                    ended.push((c.lease.uuid, is_final));
                     match &c.outcome {
                         Outcome::Success(payload) => {
                             slot.status = TaskStatus::Success;
@@ -202,6 +352,13 @@ impl Broker for MemoryBackend {
                             retries.push((now + *delay, slot.seq, c.lease.uuid));
                             return true;
                         }
+                        Outcome::Later { delay } => {
+                            // Not an attempt: queued again as it was.
+                            slot.status = TaskStatus::New;
+                            slot.attempts = slot.attempts.saturating_sub(1);
+                            retries.push((now + *delay, slot.seq, c.lease.uuid));
+                            return true;
+                        }
                     }
                     slot.wake_waiters();
                     expiring.push((expires_ms, c.lease.uuid));
@@ -212,6 +369,10 @@ impl Broker for MemoryBackend {
                 }
             }
             self.count_finished(now_wall, finished);
+            let freed = self.claims_ended(&ended, now);
+            if freed {
+                self.wake.notify_waiters();
+            }
             if !expiring.is_empty() || !retries.is_empty() {
                 let mut q = self.queue.lock();
                 q.expiry.extend(expiring);
@@ -249,6 +410,8 @@ impl Broker for MemoryBackend {
                     entries.push((slot.priority, slot.seq, lease.uuid));
                 });
             }
+            let ended: Vec<(Uuid, bool)> = entries.iter().map(|(_, _, u)| (*u, false)).collect();
+            self.claims_ended(&ended, Instant::now());
             if !entries.is_empty() {
                 let mut q = self.queue.lock();
                 for (priority, seq, uuid) in entries {
@@ -291,6 +454,7 @@ impl Broker for MemoryBackend {
             };
             if outcome == CancelOutcome::Cancelled {
                 let now = Instant::now();
+                self.claims_ended(&[(uuid, true)], now);
                 self.queue
                     .lock()
                     .expiry

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod broker;
+mod flow;
 mod global_config;
 mod index;
 mod inspect;
@@ -33,6 +34,7 @@ use qtasks_core::backend::{Backend, BackendFactory, OpenRequest, BACKENDS};
 use qtasks_core::{Error, Result};
 use tokio::sync::Notify;
 
+use crate::flow::Flow;
 use crate::queue::Queue;
 use crate::records::Records;
 
@@ -61,6 +63,10 @@ pub struct MemoryBackend {
     finished: Mutex<VecDeque<MinuteCount>>,
     /// When the backend was made: expiry times are milliseconds after it.
     epoch: Instant,
+    /// Unique keys, debounce, concurrency slots and rate permits (`flow.rs`), and whether
+    /// anything uses them (read by every claim without the lock).
+    flow: Mutex<Flow>,
+    flow_on: AtomicBool,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -89,6 +95,8 @@ impl MemoryBackend {
             any_paused: AtomicBool::new(false),
             finished: Mutex::new(VecDeque::new()),
             epoch: Instant::now(),
+            flow: Mutex::new(Flow::default()),
+            flow_on: AtomicBool::new(false),
         }
     }
 

@@ -293,6 +293,7 @@ mod tests {
                 created_at: SystemTime::now(),
                 not_before: None,
                 trace: None,
+                flow: None,
             };
             backend.enqueue(std::slice::from_ref(&task)).await.unwrap();
             let claimed = backend.claim(1).await.unwrap();

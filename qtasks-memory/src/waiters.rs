@@ -157,6 +157,7 @@ mod tests {
                 created_at: SystemTime::now(),
                 not_before: None,
                 trace: None,
+                flow: None,
             })
             .collect();
         backend.enqueue(&tasks).await.unwrap();

@@ -11,3 +11,4 @@ async fn open(config: Config) -> Backend {
 }
 
 qtasks_core::conformance_tests!(open);
+qtasks_core::conformance_flow_tests!(open);

@@ -11,8 +11,8 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
-    envelope, Broker, CancelOutcome, CancelRequest, Completion, Delivery, Held, Lease, Migrated,
-    NewTask, Outcome, QueueStats,
+    envelope, Broker, CancelOutcome, CancelRequest, Completion, Delivery, Existing, Held, Lease,
+    Migrated, NewTask, Outcome, QueueStats,
 };
 use qtasks_core::{Error, Result};
 use tokio_postgres::types::ToSql;
@@ -317,8 +317,11 @@ fn decode_delivery(row: &Row) -> std::result::Result<Delivery, String> {
 }
 
 impl Broker for PostgresBackend {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<()>> {
+    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<Vec<Existing>>> {
         Box::pin(async move {
+            // Unique keys, debounce and per-key limits are not applied here yet: refused,
+            // never ignored.
+            NewTask::refuse_flow(tasks)?;
             for chunk in tasks.chunks(ENQUEUE_CHUNK) {
                 let what = match chunk {
                     [one] => format!("enqueueing task {:?} ({})", one.task_name, one.uuid),
@@ -328,7 +331,7 @@ impl Broker for PostgresBackend {
                 self.query("broker", &what, &self.sql.enqueue, &args.params(&self.app))
                     .await?;
             }
-            Ok(())
+            Ok(Vec::new())
         })
     }
 
@@ -368,6 +371,15 @@ impl Broker for PostgresBackend {
                     Outcome::Retry { traceback, delay } => {
                         ("r", None, Some(traceback.as_str()), None, millis(*delay))
                     }
+                    // Queued again after the delay; this backend counts it as an attempt
+                    // (docs/flow-control.md).
+                    Outcome::Later { delay } => (
+                        "r",
+                        None,
+                        Some("rate limited: runs again later"),
+                        None,
+                        millis(*delay),
+                    ),
                     Outcome::DeadLetter { reason, traceback } => (
                         "d",
                         None,

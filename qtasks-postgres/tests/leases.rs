@@ -22,6 +22,7 @@ fn new_task(name: &str) -> NewTask {
         created_at: SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     }
 }
 

@@ -40,6 +40,7 @@ elseif r[1] == 'new' or r[1] == 'retry' then
     if removed == 0 then redis.pcall('LREM', q, 1, id) end
     if redis.call('EXISTS', q) == 0 then redis.call('ZREM', P .. 'prios', fmt(prio)) end
   end
+  release_unique({id}, now)
   notify_done({id})
   flush_index()
   return 'cancelled'

@@ -10,7 +10,14 @@
 -- ARGV:    prefix, max, lease ms, max deliveries, dead-letter cap, idle (`1` when the caller
 --          holds no task), caller id (for the drain turn), start (how many of the claimed
 --          tasks, the first ones, start at once: they join `started` here, as started.lua
---          would do, because the caller has that many lanes free)
+--          would do, because the caller has that many lanes free), limits (the concurrency
+--          and rate limits per task name: lines joined by 0x1E of `name` 0x1F concurrency
+--          0x1F per key (1/0) 0x1F rate interval ms 0x1F per key; `` for none)
+-- Limits: a concurrency slot is a member `<uuid>:<token>` of the set `slot:<name>[0x1F<key>]`
+-- (`slots`: uuid -> its slot key), valid while that claim's `run` entry is there, so a dead
+-- worker's slots come back when its lease is reaped; a rate is a GCRA time
+-- (`rate:<name>[0x1F<key>]`, ms, one interval of burst). A task over its limit keeps its
+-- place, as a paused one does, and the wait returned includes the next permit.
 -- Reply:   {wait_ms, {entry, token, ...}, mode, report}, where an entry is the task's ready
 --          entry (`<uuid>:<attempts so far>:<priority>:<name length>:<name><args>`, see
 --          `ready_entry`; the attempt of this claim is one more), and
@@ -65,6 +72,72 @@ local paused = redis.call('HGETALL', P .. 'paused')
 local hold, held = {}, {}
 for i = 1, #paused, 2 do hold[paused[i]] = true end
 local holding = #paused > 0
+-- The concurrency and rate limits per task name.
+local RULES, limited = {}, false
+if ARGV[9] and ARGV[9] ~= '' then
+  for line in string.gmatch(ARGV[9], '[^\30]+') do
+    local name, c, cpk, t, rpk = string.match(line, '^(.*)\31(%d*)\31([01])\31([%d%.]*)\31([01])$')
+    if name then
+      RULES[name] = {c = tonumber(c), cpk = cpk == '1', t = tonumber(t), rpk = rpk == '1'}
+      limited = true
+    end
+  end
+end
+-- Within this call: slot counts, full slots, rate times; when the next permit comes.
+local SLOTN, FULL, RATE = {}, {}, {}
+local permit_in = -1
+-- Whether a claim may take task `id` of `name` under `rule` now; when it may, its slot and
+-- permit are taken (the slot with the token the claim is about to hand out).
+local function admit(id, name, rule)
+  local ck, rk
+  if rule.cpk or rule.rpk then
+    local f = redis.pcall('HMGET', T .. id, 'ck', 'rk')
+    if type(f) == 'table' and not f.err then ck, rk = f[1], f[2] end
+  end
+  local slot, count
+  if rule.c then
+    slot = P .. 'slot:' .. name .. ((rule.cpk and ck) and ('\31' .. ck) or '')
+    if FULL[slot] then return false end
+    count = SLOTN[slot]
+    if not count then
+      count = redis.call('SCARD', slot)
+      if count >= rule.c then
+        -- Slots of claims that ended without saying so (a reaped lease) come back.
+        local members = redis.call('SMEMBERS', slot)
+        local ids = {}
+        for k, m in ipairs(members) do ids[k] = string.sub(m, 1, 36) end
+        local runs = read_chunked('HMGET', P .. 'run', ids)
+        local stale = {}
+        for k, m in ipairs(members) do
+          if not run_attempt(runs[k], string.sub(m, 38)) then stale[#stale + 1] = m end
+        end
+        if #stale > 0 then chunked('SREM', slot, stale) end
+        count = #members - #stale
+      end
+    end
+    if count >= rule.c then
+      FULL[slot] = true
+      return false
+    end
+  end
+  if rule.t then
+    local key = P .. 'rate:' .. name .. ((rule.rpk and rk) and ('\31' .. rk) or '')
+    local tat = RATE[key] or tonumber(redis.call('GET', key)) or now
+    if tat < now then tat = now end
+    if tat > now + rule.t then
+      local w = tat - rule.t - now
+      if permit_in < 0 or w < permit_in then permit_in = w end
+      return false
+    end
+    RATE[key] = tat + rule.t
+  end
+  if slot then
+    SLOTN[slot] = count + 1
+    redis.call('SADD', slot, id .. ':' .. fmt(tok + 1))
+    redis.call('HSET', P .. 'slots', id, slot)
+  end
+  return true
+end
 -- The text of the next attempt for the usual counts of attempts so far (no sprintf per task).
 local ATTEMPT = {}
 for k = 0, 9 do ATTEMPT[k] = fmt(k + 1) end
@@ -95,7 +168,7 @@ local function take_by_record(id, from)
     finished[#finished + 1] = dead_letter_record(id, 'malformed_record', problem, dead_max)
     return false
   end
-  if holding and hold[r.n] then
+  if (holding and hold[r.n]) or (limited and RULES[r.n] and not admit(id, r.n, RULES[r.n])) then
     held[#held + 1] = {id, from, int32(r.p)}
     return false
   end
@@ -111,9 +184,10 @@ local function take(e, from)
   local stop = byte(e, 37) == 58 and is_uuid(id) and string.find(e, ':', 38, true)
   local at = stop and tonumber(string.sub(e, 38, stop - 1))
   if not at then return take_by_record(e, from) end
-  if holding then
+  if holding or limited then
     local name = entry_name(e)
-    if name and hold[name] then
+    if name and ((holding and hold[name]) or
+        (limited and RULES[name] and not admit(id, name, RULES[name]))) then
       held[#held + 1] = {e, from, tonumber(string.match(e, '^%d+:(%-?%d+):', 38))}
       return false
     end
@@ -187,6 +261,10 @@ for i = #held, 1, -1 do
   end
 end
 if mode == 'paused' then mode = '' end
+for key, tat in pairs(RATE) do
+  local ttl = math.ceil(tat - now) + 60000
+  redis.call('SET', key, string.format('%.3f', tat), 'PX', ttl)
+end
 if n > 0 then
   redis.call('SET', P .. 'tok', fmt(tok))
   chunked('ZADD', P .. 'lease', leases)
@@ -202,6 +280,7 @@ if n > 0 then
 end
 notify_done(finished)
 local wait = overdue_in
+if permit_in >= 0 and (wait < 0 or permit_in < wait) then wait = math.ceil(permit_in) end
 local s = redis.call('ZRANGE', P .. 'sched', 0, 0, 'WITHSCORES')
 if s[2] then
   local w = tonumber(s[2]) - now

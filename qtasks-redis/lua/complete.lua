@@ -5,8 +5,9 @@
 --
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, result TTL ms, dead-letter cap, then per completion: uuid, token, kind
---          (`s` success, `e` error, `c` cancel, `r` retry, `d` dead-letter), data (result,
---          traceback or reason), extra (retry delay ms, or dead-letter reason)
+--          (`s` success, `e` error, `c` cancel, `r` retry, `l` later: queued again without
+--          spending the attempt, `d` dead-letter), data (result, traceback or reason), extra
+--          (retry or later delay ms, or dead-letter reason)
 -- Reply:   {positions (from 1) of the rejected completions (stale fencing token: the claim is
 --          no longer current), report}, where report lists the dropped entries (entry,
 --          reason, detail, ...)
@@ -19,7 +20,7 @@ local ttl, dead_max = ARGV[2], tonumber(ARGV[3])
 local bad_key = check_keys('lease', 'started', 'sched', 'dead', 'wake', 'run', 'ix:new',
   'ix:retry', 'ix:success', 'ix:error', 'ix:cancel')
 if bad_key then return redis.error_reply(bad_key) end
-local rejected, done, freed, gone = {}, {}, {}, {}
+local rejected, done, freed, gone, tokens = {}, {}, {}, {}, {}
 local retried = false
 local ids = {}
 for i = 4, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
@@ -27,7 +28,7 @@ for i = 4, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
 local runs = read_chunked('HMGET', P .. 'run', ids)
 local seen = {}
 -- The status each outcome kind ends in, for the per-status indexes (see `index`).
-local STATUS_OF = {s = 'success', e = 'error', c = 'cancel', r = 'retry', d = 'error'}
+local STATUS_OF = {s = 'success', e = 'error', c = 'cancel', r = 'retry', l = 'new', d = 'error'}
 -- HSET that fails (instead of aborting the script) on a key of another type.
 local function write(key, ...)
   local r = redis.pcall('HSET', key, ...)
@@ -45,6 +46,7 @@ for k = 1, #ids do
     seen[id] = true
     freed[#freed + 1] = id .. ':' .. token
     gone[#gone + 1] = id
+    tokens[#tokens + 1] = token
     local kind, data, attempts = ARGV[i + 2], ARGV[i + 3], at
     local ok
     if kind == 's' then
@@ -64,6 +66,12 @@ for k = 1, #ids do
         redis.call('ZADD', P .. 'sched', fmt(now + tonumber(ARGV[i + 4])), id)
         retried = true
       end
+    elseif kind == 'l' then
+      ok = write(key, 's', 'new', 'u', NOW, 'at', fmt((tonumber(attempts) or 1) - 1))
+      if ok then
+        redis.call('ZADD', P .. 'sched', fmt(now + tonumber(ARGV[i + 4])), id)
+        retried = true
+      end
     else
       ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'at', attempts)
       if ok then dead_letter(id, dead_max) end
@@ -73,7 +81,7 @@ for k = 1, #ids do
         ' (its outcome is lost)', dead_max)
     else
       index(id, '*', STATUS_OF[kind] or 'error', NOW)
-      if kind ~= 'r' then done[#done + 1] = id end
+      if kind ~= 'r' and kind ~= 'l' then done[#done + 1] = id end
     end
   end
 end
@@ -81,7 +89,10 @@ if #freed > 0 then
   chunked('ZREM', P .. 'lease', freed)
   chunked('SREM', P .. 'started', freed)
   chunked('HDEL', P .. 'run', gone)
+  -- Their concurrency slots free: a claim waiting for one may go on.
+  if release_slots(gone, tokens) then retried = true end
 end
+release_unique(done, now)
 if #done > 0 and IX_ON then
   -- The finished ones older than the result TTL leave their indexes (their records expired).
   local expired = '(' .. fmt(now - tonumber(ttl))

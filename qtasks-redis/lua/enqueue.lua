@@ -3,8 +3,14 @@
 -- idle worker.
 --
 -- KEYS[1]: {app}:prios
--- ARGV:    prefix, then per task: uuid, name, priority, args, created ms, delay ms
--- Reply:   1, or a WRONGTYPE error (and nothing written) when a task's key or a queue key
+-- ARGV:    prefix, then per task: uuid, name, priority, args, created ms, delay ms, flow (``
+--          for none; `1` when five flow fields follow: unique key, hold ms after the end,
+--          debounce ms, concurrency key, rate key, each `` when not set)
+-- Unique keys: `uniq` (key -> the uuid holding it), `uniq_of` (uuid -> `<hold ms>:<key>`).
+-- A key is held while its task is new, retry or running, or finished less than hold ms ago;
+-- a task whose key is held is not written, and its position and the holder are returned
+-- (with debounce, a holder that has not started takes the new arguments and start time).
+-- Reply:   {1, {position (from 0), holder uuid, ...}}, or a WRONGTYPE error (and nothing written) when a task's key or a queue key
 --          holds another type than qtasks keeps there; refused up front (OOM) when Redis is
 --          full
 --
@@ -16,9 +22,33 @@ if bad_key then return redis.error_reply(bad_key) end
 -- First the checks, so that a batch is written whole or not at all: a task's key that holds
 -- another type than a record, or a queue key that holds another type than a list, is an error.
 -- `fresh`: the uuids to write (not stored yet, first time in this batch).
+-- The tasks, parsed once: {id, name, prio, args, created, delay, flow fields or nil}.
+local tasks = {}
+do
+  local i = 2
+  while i + 6 <= #ARGV do
+    local t = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])}
+    if ARGV[i + 6] == '1' then
+      t[7] = {ARGV[i + 7], tonumber(ARGV[i + 8]) or 0, tonumber(ARGV[i + 9]) or 0, ARGV[i + 10],
+        ARGV[i + 11]}
+      i = i + 12
+    else
+      i = i + 7
+    end
+    tasks[#tasks + 1] = t
+  end
+end
 local fresh, queues, foreign_keys = {}, {}, {}
 local keys = {}
-for i = 2, #ARGV, 6 do keys[#keys + 1] = T .. ARGV[i] end
+local flowing = false
+for k, t in ipairs(tasks) do
+  keys[k] = T .. t[1]
+  if t[7] then flowing = true end
+end
+if flowing then
+  bad_key = check_keys('uniq', 'uniq_of', 'run')
+  if bad_key then return redis.error_reply(bad_key) end
+end
 -- One EXISTS for the whole batch: when none of its keys exists (new uuids, the usual case),
 -- no key needs a look of its own.
 local existing = 0
@@ -28,15 +58,13 @@ while k <= #keys do
   existing = existing + redis.call('EXISTS', unpack(keys, k, j))
   k = j + 1
 end
-k = 0
-for i = 2, #ARGV, 6 do
-  k = k + 1
-  local id, prio = ARGV[i], ARGV[i + 2]
-  if existing == 0 or redis.call('EXISTS', keys[k]) == 0 then
-    if fresh[id] == nil then fresh[id] = i end
+for n, t in ipairs(tasks) do
+  local id, prio = t[1], t[3]
+  if existing == 0 or redis.call('EXISTS', keys[n]) == 0 then
+    if fresh[id] == nil then fresh[id] = n end
   else
-    local kind = redis.call('TYPE', keys[k])['ok']
-    if kind ~= 'hash' then foreign_keys[#foreign_keys + 1] = keys[k] .. ' (a ' .. kind .. ')' end
+    local kind = redis.call('TYPE', keys[n])['ok']
+    if kind ~= 'hash' then foreign_keys[#foreign_keys + 1] = keys[n] .. ' (a ' .. kind .. ')' end
   end
   if not queues[prio] then
     queues[prio] = true
@@ -51,14 +79,56 @@ if #foreign_keys > 0 then
     math.min(#foreign_keys, 5)) .. ': another type than qtasks keeps there: something ' ..
     'else writes into this app\'s keys. No task of this batch was stored.')
 end
-local groups, order = {}, {}
-for i = 2, #ARGV, 6 do
-  local id, prio, delay = ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 5])
-  if fresh[id] == i then
+-- Whether the holder of a unique key still holds it (held `hold` ms past its end); with
+-- debounce (`deb` ms), a holder that has not started takes `args` and starts `deb` ms from
+-- now.
+local function holds(holder, hold, deb, args)
+  local r = redis.pcall('HMGET', T .. holder, 's', 'u', 'c', 'p', 'n', 'a', 'at')
+  if type(r) ~= 'table' or r.err or not r[1] then return false end
+  local running = redis.call('HEXISTS', P .. 'run', holder) == 1
+  local s = r[1]
+  if not (s == 'new' or s == 'retry' or s == 'process' or running) then
+    local ended = tonumber(r[2] or r[3]) or 0
+    if ended + hold <= now then return false end
+  end
+  if deb > 0 and s == 'new' and not running then
+    local prio = int32(r[4])
+    if prio and r[5] and r[6] then
+      -- Out of the ready queue if it got there, into the schedule at its new time.
+      redis.call('LREM', P .. 'q:' .. fmt(prio), 1, ready_entry(holder, tonumber(r[7]) or 0, prio,
+        r[5], r[6]))
+    end
+    redis.call('HSET', T .. holder, 'a', args)
+    redis.call('ZADD', P .. 'sched', fmt(now + deb), holder)
+  end
+  return true
+end
+local groups, order, found = {}, {}, {}
+local taken = {}
+for n, t in ipairs(tasks) do
+  local id, name, prio, args, delay, flow = t[1], t[2], t[3], t[4], t[6], t[7]
+  local write = fresh[id] == n
+  if write and flow and flow[1] ~= '' then
+    local key = flow[1]
+    local holder = taken[key] or redis.call('HGET', P .. 'uniq', key)
+    if holder and holder ~= id and (taken[key] or holds(holder, flow[2], flow[3], args)) then
+      found[#found + 1] = n - 1
+      found[#found + 1] = holder
+      write = false
+    else
+      redis.call('HSET', P .. 'uniq', key, id)
+      redis.call('HSET', P .. 'uniq_of', id, fmt(flow[2]) .. ':' .. key)
+      taken[key] = id
+    end
+  end
+  if write then
     -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
-    local name, args = ARGV[i + 1], ARGV[i + 3]
-    redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', ARGV[i + 4])
-    index(id, nil, 'new', ARGV[i + 4])
+    redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', t[5])
+    if flow then
+      if flow[4] ~= '' then redis.call('HSET', T .. id, 'ck', flow[4]) end
+      if flow[5] ~= '' then redis.call('HSET', T .. id, 'rk', flow[5]) end
+    end
+    index(id, nil, 'new', t[5])
     if delay > 0 then
       redis.call('ZADD', P .. 'sched', fmt(now + delay), id)
     else
@@ -74,4 +144,4 @@ for _, prio in ipairs(order) do
 end
 wake()
 flush_index()
-return 1
+return {1, found}

@@ -46,6 +46,13 @@
 --                                 dead-letters it (`wrong_type`) when its queue's key holds
 --                                 something else
 --   dead_without_status(id, finished, cap)  dead-letters a record that has no status
+--   release_slots(ids, tokens)    frees the concurrency slots the ended claims of ids held
+--                                 (`slots`: uuid -> slot key; the slot key is a set of
+--                                 `<uuid>:<token>`); true when one was freed
+--   release_unique(ids, now)      frees the unique keys of tasks that became final (`uniq`:
+--                                 key -> uuid, `uniq_of`: uuid -> `<hold ms>:<key>`), or holds
+--                                 them until now + hold (`uniq_exp`), and frees the keys
+--                                 whose hold passed
 --   reap(now, max_deliveries, dead_max)   returns expired leases to the queue (a task that
 --                                 had started: to the suspects, counted as a delivery, or to
 --                                 the dead-letter after max_deliveries); returns the uuids
@@ -92,6 +99,7 @@ local KINDS = {
   suspect = 'list', wake = 'list', kv = 'hash', tok = 'string', drain = 'string',
   started = 'set', run = 'hash', paused = 'hash', ['ix:new'] = 'zset', ['ix:retry'] = 'zset',
   ['ix:success'] = 'zset', ['ix:error'] = 'zset', ['ix:cancel'] = 'zset',
+  uniq = 'hash', uniq_of = 'hash', uniq_exp = 'zset', slots = 'hash',
 }
 local function check_keys(...)
   for _, name in ipairs({...}) do
@@ -325,6 +333,8 @@ local function reap(now, max_deliveries, dead_max)
   local runs = read_chunked('HMGET', P .. 'run', ids)
   chunked('ZREM', P .. 'lease', expired)
   chunked('SREM', P .. 'started', expired)
+  -- Their concurrency slots are no longer held (see claim.lua).
+  redis.pcall('HDEL', P .. 'slots', unpack(ids))
   for k, member in ipairs(expired) do
     local id = ids[k]
     local claim_at = tonumber(run_attempt(runs[k], string.sub(member, 38)))
@@ -379,4 +389,53 @@ local function reap(now, max_deliveries, dead_max)
   end
   if pushed then wake() end
   return finished
+end
+
+local function release_slots(ids, tokens)
+  if #ids == 0 then return false end
+  local slots = redis.pcall('HMGET', P .. 'slots', unpack(ids))
+  if type(slots) ~= 'table' or slots.err then return false end
+  local freed, gone = false, {}
+  for k, id in ipairs(ids) do
+    local key = slots[k]
+    if key then
+      redis.call('SREM', key, id .. ':' .. tokens[k])
+      gone[#gone + 1] = id
+      freed = true
+    end
+  end
+  if #gone > 0 then chunked('HDEL', P .. 'slots', gone) end
+  return freed
+end
+local function release_unique(ids, now)
+  if #ids > 0 then
+    local held = redis.pcall('HMGET', P .. 'uniq_of', unpack(ids))
+    if type(held) == 'table' and not held.err then
+      local gone = {}
+      for k, id in ipairs(ids) do
+        local v = held[k]
+        if v then
+          gone[#gone + 1] = id
+          local colon = string.find(v, ':', 1, true)
+          local hold = tonumber(string.sub(v, 1, colon - 1)) or 0
+          local key = string.sub(v, colon + 1)
+          if hold > 0 then
+            redis.call('ZADD', P .. 'uniq_exp', now + hold, key .. '\n' .. id)
+          elseif redis.call('HGET', P .. 'uniq', key) == id then
+            redis.call('HDEL', P .. 'uniq', key)
+          end
+        end
+      end
+      if #gone > 0 then chunked('HDEL', P .. 'uniq_of', gone) end
+    end
+  end
+  local over = redis.pcall('ZRANGEBYSCORE', P .. 'uniq_exp', '-inf', fmt(now), 'LIMIT', 0, 100)
+  if type(over) == 'table' and not over.err and #over > 0 then
+    for _, member in ipairs(over) do
+      local nl = string.find(member, '\n', 1, true)
+      local key, id = string.sub(member, 1, nl - 1), string.sub(member, nl + 1)
+      if redis.call('HGET', P .. 'uniq', key) == id then redis.call('HDEL', P .. 'uniq', key) end
+    end
+    chunked('ZREM', P .. 'uniq_exp', over)
+  end
 end

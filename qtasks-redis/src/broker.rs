@@ -9,9 +9,10 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
-    envelope, Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease,
-    NewTask, Outcome, QueueStats,
+    envelope, Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery,
+    Existing, Lease, NewTask, Outcome, QueueStats,
 };
+use qtasks_core::control::TaskLimits;
 use qtasks_core::{Error, Result};
 use uuid::Uuid;
 
@@ -58,6 +59,7 @@ impl RedisBackend {
             if idle { b"1".to_vec() } else { b"0".to_vec() },
             self.caller.as_bytes().to_vec(),
             start.to_string().into_bytes(),
+            self.limits.lock().clone(),
         ];
         let reply: Value = self
             .eval("broker", "claiming tasks", &scripts::CLAIM, args)
@@ -165,12 +167,13 @@ impl RedisBackend {
 }
 
 impl Broker for RedisBackend {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<()>> {
+    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<Vec<Existing>>> {
         Box::pin(async move {
             self.turn_index_on().await?;
             let now = SystemTime::now();
-            for chunk in tasks.chunks(ENQUEUE_CHUNK) {
-                let mut args = Vec::with_capacity(chunk.len() * 6);
+            let mut existing = Vec::new();
+            for (number, chunk) in tasks.chunks(ENQUEUE_CHUNK).enumerate() {
+                let mut args = Vec::with_capacity(chunk.len() * 7);
                 for t in chunk {
                     let delay = t
                         .not_before
@@ -183,15 +186,65 @@ impl Broker for RedisBackend {
                     args.push(envelope::stored_args(t).into_owned());
                     args.push(epoch_ms(t.created_at).to_string().into_bytes());
                     args.push(delay.to_string().into_bytes());
+                    match &t.flow {
+                        None => args.push(Vec::new()),
+                        Some(flow) => {
+                            args.push(b"1".to_vec());
+                            let text = |key: &Option<String>| {
+                                key.as_deref().unwrap_or_default().as_bytes().to_vec()
+                            };
+                            args.push(text(&flow.unique));
+                            args.push(millis(flow.hold_after).to_string().into_bytes());
+                            let debounce = flow.debounce.map(millis).unwrap_or(0);
+                            args.push(debounce.to_string().into_bytes());
+                            args.push(text(&flow.concurrency_key));
+                            args.push(text(&flow.rate_key));
+                        }
+                    }
                 }
                 let what = match chunk {
                     [one] => format!("enqueueing task {:?} ({})", one.task_name, one.uuid),
                     _ => format!("enqueueing {} tasks", chunk.len()),
                 };
-                let _: i64 = self.eval("broker", &what, &scripts::ENQUEUE, args).await?;
+                let reply: (i64, Vec<(usize, String)>) =
+                    self.eval("broker", &what, &scripts::ENQUEUE, args).await?;
+                for (index, holder) in reply.1 {
+                    let uuid = Uuid::parse_str(&holder).map_err(|_| {
+                        Error::backend(
+                            "broker",
+                            format!("the enqueue script named a unique key's holder {holder:?}, which is not a uuid"),
+                        )
+                    })?;
+                    existing.push(Existing {
+                        index: number * ENQUEUE_CHUNK + index,
+                        uuid,
+                    });
+                }
             }
-            Ok(())
+            Ok(existing)
         })
+    }
+
+    fn set_limits(&self, limits: &[TaskLimits]) -> Result<()> {
+        // One line per limited task name, sent with every claim: `name` 0x1F concurrency
+        // 0x1F per key (1/0) 0x1F rate interval ms 0x1F per key, lines joined by 0x1E.
+        let mut rules = String::new();
+        for l in limits {
+            if !rules.is_empty() {
+                rules.push('\u{1e}');
+            }
+            let interval = l.rate.map(|r| r.interval().as_secs_f64() * 1000.0);
+            rules.push_str(&format!(
+                "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                l.task_name,
+                l.concurrency.map(|c| c.to_string()).unwrap_or_default(),
+                u8::from(l.concurrency_per_key),
+                interval.map(|ms| format!("{ms:.3}")).unwrap_or_default(),
+                u8::from(l.rate_per_key),
+            ));
+        }
+        *self.limits.lock() = rules.into_bytes();
+        Ok(())
     }
 
     fn claim(&self, max: usize) -> BoxFuture<'_, Result<Vec<Delivery>>> {
@@ -221,6 +274,9 @@ impl Broker for RedisBackend {
                         traceback.clone().into(),
                         millis(*delay).to_string().into_bytes(),
                     ),
+                    Outcome::Later { delay } => {
+                        (b"l", Vec::new(), millis(*delay).to_string().into_bytes())
+                    }
                     Outcome::DeadLetter { reason, traceback } => (
                         b"d",
                         traceback.clone().into(),

@@ -85,6 +85,9 @@ pub struct RedisBackend {
     caller: String,
     /// Whether this process has turned the status indexes on (`RedisOptions::status_index`).
     index_on: std::sync::atomic::AtomicBool,
+    /// The concurrency and rate limits the claims apply, as claim.lua reads them
+    /// (`Broker::set_limits`); empty: none.
+    limits: parking_lot::Mutex<Vec<u8>>,
 }
 
 impl RedisBackend {
@@ -115,6 +118,7 @@ impl RedisBackend {
             held: Held::new(options.lease),
             caller: Uuid::new_v4().hyphenated().to_string(),
             index_on: std::sync::atomic::AtomicBool::new(false),
+            limits: parking_lot::Mutex::new(Vec::new()),
             options,
             result_ttl: config.result_ttl,
         }))

@@ -27,3 +27,4 @@ async fn open(config: Config) -> Backend {
 }
 
 qtasks_core::conformance_tests!(open, run_if = server::test_url().is_some());
+qtasks_core::conformance_flow_tests!(open, run_if = server::test_url().is_some());

@@ -44,6 +44,7 @@ fn new_task(name: &str) -> NewTask {
         created_at: SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     }
 }
 

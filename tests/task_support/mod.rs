@@ -97,7 +97,7 @@ impl qtasks::backend::Broker for WatchedBroker {
     fn enqueue<'a>(
         &'a self,
         tasks: &'a [qtasks::backend::NewTask],
-    ) -> futures::future::BoxFuture<'a, qtasks::Result<()>> {
+    ) -> futures::future::BoxFuture<'a, qtasks::Result<Vec<qtasks::backend::Existing>>> {
         self.inner.enqueue(tasks)
     }
     fn claim(
@@ -119,6 +119,7 @@ impl qtasks::backend::Broker for WatchedBroker {
                     | qtasks::backend::Outcome::DeadLetter { .. } => "error",
                     qtasks::backend::Outcome::Cancelled { .. } => "cancel",
                     qtasks::backend::Outcome::Retry { .. } => "retry",
+                    qtasks::backend::Outcome::Later { .. } => "later",
                 };
                 let _ = self.completions.send((c.lease.uuid, kind));
             }

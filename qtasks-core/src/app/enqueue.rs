@@ -9,7 +9,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::app::handle::App;
-use crate::backend::{CancelOutcome, NewTask, TraceContext};
+use crate::backend::{CancelOutcome, Existing, NewTask, TraceContext};
+use crate::control::FlowKeys;
 use crate::error::{BoxError, Error, Result};
 use crate::ext::hooks;
 use crate::ext::plugin::Trigger;
@@ -70,7 +71,8 @@ impl App {
                 task: task_name.to_string(),
                 problem,
             })?;
-        self.enqueue(Uuid::new_v4(), entry, priority, args).await
+        self.enqueue(Uuid::new_v4(), entry, priority, args, None)
+            .await
     }
 
     /// Enqueues many calls in as few broker round trips as possible (batches of
@@ -92,12 +94,13 @@ impl App {
         while calls.peek().is_some() {
             for call in calls.by_ref().take(Self::BULK_CHUNK) {
                 let uuid = call.uuid(self);
-                let (args, priority) = call.into_parts();
+                let (args, priority, unique_key) = call.into_parts();
                 let args = Payload::encode(&args).map_err(|e| Error::Encode {
                     task: entry.name.to_string(),
                     source: Box::new(e),
                 })?;
-                batch.push(self.new_task(uuid, entry, priority, args, now, trace.clone()));
+                let new = self.new_task(uuid, entry, priority, args, now, trace.clone());
+                batch.push(new.with_flow(entry, unique_key.as_deref()));
             }
             self.write_batch(&mut batch, |task| {
                 out.push(task.decode()?);
@@ -128,6 +131,7 @@ impl App {
             created_at: now,
             not_before: None,
             trace,
+            flow: None,
         }
     }
 
@@ -141,11 +145,14 @@ impl App {
         each: impl FnMut(Task) -> Result<()>,
     ) -> Result<()> {
         self.before_write(batch).await;
-        if let Err(e) = self.inner().backend.broker.enqueue(batch).await {
-            observe::backend_error("enqueue");
-            return Err(e);
-        }
-        self.after_write(batch, each).await
+        let existing = match self.inner().backend.broker.enqueue(batch).await {
+            Ok(existing) => existing,
+            Err(e) => {
+                observe::backend_error("enqueue");
+                return Err(e);
+            }
+        };
+        self.after_write(batch, &existing, each).await
     }
 
     /// The enqueue plugins' `before_enqueue` on each task of a batch about to be written.
@@ -158,15 +165,36 @@ impl App {
     }
 
     /// Hands the `new` record of each task of a written batch to `each`, in order, after the
-    /// enqueue plugins' `after_enqueue`.
+    /// enqueue plugins' `after_enqueue`; for a task that found its unique key held
+    /// (`existing`), the holder's record instead, marked [`Task::is_existing`].
     async fn after_write(
         &self,
         batch: &[NewTask],
+        existing: &[Existing],
         mut each: impl FnMut(Task) -> Result<()>,
     ) -> Result<()> {
         let plugged = !self.hooks().plugins.is_empty();
         observe::enqueued(batch);
-        for new in batch.iter() {
+        let mut held = existing.iter().peekable();
+        for (index, new) in batch.iter().enumerate() {
+            if let Some(found) = held.next_if(|e| e.index == index) {
+                tracing::debug!(task_name = %new.task_name, task_uuid = %found.uuid,
+                    "unique key held: the existing task is returned");
+                let mut task = match self.inner().backend.storage.get(found.uuid).await? {
+                    Some(task) => task,
+                    // It finished and expired since: say which task held the key.
+                    None => Task::new(
+                        found.uuid,
+                        new.task_name.clone(),
+                        new.priority,
+                        new.args.clone(),
+                        new.created_at,
+                    ),
+                };
+                task.existing = true;
+                each(task.with_app(self))?;
+                continue;
+            }
             tracing::debug!(task_name = %new.task_name, task_uuid = %new.uuid, "task enqueued");
             let mut task = Task::new(
                 new.uuid,
@@ -199,12 +227,13 @@ impl App {
         let mut tasks = Vec::new();
         for call in calls {
             let uuid = call.uuid(self);
-            let (args, priority) = call.into_parts();
+            let (args, priority, unique_key) = call.into_parts();
             let args = Payload::encode(&args).map_err(|e| Error::Encode {
                 task: entry.name.to_string(),
                 source: Box::new(e),
             })?;
-            tasks.push(self.new_task(uuid, entry, priority, args, now, trace.clone()));
+            let new = self.new_task(uuid, entry, priority, args, now, trace.clone());
+            tasks.push(new.with_flow(entry, unique_key.as_deref()));
         }
         self.before_write(&mut tasks).await;
         Ok(PreparedTasks {
@@ -234,10 +263,12 @@ impl App {
         entry: &'static TaskEntry,
         priority: Option<i32>,
         args: Payload,
+        unique_key: Option<&str>,
     ) -> Result<Task> {
         self.check_serves(entry)?;
         let now = SystemTime::now();
-        let mut new = self.new_task(uuid, entry, priority, args, now, observe::producer_trace());
+        let new = self.new_task(uuid, entry, priority, args, now, observe::producer_trace());
+        let mut new = new.with_flow(entry, unique_key);
         let mut written = None;
         self.write_batch(std::slice::from_mut(&mut new), |task| {
             written = Some(task);
@@ -324,7 +355,7 @@ impl<T: TaskDef> PreparedTasks<T> {
     pub async fn written(self) -> Result<Vec<Task<T::Output>>> {
         let mut out = Vec::with_capacity(self.tasks.len());
         self.app
-            .after_write(&self.tasks, |task| {
+            .after_write(&self.tasks, &[], |task| {
                 out.push(task.decode()?);
                 Ok(())
             })
@@ -339,5 +370,17 @@ impl<T: TaskDef> std::fmt::Debug for PreparedTasks<T> {
             .field("task", &T::entry().name)
             .field("tasks", &self.tasks.len())
             .finish()
+    }
+}
+
+impl NewTask {
+    /// This task with the flow keys its options and the call's unique key ask for, and, with
+    /// debounce, its start moved to the debounce time after now.
+    fn with_flow(mut self, entry: &'static TaskEntry, unique_key: Option<&str>) -> Self {
+        self.flow = FlowKeys::of(entry, &self.args, unique_key);
+        if let Some(debounce) = self.flow.as_ref().and_then(|f| f.debounce) {
+            self.not_before = Some(self.created_at + debounce);
+        }
+        self
     }
 }

@@ -183,6 +183,7 @@ mod tests {
                 created_at,
                 not_before: None,
                 trace: trace.clone(),
+                flow: None,
             };
             let stored = stored_args(&task).into_owned();
             let (meta, args) = split(stored);

@@ -32,8 +32,8 @@ pub use held::Held;
 pub use notices::Notices;
 
 pub use wire::{
-    CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease, Migrated, NewTask,
-    Outcome, QueueStats, TaskMeta, TraceContext,
+    CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Existing, Lease,
+    Migrated, NewTask, Outcome, QueueStats, TaskMeta, TraceContext,
 };
 
 use std::collections::BTreeMap;
@@ -46,6 +46,7 @@ use linkme::distributed_slice;
 use uuid::Uuid;
 
 use crate::app::config::Config;
+use crate::control::TaskLimits;
 use crate::error::Result;
 use crate::task::record::Task;
 use inspect::{MinuteCount, PauseTarget, Pauses, Purge, TaskPage, TaskQuery};
@@ -53,7 +54,30 @@ use inspect::{MinuteCount, PauseTarget, Pauses, Purge, TaskPage, TaskQuery};
 /// The queue: enqueue, claim, acknowledge.
 pub trait Broker: Send + Sync + 'static {
     /// Writes each task's record (status `new`) and queue entry, atomically per task.
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<()>>;
+    /// A task whose unique key ([`NewTask::flow`]) another task holds is not written: it is
+    /// returned as [`Existing`] (with debounce, the holder takes its arguments and start
+    /// time first). A backend that does not apply flow keys refuses a batch that has any,
+    /// with an error saying so ([`NewTask::refuse_flow`]), rather than ignore them.
+    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<Vec<Existing>>>;
+
+    /// Sets the concurrency and rate limits the claims of this app apply, one entry per
+    /// limited task name (a worker calls it when it starts, with its app's tasks). Limits
+    /// hold for every worker process of the app together. The default accepts no limit: it
+    /// fails, naming the tasks, when `limits` is not empty.
+    fn set_limits(&self, limits: &[TaskLimits]) -> Result<()> {
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = limits.iter().map(|l| l.task_name.as_str()).collect();
+        Err(inspect::unsupported(
+            "broker",
+            &format!(
+                "limit the concurrency or rate of tasks {} (remove the limits, or use a \
+                 backend that has them)",
+                names.join(", ")
+            ),
+        ))
+    }
 
     /// Claims up to `max` ready tasks, lowest priority number first and FIFO within one
     /// priority, waiting (on a wake-up, never a poll) until at least one is ready. Claimed

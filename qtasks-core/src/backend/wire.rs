@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+use crate::control::FlowKeys;
 use crate::task::name::TaskName;
 use crate::task::payload::Payload;
 
@@ -27,6 +28,20 @@ pub struct NewTask {
     /// The producer's span context, when it had one to pass on (feature `opentelemetry`);
     /// backends store it with the task ([`envelope`](crate::backend::envelope)).
     pub trace: Option<Box<TraceContext>>,
+    /// The task's unique, debounce, concurrency and rate keys, when its options or the call
+    /// ask for any (`None` for most tasks); see [`control`](crate::control).
+    pub flow: Option<Box<FlowKeys>>,
+}
+
+/// A task of an enqueue batch that was not written because an earlier task holds its unique
+/// key: the enqueue returns that task instead (with debounce, after giving it the new
+/// arguments and start time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Existing {
+    /// The position of the task in the batch.
+    pub index: usize,
+    /// The task that holds the key.
+    pub uuid: Uuid,
 }
 
 /// A task claimed by a worker: it is `process` in storage and leased to this worker.
@@ -98,6 +113,26 @@ impl TraceContext {
     }
 }
 
+impl NewTask {
+    /// For a backend that does not apply flow keys: an error naming the first task of `tasks`
+    /// that has any (unique, debounce, per-key limits) and saying what to do, so that the
+    /// option is never silently ignored; `Ok` when none has.
+    pub fn refuse_flow(tasks: &[NewTask]) -> crate::error::Result<()> {
+        match tasks.iter().find(|t| t.flow.is_some()) {
+            None => Ok(()),
+            Some(task) => Err(super::inspect::unsupported(
+                "broker",
+                &format!(
+                    "keep task {} ({}) unique, debounced or limited per key (remove the \
+                     option or the call's unique_key, or use a backend that has them); no task \
+                     of this batch was written",
+                    task.task_name, task.uuid
+                ),
+            )),
+        }
+    }
+}
+
 impl Delivery {
     /// The lease reference of this delivery.
     pub fn lease(&self) -> Lease {
@@ -136,6 +171,13 @@ pub enum Outcome {
     Retry {
         /// The error of this attempt.
         traceback: String,
+        /// When to run again.
+        delay: Duration,
+    },
+    /// Status `new` again: the task asked to run later without spending an attempt
+    /// ([`TaskError::rate_limited`](crate::TaskError::rate_limited), for an external API that
+    /// answered "too many requests"); it runs again after `delay`.
+    Later {
         /// When to run again.
         delay: Duration,
     },

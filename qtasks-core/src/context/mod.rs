@@ -228,6 +228,14 @@ impl TaskContext {
         TaskError::cancelled(reason)
     }
 
+    /// Puts the task back to run again in `delay` without spending an attempt, for an
+    /// external service that answered "too many requests": `return Err(ctx.rate_limited(d))`
+    /// (the same as [`TaskError::rate_limited`]).
+    #[must_use = "return the error to put the task back: `return Err(ctx.rate_limited(..))`"]
+    pub fn rate_limited(&self, delay: std::time::Duration) -> TaskError {
+        TaskError::rate_limited(delay)
+    }
+
     /// Ends the task by handing `data` to the plugins' error trigger
     /// ([`Trigger::PluginError`](crate::plugin::Trigger::PluginError)), whatever the body
     /// returns afterwards: `return Err(ctx.plugin_error(data))`. A plugin may turn it into a

@@ -127,6 +127,8 @@ pub(crate) async fn execute(
             task: event,
             reason,
         }),
+        // Not an end: the task is queued again (its `stopping` event was fired).
+        Outcome::Later { .. } => {}
     }
     execution.finish(&outcome);
     outcome

@@ -17,6 +17,10 @@ pub(crate) fn outcome_of_error(ctx: &TaskContext, err: TaskError) -> Outcome {
             reason: reason.clone(),
         };
     }
+    if let TaskErrorKind::RateLimited(delay) = err.kind() {
+        tracing::info!(task_name = entry.name, task_uuid = %uuid, ?delay, "task rate limited; it runs again later, without spending an attempt");
+        return Outcome::Later { delay: *delay };
+    }
     let traceback = err.traceback();
     if let TaskErrorKind::BadArguments(_) = err.kind() {
         tracing::error!(task_name = entry.name, task_uuid = %uuid, error = %traceback, "bad arguments; the task goes to the dead-letter");

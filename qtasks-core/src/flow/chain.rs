@@ -159,7 +159,7 @@ impl<Out: DeserializeOwned + Send + 'static> Chain<Out> {
         let count = self.steps.len();
         let mut last = None;
         for (i, entry) in self.steps.into_iter().enumerate() {
-            let task = app.enqueue(Uuid::new_v4(), entry, None, args).await?;
+            let task = app.enqueue(Uuid::new_v4(), entry, None, args, None).await?;
             *current.lock() = Some((entry.name, task.uuid));
             let done = app.wait(task.uuid, self.step_timeout).await?;
             tracing::debug!(task_name = entry.name, task_uuid = %done.uuid, step = i + 1, of = count, status = %done.status, "chain step ended");

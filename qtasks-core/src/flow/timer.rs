@@ -154,7 +154,7 @@ impl Timer {
                 let app = app.clone();
                 let args = args.clone();
                 Box::pin(async move {
-                    app.enqueue(Uuid::new_v4(), entry, None, args)
+                    app.enqueue(Uuid::new_v4(), entry, None, args, None)
                         .await
                         .map(|t| t.uuid)
                 })

@@ -272,6 +272,10 @@ impl Execution {
                 m.retried.increment(1);
                 m.exec_retry.record(took);
             }
+            Outcome::Later { .. } => {
+                counter!("qtasks_tasks_rate_limited_total", "task" => m.label.to_string())
+                    .increment(1);
+            }
         }
         m.executing.decrement(1.0);
     }

@@ -20,13 +20,14 @@ pub mod trace;
 use crate::backend::{DeadLetterReason, Delivery, NewTask, Outcome, TraceContext};
 
 /// The status label of an attempt that ended with `outcome` (`success`, `error`, `cancel`,
-/// `retry`).
+/// `retry`, `rate_limited`).
 pub fn outcome_status(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Success(_) => "success",
         Outcome::Failed { .. } | Outcome::DeadLetter { .. } => "error",
         Outcome::Cancelled { .. } => "cancel",
         Outcome::Retry { .. } => "retry",
+        Outcome::Later { .. } => "rate_limited",
     }
 }
 

@@ -20,6 +20,7 @@ pub struct TaskCall<T: TaskDef> {
     timeout: Option<Duration>,
     app: Option<App>,
     identity: Option<Identity>,
+    unique_key: Option<String>,
     _task: PhantomData<T>,
 }
 
@@ -44,6 +45,7 @@ impl<T: TaskDef> TaskCall<T> {
             timeout: None,
             app: None,
             identity: None,
+            unique_key: None,
             _task: PhantomData,
         }
     }
@@ -63,6 +65,17 @@ impl<T: TaskDef> TaskCall<T> {
     /// handles order 42.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.identity = Some(Identity::Key(key.into()));
+        self
+    }
+
+    /// Makes this call unique by `key` (per task name): while a task enqueued with the key is
+    /// queued, waiting for a retry or running (and, with the task's `unique_for`, for that
+    /// long after it finished), enqueueing another call with it writes nothing and returns
+    /// that task, with [`Task::is_existing`] true. Replaces the key the task's `unique = [..]`
+    /// would derive from the arguments. Unlike [`idempotency_key`](Self::idempotency_key),
+    /// the key is free again once its task is done.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
         self
     }
 
@@ -90,8 +103,8 @@ impl<T: TaskDef> TaskCall<T> {
         &self.args
     }
 
-    pub(crate) fn into_parts(self) -> (T::Args, Option<i32>) {
-        (self.args, self.priority)
+    pub(crate) fn into_parts(self) -> (T::Args, Option<i32>, Option<String>) {
+        (self.args, self.priority, self.unique_key)
     }
 
     /// Enqueues the task. Returns it with status `new`, or, when a timeout was set, waits and
@@ -139,7 +152,10 @@ impl<T: TaskDef> TaskCall<T> {
             task: entry.name.to_string(),
             source: Box::new(e),
         })?;
-        let task = app.enqueue(uuid, entry, self.priority, args).await?;
+        let unique_key = self.unique_key.as_deref();
+        let task = app
+            .enqueue(uuid, entry, self.priority, args, unique_key)
+            .await?;
         match self.timeout {
             Some(timeout) => app.wait(task.uuid, timeout).await?.decode(),
             None => task.decode(),
@@ -158,6 +174,7 @@ where
             timeout: self.timeout,
             app: self.app.clone(),
             identity: self.identity.clone(),
+            unique_key: self.unique_key.clone(),
             _task: PhantomData,
         }
     }
@@ -174,6 +191,7 @@ where
             .field("priority", &self.priority)
             .field("timeout", &self.timeout)
             .field("identity", &self.identity)
+            .field("unique_key", &self.unique_key)
             .finish()
     }
 }

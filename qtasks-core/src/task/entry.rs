@@ -14,6 +14,7 @@ use linkme::distributed_slice;
 use crate::app::handle::App;
 use crate::backend::Outcome;
 use crate::context::TaskContext;
+use crate::control::{Limits, Unique};
 use crate::error::{Missing, TaskError};
 use crate::task::args::{check_args, ArgsError, TaskParam};
 use crate::task::backoff::Backoff;
@@ -75,6 +76,10 @@ pub struct TaskOptions {
     /// Any other `key = literal` pairs of the attribute, each value typed as written
     /// (`level = 3` is [`ExtraValue::Int`]).
     pub extra: &'static [(&'static str, ExtraValue)],
+    /// `unique`, `unique_for`, `debounce`: decided at enqueue.
+    pub unique: Option<Unique>,
+    /// `concurrency`, `rate_limit` and their keys: decided at claim, across every worker.
+    pub limits: Limits,
 }
 
 impl TaskOptions {
@@ -94,6 +99,8 @@ impl TaskOptions {
         description: None,
         tags: &[],
         extra: &[],
+        unique: None,
+        limits: Limits::NONE,
     };
 
     /// The value of an extra `key = literal` pair of the attribute (`level = 3`:

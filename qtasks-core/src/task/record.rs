@@ -46,12 +46,22 @@ pub struct Task<R = Payload> {
     pub extra: BTreeMap<String, String>,
     #[serde(skip)]
     pub(crate) app: Option<App>,
+    /// Set by an enqueue that found another task holding the call's unique key.
+    #[serde(skip)]
+    pub(crate) existing: bool,
 }
 
 impl<R> Task<R> {
     /// The app this task was read from or sent to, when known.
     pub fn app(&self) -> Option<&App> {
         self.app.as_ref()
+    }
+
+    /// Whether the enqueue that returned this task found it already holding the call's
+    /// unique key (a unique or debounced task, or `.unique_key(..)`) and returned it instead of
+    /// writing a new task. False for tasks read back with `get` or `wait`.
+    pub fn is_existing(&self) -> bool {
+        self.existing
     }
 
     pub(crate) fn with_app(mut self, app: &App) -> Self {
@@ -74,6 +84,7 @@ impl<R> Task<R> {
             attempts: self.attempts,
             extra: self.extra,
             app: self.app,
+            existing: self.existing,
         }
     }
 }
@@ -101,6 +112,7 @@ impl Task<Payload> {
             attempts: 0,
             extra: BTreeMap::new(),
             app: None,
+            existing: false,
         }
     }
 

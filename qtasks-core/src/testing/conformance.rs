@@ -29,6 +29,12 @@ use crate::error::Error;
 use crate::task::payload::Payload;
 use crate::task::status::TaskStatus;
 
+mod flow;
+pub use flow::{
+    cancel_frees_a_unique_key, concurrency_limit_holds_slots, concurrency_limit_per_key,
+    debounce_takes_the_last_arguments, later_does_not_spend_an_attempt, rate_limit_spaces_claims,
+    unique_for_holds_after_the_end, unique_key_returns_its_holder, unique_keys_in_one_batch,
+};
 mod inspect;
 pub use inspect::{
     delete_removes_finished_tasks_only, list_by_status_with_cursor,
@@ -89,6 +95,7 @@ fn new_task(name: &str, priority: i32) -> NewTask {
         created_at: SystemTime::now(),
         not_before: None,
         trace: None,
+        flow: None,
     }
 }
 

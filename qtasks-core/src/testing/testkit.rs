@@ -40,8 +40,8 @@ use uuid::Uuid;
 use crate::app::builder::AppBuilder;
 use crate::app::handle::App;
 use crate::backend::{
-    Backend, Broker, CancelOutcome, CancelRequest, Completion, Delivery, Lease, NewTask, Outcome,
-    QueueStats,
+    Backend, Broker, CancelOutcome, CancelRequest, Completion, Delivery, Existing, Lease, NewTask,
+    Outcome, QueueStats,
 };
 use crate::error::{Error, Result};
 use crate::execute::execute;
@@ -101,7 +101,7 @@ struct RecordingBroker {
 }
 
 impl Broker for RecordingBroker {
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<()>> {
+    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<Vec<Existing>>> {
         self.recorder
             .enqueued
             .lock()
@@ -170,10 +170,14 @@ impl TestKit {
         &self.app
     }
 
+    /// How many times in a row [`run`](Self::run) runs a task again that said
+    /// [`TaskError::rate_limited`](crate::TaskError::rate_limited) before it gives up.
+    pub const MAX_LATER: u32 = 100;
+
     /// Runs `call` inline to its final state and returns the record with its typed result.
     pub async fn run<T: TaskDef>(&self, call: TaskCall<T>) -> Result<Task<T::Output>> {
         let entry = T::entry();
-        let (args, priority) = call.into_parts();
+        let (args, priority, _unique_key) = call.into_parts();
         let args = Payload::encode(&args).map_err(|e| Error::Encode {
             task: entry.name.to_string(),
             source: Box::new(e),
@@ -236,6 +240,7 @@ impl TestKit {
             delivery.args.clone(),
             created,
         );
+        let mut later = 0;
         loop {
             let outcome = execute(&self.app, &self.worker, &delivery, CancelSignal::new()).await;
             task.attempts = delivery.attempt;
@@ -257,6 +262,19 @@ impl TestKit {
                     task.traceback = Some(traceback);
                     delivery.attempt += 1;
                     continue;
+                }
+                // Runs again at once: the kit does not wait out the delay.
+                Outcome::Later { .. } if later < Self::MAX_LATER => {
+                    later += 1;
+                    continue;
+                }
+                Outcome::Later { .. } => {
+                    task.status = TaskStatus::Error;
+                    task.traceback = Some(format!(
+                        "rate limited {} times in a row: the test kit runs a rate-limited \
+                         task again at once, and this one never ran to an end",
+                        Self::MAX_LATER
+                    ));
                 }
             }
             return Ok(task.with_app(&self.app));

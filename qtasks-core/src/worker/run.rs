@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::handle::App;
 use crate::backend::{CancelRequest, Completion, Lease};
+use crate::control::TaskLimits;
 use crate::error::Result;
 use crate::execute::execute;
 use crate::ext::events::WorkerEvent;
@@ -42,6 +43,13 @@ pub(crate) async fn run(app: App, worker: Arc<WorkerScope>) -> Result<()> {
     let slots = Arc::new(Semaphore::new(capacity));
     let done = Arc::new(DoneQueue::default());
     let stopped = CancellationToken::new();
+    // The concurrency and rate limits of this app's tasks, applied by every claim.
+    let limits: Vec<TaskLimits> = app
+        .tasks()
+        .iter()
+        .filter_map(|t| TaskLimits::of(t.name, &t.options.limits))
+        .collect();
+    app.backend().broker.set_limits(&limits)?;
     tracing::info!(worker = %worker.id(), concurrency = lanes_n, prefetch = config.prefetch(), "worker started");
     // Listed as live before it says it runs (`worker_running`), not a tick later.
     beat(&app, &worker).await;

@@ -1,0 +1,410 @@
+//! The conformance cases of flow control: unique keys (with `unique_for`, within one batch,
+//! freed by cancel), debounce, concurrency limits (per name and per key), rate limits, and
+//! putting a task back without spending an attempt. Backends that apply flow keys expand
+//! [`conformance_flow_tests!`](crate::conformance_flow_tests) besides the main suite.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
+
+use uuid::Uuid;
+
+use super::{assert_nothing_claimable, claim, complete, config, new_task, status};
+use crate::app::config::Config;
+use crate::backend::{Backend, Existing, NewTask, Outcome};
+use crate::control::{FlowKeys, Rate, TaskLimits};
+use crate::task::payload::Payload;
+use crate::task::status::TaskStatus;
+
+/// Expands to one `#[tokio::test]` per flow-control case, like
+/// [`conformance_tests!`](crate::conformance_tests).
+#[macro_export]
+macro_rules! conformance_flow_tests {
+    ($open:path) => {
+        $crate::conformance_flow_tests!($open, run_if = true);
+    };
+    ($open:path, run_if = $available:expr) => {
+        $crate::conformance_tests!(@cases $open, $available;
+            unique_key_returns_its_holder, unique_keys_in_one_batch, unique_for_holds_after_the_end,
+            cancel_frees_a_unique_key, debounce_takes_the_last_arguments,
+            concurrency_limit_holds_slots, concurrency_limit_per_key, rate_limit_spaces_claims,
+            later_does_not_spend_an_attempt);
+    };
+}
+
+fn flow(unique: Option<&str>, hold_after: Duration) -> Option<Box<FlowKeys>> {
+    Some(Box::new(FlowKeys {
+        unique: unique.map(str::to_string),
+        hold_after,
+        debounce: None,
+        concurrency_key: None,
+        rate_key: None,
+    }))
+}
+
+fn unique_task(name: &str, key: &str, hold_after: Duration) -> NewTask {
+    let mut t = new_task(name, 0);
+    t.flow = flow(Some(key), hold_after);
+    t
+}
+
+async fn enqueue(backend: &Backend, tasks: &[NewTask]) -> Vec<Existing> {
+    backend
+        .broker
+        .enqueue(tasks)
+        .await
+        .expect("enqueue succeeded")
+}
+
+async fn exists(backend: &Backend, uuid: Uuid) -> bool {
+    backend
+        .storage
+        .get(uuid)
+        .await
+        .expect("get succeeded")
+        .is_some()
+}
+
+fn limits(name: &str, concurrency: Option<u32>, per_key: bool, rate: Option<Rate>) -> TaskLimits {
+    TaskLimits {
+        task_name: name.to_string(),
+        concurrency,
+        concurrency_per_key: per_key,
+        rate,
+        rate_per_key: false,
+    }
+}
+
+/// While a task holds a unique key, another enqueue with it writes nothing and returns the
+/// holder; once the holder is final, the key is free.
+pub async fn unique_key_returns_its_holder<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let first = unique_task("conf.unique", "conf.unique\u{1f}order-1", Duration::ZERO);
+    assert!(enqueue(&backend, std::slice::from_ref(&first))
+        .await
+        .is_empty());
+    let second = unique_task("conf.unique", "conf.unique\u{1f}order-1", Duration::ZERO);
+    let other = unique_task("conf.unique", "conf.unique\u{1f}order-2", Duration::ZERO);
+    let found = enqueue(&backend, &[second.clone(), other.clone()]).await;
+    assert_eq!(
+        found,
+        [Existing {
+            index: 0,
+            uuid: first.uuid
+        }],
+        "the second enqueue of order-1 returns the first task; order-2 is written"
+    );
+    assert!(
+        !exists(&backend, second.uuid).await,
+        "nothing written for the duplicate"
+    );
+    assert!(exists(&backend, other.uuid).await);
+    // Still held while it runs.
+    let mut got = claim(&backend, 10).await;
+    got.sort_by_key(|d| d.uuid != first.uuid);
+    assert_eq!(got.len(), 2);
+    let third = unique_task("conf.unique", "conf.unique\u{1f}order-1", Duration::ZERO);
+    assert_eq!(
+        enqueue(&backend, std::slice::from_ref(&third)).await.len(),
+        1
+    );
+    // Free once it finished.
+    complete(
+        &backend,
+        &got[0],
+        Outcome::Success(Payload::encode(&1).unwrap()),
+    )
+    .await;
+    let fourth = unique_task("conf.unique", "conf.unique\u{1f}order-1", Duration::ZERO);
+    assert!(enqueue(&backend, std::slice::from_ref(&fourth))
+        .await
+        .is_empty());
+    assert_eq!(status(&backend, fourth.uuid).await, TaskStatus::New);
+}
+
+/// Tasks with one key in one batch: the first is written, the others return it.
+pub async fn unique_keys_in_one_batch<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let batch: Vec<NewTask> = (0..5)
+        .map(|_| unique_task("conf.batch", "conf.batch\u{1f}k", Duration::ZERO))
+        .collect();
+    let found = enqueue(&backend, &batch).await;
+    let holders: Vec<(usize, Uuid)> = found.iter().map(|e| (e.index, e.uuid)).collect();
+    assert_eq!(
+        holders,
+        (1..5).map(|i| (i, batch[0].uuid)).collect::<Vec<_>>()
+    );
+    assert_eq!(claim(&backend, 10).await.len(), 1);
+}
+
+/// With `unique_for`, the key stays taken after the task finished.
+pub async fn unique_for_holds_after_the_end<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let hold = Duration::from_secs(60);
+    let first = unique_task("conf.for", "conf.for\u{1f}k", hold);
+    enqueue(&backend, std::slice::from_ref(&first)).await;
+    let got = claim(&backend, 1).await;
+    complete(
+        &backend,
+        &got[0],
+        Outcome::Failed {
+            traceback: "x".into(),
+        },
+    )
+    .await;
+    let again = unique_task("conf.for", "conf.for\u{1f}k", hold);
+    let found = enqueue(&backend, std::slice::from_ref(&again)).await;
+    assert_eq!(found.first().map(|e| e.uuid), Some(first.uuid));
+    // A key held for a short time is free once the time passed.
+    let short = unique_task("conf.for", "conf.for\u{1f}short", Duration::from_millis(50));
+    enqueue(&backend, std::slice::from_ref(&short)).await;
+    let got = claim(&backend, 1).await;
+    complete(
+        &backend,
+        &got[0],
+        Outcome::Success(Payload::encode(&1).unwrap()),
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let next = unique_task("conf.for", "conf.for\u{1f}short", Duration::from_millis(50));
+        if enqueue(&backend, std::slice::from_ref(&next))
+            .await
+            .is_empty()
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < super::DEADLINE,
+            "the short hold never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Cancelling a queued task frees its key.
+pub async fn cancel_frees_a_unique_key<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let first = unique_task("conf.cancel", "conf.cancel\u{1f}k", Duration::ZERO);
+    enqueue(&backend, std::slice::from_ref(&first)).await;
+    backend
+        .broker
+        .cancel(first.uuid, "test")
+        .await
+        .expect("cancel succeeded");
+    let again = unique_task("conf.cancel", "conf.cancel\u{1f}k", Duration::ZERO);
+    assert!(enqueue(&backend, std::slice::from_ref(&again))
+        .await
+        .is_empty());
+    let got = claim(&backend, 10).await;
+    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [again.uuid]);
+}
+
+/// Debounce: each enqueue gives the pending task its arguments and moves its start; it runs
+/// once, with the last arguments.
+pub async fn debounce_takes_the_last_arguments<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let debounce = Duration::from_millis(300);
+    let call = |n: i64| {
+        let mut t = new_task("conf.debounce", 0);
+        t.args = Payload::encode(&n).unwrap();
+        t.flow = Some(Box::new(FlowKeys {
+            unique: Some("conf.debounce\u{1f}".into()),
+            hold_after: Duration::ZERO,
+            debounce: Some(debounce),
+            concurrency_key: None,
+            rate_key: None,
+        }));
+        t.not_before = Some(SystemTime::now() + debounce);
+        t
+    };
+    let first = call(1);
+    enqueue(&backend, std::slice::from_ref(&first)).await;
+    let started = Instant::now();
+    for n in 2..=4 {
+        let found = enqueue(&backend, &[call(n)]).await;
+        assert_eq!(found.first().map(|e| e.uuid), Some(first.uuid));
+    }
+    let got = claim(&backend, 10).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "ran {:?} after the last call, before its debounce",
+        started.elapsed()
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].uuid, first.uuid);
+    assert_eq!(
+        got[0].args.decode::<i64>().unwrap(),
+        4,
+        "the last arguments"
+    );
+    assert_nothing_claimable(&backend).await;
+}
+
+/// `concurrency = 2`: two claims of the name at once, a third when one ends.
+pub async fn concurrency_limit_holds_slots<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    backend
+        .broker
+        .set_limits(&[limits("conf.conc", Some(2), false, None)])
+        .expect("limits set");
+    let tasks: Vec<NewTask> = (0..5).map(|_| new_task("conf.conc", 0)).collect();
+    let free = new_task("conf.free", 0);
+    enqueue(&backend, &tasks).await;
+    enqueue(&backend, std::slice::from_ref(&free)).await;
+    let got = claim(&backend, 10).await;
+    let limited: Vec<_> = got.iter().filter(|d| d.task_name == "conf.conc").collect();
+    assert_eq!(limited.len(), 2, "two at once");
+    assert!(
+        got.iter().any(|d| d.uuid == free.uuid),
+        "a task without a limit behind them is claimed too"
+    );
+    assert_nothing_claimable(&backend).await;
+    complete(
+        &backend,
+        limited[0],
+        Outcome::Success(Payload::encode(&1).unwrap()),
+    )
+    .await;
+    let next = claim(&backend, 10).await;
+    assert_eq!(next.len(), 1, "one slot came free");
+    // A claim that ends another way (a retry) frees its slot too.
+    complete(
+        &backend,
+        &next[0],
+        Outcome::Retry {
+            traceback: "x".into(),
+            delay: Duration::ZERO,
+        },
+    )
+    .await;
+    assert_eq!(claim(&backend, 10).await.len(), 1);
+}
+
+/// `concurrency = 1` per key: one at a time per key, keys side by side.
+pub async fn concurrency_limit_per_key<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    backend
+        .broker
+        .set_limits(&[limits("conf.key", Some(1), true, None)])
+        .expect("limits set");
+    let keyed = |key: &str| {
+        let mut t = new_task("conf.key", 0);
+        t.flow = Some(Box::new(FlowKeys {
+            unique: None,
+            hold_after: Duration::ZERO,
+            debounce: None,
+            concurrency_key: Some(key.into()),
+            rate_key: None,
+        }));
+        t
+    };
+    let tasks = [keyed("a"), keyed("a"), keyed("b"), keyed("a")];
+    enqueue(&backend, &tasks).await;
+    let got = claim(&backend, 10).await;
+    let mut uuids: Vec<Uuid> = got.iter().map(|d| d.uuid).collect();
+    uuids.sort();
+    let mut expected = vec![tasks[0].uuid, tasks[2].uuid];
+    expected.sort();
+    assert_eq!(uuids, expected, "the first of key a and the one of key b");
+    let a = got.iter().find(|d| d.uuid == tasks[0].uuid).unwrap();
+    complete(&backend, a, Outcome::Success(Payload::encode(&1).unwrap())).await;
+    let next = claim(&backend, 10).await;
+    assert_eq!(
+        next.iter().map(|d| d.uuid).collect::<Vec<_>>(),
+        [tasks[1].uuid],
+        "key a's next task, in order"
+    );
+}
+
+/// `rate_limit = "10/s"`: a burst of two, then one claim per 100 ms; the claim in between
+/// waits for the permit (no poll: the claim returns when it comes).
+pub async fn rate_limit_spaces_claims<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let rate = Rate {
+        permits: 10,
+        per: Duration::from_secs(1),
+    };
+    backend
+        .broker
+        .set_limits(&[limits("conf.rate", None, false, Some(rate))])
+        .expect("limits set");
+    let tasks: Vec<NewTask> = (0..6).map(|_| new_task("conf.rate", 0)).collect();
+    enqueue(&backend, &tasks).await;
+    let started = Instant::now();
+    let mut claimed = claim(&backend, 10).await.len();
+    assert!(claimed <= 2, "a burst of at most two, got {claimed}");
+    while claimed < 6 {
+        claimed += claim(&backend, 10).await.len();
+    }
+    let took = started.elapsed();
+    // Four permits after the burst: 400 ms at 10/s.
+    assert!(
+        took >= Duration::from_millis(350),
+        "6 claims at 10/s took {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "6 claims at 10/s took {took:?}"
+    );
+}
+
+/// `Outcome::Later` (a task rate limited by what it calls) queues it again without counting
+/// the attempt.
+pub async fn later_does_not_spend_an_attempt<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let t = new_task("conf.later", 0);
+    enqueue(&backend, std::slice::from_ref(&t)).await;
+    let got = claim(&backend, 1).await;
+    assert_eq!(got[0].attempt, 1);
+    let rejected = complete(
+        &backend,
+        &got[0],
+        Outcome::Later {
+            delay: Duration::from_millis(50),
+        },
+    )
+    .await;
+    assert!(rejected.is_empty());
+    let record = backend.storage.get(t.uuid).await.unwrap().expect("record");
+    assert_eq!(record.status, TaskStatus::New);
+    assert_eq!(record.attempts, 0, "the attempt was not spent");
+    let again = claim(&backend, 1).await;
+    assert_eq!(again[0].uuid, t.uuid);
+    assert_eq!(again[0].attempt, 1, "the same attempt again");
+}
