@@ -65,7 +65,9 @@ pub use qtasks_core::{
     YieldStream,
 };
 // The concept modules.
-pub use qtasks_core::{backend, chain, component, events, observe, plugin, registry, timer};
+pub use qtasks_core::{
+    backend, chain, component, control, events, observe, plugin, registry, timer,
+};
 
 /// Test helpers (feature `testing`): [`TestKit`](testing::TestKit) runs tasks inline through
 /// the full execution pipeline and records what they enqueue.

@@ -104,21 +104,20 @@ local function holds(holder, hold, deb, args)
   return true
 end
 local groups, order, found = {}, {}, {}
-local taken = {}
 for n, t in ipairs(tasks) do
   local id, name, prio, args, delay, flow = t[1], t[2], t[3], t[4], t[6], t[7]
   local write = fresh[id] == n
   if write and flow and flow[1] ~= '' then
     local key = flow[1]
-    local holder = taken[key] or redis.call('HGET', P .. 'uniq', key)
-    if holder and holder ~= id and (taken[key] or holds(holder, flow[2], flow[3], args)) then
+    -- (A holder written earlier in this batch is found the same way: its record is there.)
+    local holder = redis.call('HGET', P .. 'uniq', key)
+    if holder and holder ~= id and holds(holder, flow[2], flow[3], args) then
       found[#found + 1] = n - 1
       found[#found + 1] = holder
       write = false
     else
       redis.call('HSET', P .. 'uniq', key, id)
       redis.call('HSET', P .. 'uniq_of', id, fmt(flow[2]) .. ':' .. key)
-      taken[key] = id
     end
   end
   if write then

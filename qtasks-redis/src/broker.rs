@@ -139,8 +139,15 @@ impl RedisBackend {
     }
 
     /// Blocks until an enqueue (or a returned lease, or a retry) pushes a wake-up, or `block`
-    /// passes.
+    /// passes. A wait shorter than [`TIMER_WAIT`] (the next rate-limit permit, a task due in a
+    /// moment) is a timer in this process instead: Redis ends a blocked command's timeout only
+    /// on its server tick (`hz`, 100 ms by default), which would make a limit of 50/s run at
+    /// half its rate. What arrives meanwhile waits at most that short time.
     async fn block_on_wake(&self, block: Duration) -> Result<()> {
+        if block < TIMER_WAIT {
+            tokio::time::sleep(block).await;
+            return Ok(());
+        }
         let what = "waiting for work";
         let mut conn = self
             .conns
@@ -165,6 +172,9 @@ impl RedisBackend {
         }
     }
 }
+
+/// Waits shorter than this are timers in the claiming process (see `block_on_wake`).
+const TIMER_WAIT: Duration = Duration::from_millis(200);
 
 impl Broker for RedisBackend {
     fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BoxFuture<'a, Result<Vec<Existing>>> {
