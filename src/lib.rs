@@ -148,6 +148,8 @@ pub mod guide {
     pub struct Timers;
     #[doc = include_str!("../docs/chains.md")]
     pub struct Chains;
+    #[doc = include_str!("../docs/flow-control.md")]
+    pub struct FlowControl;
     #[doc = include_str!("../docs/testing.md")]
     pub struct Testing;
     #[doc = include_str!("../docs/components.md")]
