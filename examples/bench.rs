@@ -17,6 +17,8 @@
 //! Scenarios (`--scenarios` picks some; all by default):
 //! - `enqueue`: one `add_task` at a time, awaited;
 //! - `enqueue_concurrent`: `--concurrency` producers, one `add_task` at a time each;
+//! - `enqueue_unique`: `enqueue_concurrent` with a unique key per call (`.unique_key(..)`, each
+//!   key new): what the unique check costs an enqueue; not in the default set;
 //! - `enqueue_bulk`: `app.add_tasks` in batches of 1000;
 //! - `end_to_end`: a running worker (`--concurrency` lanes) and a bulk producer: from the first
 //!   enqueue until the broker has stored the last result;
@@ -114,6 +116,7 @@ enum BackendKind {
 enum Scenario {
     Enqueue,
     EnqueueConcurrent,
+    EnqueueUnique,
     EnqueueBulk,
     EndToEnd,
     Pickup,
@@ -138,6 +141,7 @@ impl Scenario {
         match self {
             Scenario::Enqueue => "enqueue",
             Scenario::EnqueueConcurrent => "enqueue_concurrent",
+            Scenario::EnqueueUnique => "enqueue_unique",
             Scenario::EnqueueBulk => "enqueue_bulk",
             Scenario::EndToEnd => "end_to_end",
             Scenario::Pickup => "pickup",
@@ -455,10 +459,16 @@ impl Bench {
         Ok(report(Scenario::Enqueue, n as u64, elapsed, Some(check)))
     }
 
-    async fn enqueue_concurrent(&self) -> qtasks::Result<Report> {
+    /// `enqueue_concurrent`, or with `unique` a new unique key per call (`enqueue_unique`).
+    async fn enqueue_concurrent(&self, unique: bool) -> qtasks::Result<Report> {
         let n = self.args.tasks;
         reset_runs(n);
-        let (app, counting) = self.app(Scenario::EnqueueConcurrent)?;
+        let scenario = if unique {
+            Scenario::EnqueueUnique
+        } else {
+            Scenario::EnqueueConcurrent
+        };
+        let (app, counting) = self.app(scenario)?;
         let producers = self.args.concurrency.max(1) as u32;
         let start = Instant::now();
         let mut joins = Vec::new();
@@ -468,7 +478,13 @@ impl Bench {
             joins.push(tokio::spawn(async move {
                 let mut i = p;
                 while i < n {
-                    noop.call(i, data.clone()).on(&app).add_task().await?;
+                    let call = noop.call(i, data.clone()).on(&app);
+                    let call = if unique {
+                        call.unique_key(i.to_string())
+                    } else {
+                        call
+                    };
+                    call.add_task().await?;
                     i += producers;
                 }
                 Ok::<_, qtasks::Error>(())
@@ -480,12 +496,7 @@ impl Bench {
         }
         let elapsed = start.elapsed();
         let check = self.drain(&app, &counting, n).await?;
-        Ok(report(
-            Scenario::EnqueueConcurrent,
-            n as u64,
-            elapsed,
-            Some(check),
-        ))
+        Ok(report(scenario, n as u64, elapsed, Some(check)))
     }
 
     async fn enqueue_bulk(&self) -> qtasks::Result<Report> {
@@ -1016,7 +1027,8 @@ async fn run(args: Args) -> qtasks::Result<()> {
     for s in scenarios {
         let r = match s {
             Scenario::Enqueue => bench.enqueue().await?,
-            Scenario::EnqueueConcurrent => bench.enqueue_concurrent().await?,
+            Scenario::EnqueueConcurrent => bench.enqueue_concurrent(false).await?,
+            Scenario::EnqueueUnique => bench.enqueue_concurrent(true).await?,
             Scenario::EnqueueBulk => bench.enqueue_bulk().await?,
             Scenario::EndToEnd => bench.end_to_end().await?,
             Scenario::Pickup => bench.pickup().await?,
