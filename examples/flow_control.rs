@@ -73,7 +73,10 @@ async fn main() -> qtasks::Result<()> {
 
     let worker = app.spawn_worker();
     println!("{}", first.wait(wait).await?.returning.unwrap_or_default());
-    println!("{}", edits[0].wait(wait).await?.returning.unwrap_or_default());
+    println!(
+        "{}",
+        edits[0].wait(wait).await?.returning.unwrap_or_default()
+    );
 
     let started = Instant::now();
     let batches = app.add_tasks((0..20).map(|b| sync_partner.call(b))).await?;
@@ -86,7 +89,11 @@ async fn main() -> qtasks::Result<()> {
         PEAK.load(Ordering::SeqCst)
     );
 
-    let quote = fetch_quote.add_task("ACME".into()).await?.wait(wait).await?;
+    let quote = fetch_quote
+        .add_task("ACME".into())
+        .await?
+        .wait(wait)
+        .await?;
     println!(
         "{} after being rate limited once (attempts: {})",
         quote.returning.unwrap_or_default(),

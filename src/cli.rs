@@ -45,6 +45,8 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use qtasks_core::backend::inspect::PauseTarget;
+use qtasks_core::control::QueueSelection;
 use qtasks_core::{App, AppBuilder, Error, Result, Task, TaskStatus};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -189,6 +191,29 @@ pub enum Command {
         /// `metrics` feature); `127.0.0.1:9464` is the usual address.
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// The queues to claim from: `mail=3,default=1` (by weight) or `mail,default` (strict
+        /// order). Default: `default` and every queue the app's tasks declare.
+        #[arg(long, value_name = "QUEUES")]
+        queues: Option<String>,
+    },
+    /// Pause claims (enqueues go on, running tasks finish) of a task name, a queue, or the
+    /// whole app, for every process of the app until `resume`; kept in the backend.
+    Pause {
+        /// Only tasks of this name.
+        #[arg(long, conflicts_with = "queue")]
+        task: Option<String>,
+        /// Only tasks of this queue (`default` for the tasks that name none).
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Resume what `pause` paused.
+    Resume {
+        /// The task name given to `pause`.
+        #[arg(long, conflicts_with = "queue")]
+        task: Option<String>,
+        /// The queue given to `pause`.
+        #[arg(long)]
+        queue: Option<String>,
     },
     /// Enqueue a task by name with JSON arguments.
     Add {
@@ -314,11 +339,22 @@ pub async fn execute(
         builder = builder.broker_url(url.clone());
     }
     if let Command::Run {
-        concurrency: Some(n),
+        concurrency,
+        queues,
         ..
     } = &cli.command
     {
-        builder = builder.max_tasks_process(*n);
+        if let Some(n) = concurrency {
+            builder = builder.max_tasks_process(*n);
+        }
+        if let Some(spec) = queues {
+            let selection = QueueSelection::parse(spec).map_err(|expected| Error::Config {
+                key: "--queues".into(),
+                value: spec.clone(),
+                expected,
+            })?;
+            builder = builder.queues(selection);
+        }
     }
     let app = builder.build()?;
     let json = cli.json;
@@ -435,11 +471,14 @@ pub async fn execute(
             };
             print(out, json, &value, migrate_text).map(|()| Exit::Success)
         }
+        Command::Pause { task, queue } => pause(&app, task, queue, true, json, out).await,
+        Command::Resume { task, queue } => pause(&app, task, queue, false, json, out).await,
         Command::Stats => {
             let stats = app.backend().broker.stats().await?;
             let workers = app.backend().global_config.live_workers().await?;
             let value = json!({
                 "app": app.name(),
+                "ready_by_queue": stats.ready_by_queue,
                 "ready_by_priority": stats.ready_by_priority,
                 "ready": stats.ready_by_priority.values().sum::<u64>(),
                 "scheduled": stats.scheduled,
@@ -455,6 +494,44 @@ pub async fn execute(
 
 fn io_error(e: std::io::Error) -> Error {
     Error::Worker(format!("cannot write the command's output: {e}"))
+}
+
+/// `pause` and `resume`: claims of a task name, a queue or the whole app stop or go on.
+async fn pause(
+    app: &App,
+    task: Option<String>,
+    queue: Option<String>,
+    paused: bool,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<Exit> {
+    let (target, what) = match (task, queue) {
+        (Some(task), _) => (PauseTarget::Task(task.clone()), format!("task {task:?}")),
+        (None, Some(queue)) => (
+            PauseTarget::Queue(queue.clone()),
+            format!("queue {queue:?}"),
+        ),
+        (None, None) => (PauseTarget::App, "every task".to_string()),
+    };
+    app.backend().broker.set_paused(&target, paused).await?;
+    let value = json!({
+        "app": app.name(),
+        "paused": paused,
+        "what": what,
+    });
+    print(out, json, &value, |v| {
+        format!(
+            "app {}: {} {}\n",
+            v["app"].as_str().unwrap_or_default(),
+            if v["paused"].as_bool() == Some(true) {
+                "paused"
+            } else {
+                "resumed"
+            },
+            v["what"].as_str().unwrap_or_default()
+        )
+    })
+    .map(|()| Exit::Success)
 }
 
 fn print(
@@ -673,6 +750,13 @@ fn stats_text(v: &Value) -> String {
             .map(|(p, n)| format!("priority {p}: {n}"))
             .collect();
         s.push_str(&format!(" ({})", parts.join(", ")));
+    }
+    if let Some(by) = v["ready_by_queue"]
+        .as_object()
+        .filter(|m| m.len() > 1 || m.keys().any(|q| q != "default"))
+    {
+        let parts: Vec<String> = by.iter().map(|(q, n)| format!("{q}: {n}")).collect();
+        s.push_str(&format!("\nready per queue: {}", parts.join(", ")));
     }
     s.push_str(&format!(
         "\nscheduled: {}\nrunning: {}\ndead letter: {}\n",

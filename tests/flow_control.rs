@@ -75,6 +75,18 @@ async fn narrow(task: AsyncTask, key: String, ms: u64) -> Result<u32, TaskError>
     Ok(now)
 }
 
+/// Sends a mail; its own queue, so a flood of mail never delays the default queue's tasks.
+#[qtasks::task(queue = "mail")]
+async fn send_mail(to: String) -> String {
+    format!("sent to {to}")
+}
+
+/// Tasks of a router no app includes but the one test that checks a bad queue name.
+static BAD_QUEUE: qtasks::Router = qtasks::Router::new("bad-queue");
+
+#[qtasks::task(router = BAD_QUEUE, queue = "no spaces allowed")]
+async fn misrouted() {}
+
 /// Runs of `polite` in this process.
 static POLITE_RUNS: AtomicU32 = AtomicU32::new(0);
 
@@ -182,6 +194,65 @@ async fn rate_limited_task_runs_again_without_spending_an_attempt() {
     assert_eq!(done.attempts, 1);
     assert_eq!(POLITE_RUNS.load(Ordering::SeqCst), 2);
     worker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_queues_are_served_by_the_workers_that_name_them() {
+    let backend = std::sync::Arc::new(qtasks::memory::MemoryBackend::new(DEADLINE));
+    let name = app_name("queues");
+    // Without `queues`, a worker serves `default` and the queues its tasks declare.
+    let app = common::builder(&name)
+        .backend(backend.backend())
+        .build()
+        .unwrap();
+    let worker = app.spawn_worker();
+    let mail = send_mail
+        .call("ann@example.com".into())
+        .on(&app)
+        .add_task()
+        .await
+        .unwrap();
+    let done = mail.wait(DEADLINE).await.unwrap();
+    assert_eq!(done.returning.as_deref(), Some("sent to ann@example.com"));
+    worker.shutdown().await.unwrap();
+    // A worker of `default` alone leaves the mail queued, and stats count it per queue.
+    let only_default = common::builder(&name)
+        .backend(backend.backend())
+        .queues(qtasks::control::QueueSelection::parse("default").unwrap())
+        .build()
+        .unwrap();
+    let worker = only_default.spawn_worker();
+    let mail = send_mail
+        .call("bob@example.com".into())
+        .on(&app)
+        .add_task()
+        .await
+        .unwrap();
+    let other = reindex.call("x".into()).on(&app).add_task().await.unwrap();
+    assert_eq!(
+        other.wait(DEADLINE).await.unwrap().status,
+        TaskStatus::Success
+    );
+    let stats = app.backend().broker.stats().await.unwrap();
+    assert_eq!(stats.ready_by_queue.get("mail"), Some(&1));
+    assert_eq!(
+        app.get(mail.uuid).await.unwrap().unwrap().status,
+        TaskStatus::New
+    );
+    worker.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_bad_queue_name_fails_the_build_naming_the_task() {
+    let err = common::builder(&app_name("bad"))
+        .include_router(&BAD_QUEUE)
+        .build()
+        .expect_err("a queue name with spaces");
+    let text = err.to_string();
+    assert!(
+        text.contains("misrouted") && text.contains("not a queue name"),
+        "{text}"
+    );
 }
 
 #[test]

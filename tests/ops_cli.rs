@@ -314,6 +314,31 @@ async fn stats_reports_queue_depth_statuses_and_live_workers() {
     assert!(text.contains("live workers (0)"), "{text}");
 }
 
+#[tokio::test]
+async fn pause_and_resume_a_queue_a_task_or_the_app() {
+    let (backend, builder) = shared("cli-pause");
+    let text = run(builder(), &["pause", "--queue", "mail"]).await.unwrap();
+    assert!(text.contains("paused queue \"mail\""), "{text}");
+    run(builder(), &["pause", "--task", "add"]).await.unwrap();
+    let pauses = qtasks::backend::Broker::pauses(&*backend).await.unwrap();
+    assert!(pauses.queues.contains("mail"));
+    assert!(pauses.tasks.contains("add"));
+    run(builder(), &["resume", "--queue", "mail"])
+        .await
+        .unwrap();
+    run(builder(), &["resume", "--task", "add"]).await.unwrap();
+    let json: Value =
+        serde_json::from_str(&run(builder(), &["pause", "--json"]).await.unwrap()).unwrap();
+    assert_eq!(json["what"], "every task");
+    let pauses = qtasks::backend::Broker::pauses(&*backend).await.unwrap();
+    assert!(pauses.app && pauses.queues.is_empty() && pauses.tasks.is_empty());
+    // A bad selection of queues is a usage error naming the flag.
+    let err = run(builder(), &["run", "--queues", "mail=0"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--queues"), "{err}");
+}
+
 /// A starter that reports the app it was given and stops at once.
 struct Report(mpsc::UnboundedSender<usize>);
 

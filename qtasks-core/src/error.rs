@@ -292,6 +292,15 @@ pub enum BuildProblem {
         /// `file:line` of the second definition.
         second: String,
     },
+    /// A task names a queue that is no queue name (`queue = ".."`).
+    BadQueue {
+        /// The task.
+        task: String,
+        /// `file:line` of the task's definition.
+        location: String,
+        /// What is wrong with the name.
+        message: String,
+    },
     /// A task asks for a `State<T>` the app was not given.
     MissingState {
         /// The task.
@@ -341,6 +350,10 @@ impl fmt::Display for BuildProblem {
             BuildProblem::DuplicateTask { name, first, second } => write!(
                 f,
                 "duplicate task name {name:?}: defined at {first} and at {second}; give one of them another `name = \"..\"`"
+            ),
+            BuildProblem::BadQueue { task, location, message } => write!(
+                f,
+                "task {task:?} ({location}): `queue`: {message}"
             ),
             BuildProblem::MissingState { task, location, state, app } => write!(
                 f,

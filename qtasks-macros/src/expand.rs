@@ -636,6 +636,9 @@ fn flow_options(task: &TaskModel, p: &TokenStream) -> Vec<TokenStream> {
             }),
         });
     }
+    if let Some(queue) = &task.queue {
+        fields.push(quote!(queue: ::core::option::Option::Some(#queue),));
+    }
     if task.concurrency.is_some() || task.rate_limit.is_some() {
         let concurrency = match &task.concurrency {
             Some(n) => quote!(::core::option::Option::Some(#n)),

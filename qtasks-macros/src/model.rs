@@ -50,6 +50,7 @@ impl Flavor {
             "concurrency_key",
             "rate_limit",
             "rate_limit_key",
+            "queue",
         ];
         let own = match self {
             Flavor::Task => "router",
@@ -106,6 +107,8 @@ pub(crate) struct TaskModel {
     /// `rate_limit = "50/s"`, checked when parsed.
     pub rate_limit: Option<(LitStr, u32, u64)>,
     pub rate_limit_key: Option<Vec<Ident>>,
+    /// `queue = "mail"` (checked when the app is built).
+    pub queue: Option<LitStr>,
     pub extra: Vec<(Ident, Extra)>,
     pub params: Vec<Param>,
     pub ret: Return,
@@ -267,6 +270,7 @@ pub(crate) fn build(
         concurrency_key: None,
         rate_limit: None,
         rate_limit_key: None,
+        queue: None,
         extra: Vec::new(),
         params,
         ret,
@@ -459,6 +463,7 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
             })
         }
         "rate_limit_key" => model.rate_limit_key = Some(ident_list(&arg, errors)),
+        "queue" => model.queue = lit_str(&arg, errors),
         _ => errors.push(syn::Error::new(
             span,
             "internal: key accepted but not modelled",

@@ -3,6 +3,7 @@
 
 use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
@@ -11,12 +12,12 @@ use qtasks_core::backend::{
     Broker, CancelOutcome, Completion, Delivery, Existing, Lease, NewTask, Outcome, QueueStats,
     TaskMeta,
 };
-use qtasks_core::control::TaskLimits;
+use qtasks_core::control::{QueueSelection, TaskLimits, DEFAULT_QUEUE};
 use qtasks_core::{Payload, Result, TaskStatus};
 use uuid::Uuid;
 
 use crate::flow::Admit;
-use crate::queue::Queue;
+use crate::queue::{ClaimQueues, Queue};
 use crate::records::{from_unix_ns, Slot, DEAD_LETTER};
 use crate::MemoryBackend;
 
@@ -41,18 +42,22 @@ impl MemoryBackend {
         // them, up to this many, for tasks it may take.
         let mut budget = max + Self::LOOK_PAST;
         let mut popped = Vec::new();
+        // The queues in the order this claim looks at them (`None`: the default queue).
+        let order = self.queue_order(pauses.as_ref());
         loop {
             {
                 let mut q = self.queue.lock();
                 self.move_due(&mut q, now, flow_on);
                 let want = max - out.len();
-                while popped.len() < want && budget > 0 {
-                    match q.ready.pop() {
-                        Some(uuid) => {
-                            budget -= 1;
-                            popped.push(uuid)
+                for queue in &order {
+                    while popped.len() < want && budget > 0 {
+                        match q.pop(queue.as_deref()) {
+                            Some(uuid) => {
+                                budget -= 1;
+                                popped.push(uuid)
+                            }
+                            None => break,
                         }
-                        None => break,
                     }
                 }
                 next_due = q.delayed.peek().map(|Reverse((at, _, _))| *at);
@@ -74,7 +79,7 @@ impl MemoryBackend {
                         .as_ref()
                         .is_some_and(|p| p.blocks(slot.task_name.as_str()))
                     {
-                        set_aside.push((slot.priority, slot.seq, uuid));
+                        set_aside.push((slot.queue(), slot.priority, slot.seq, uuid));
                         return;
                     }
                     if flow_on {
@@ -85,7 +90,7 @@ impl MemoryBackend {
                                 if let Some(at) = at {
                                     next_permit = Some(next_permit.map_or(at, |n| n.min(at)));
                                 }
-                                set_aside.push((slot.priority, slot.seq, uuid));
+                                set_aside.push((slot.queue(), slot.priority, slot.seq, uuid));
                                 return;
                             }
                         }
@@ -115,8 +120,8 @@ impl MemoryBackend {
         if !set_aside.is_empty() {
             // Held-back tasks keep their place in the queue.
             let mut q = self.queue.lock();
-            for (priority, seq, uuid) in set_aside {
-                q.ready.push(priority, seq, uuid);
+            for (queue, priority, seq, uuid) in set_aside {
+                q.push(queue, priority, seq, uuid);
             }
         }
         let next = match (next_due, next_permit) {
@@ -124,6 +129,18 @@ impl MemoryBackend {
             (a, b) => a.or(b),
         };
         (out, next)
+    }
+
+    /// The queues the next claim looks at, in order (`None`: the default queue), leaving out
+    /// paused ones.
+    fn queue_order(&self, pauses: Option<&Pauses>) -> Vec<Option<Arc<str>>> {
+        let mut queues = self.queues.lock();
+        let order = queues.turns.next_order();
+        order
+            .into_iter()
+            .map(|i| queues.names[i].clone())
+            .filter(|q| !pauses.is_some_and(|p| p.blocks_queue(q.as_deref())))
+            .collect()
     }
 
     /// The flow-control side of claims that ended (`(task, whether it is final)`): their
@@ -184,14 +201,13 @@ impl MemoryBackend {
                 }
             }
             // A retried task keeps its priority; it queues behind older work.
-            let priority = self
+            let (queue, priority) = self
                 .records
                 .shard(&uuid)
                 .lock()
                 .get(&uuid)
-                .map(|s| s.priority)
-                .unwrap_or(0);
-            q.ready.push(priority, seq, uuid);
+                .map_or((None, 0), |s| (s.queue(), s.priority));
+            q.push(queue, priority, seq, uuid);
         }
     }
 
@@ -255,18 +271,28 @@ impl Broker for MemoryBackend {
                 if let Some(trace) = &t.trace {
                     trace.write_extra(&mut slot.rare_mut().extra);
                 }
+                let queue = t.flow.as_ref().and_then(|f| f.queue);
+                if queue.is_some() {
+                    slot.rare_mut().queue = queue;
+                }
                 self.records.shard(&t.uuid).lock().insert(t.uuid, slot);
                 match t.not_before.and_then(|at| at.duration_since(now_wall).ok()) {
                     Some(delay) if !delay.is_zero() => {
                         q.delayed.push(Reverse((now + delay, seq, t.uuid)))
                     }
-                    _ => q.ready.push(t.priority, seq, t.uuid),
+                    _ => q.push(queue, t.priority, seq, t.uuid),
                 }
             }
             drop(q);
             self.wake.notify_waiters();
             Ok(existing)
         })
+    }
+
+    fn set_queues(&self, queues: &QueueSelection) -> Result<()> {
+        *self.queues.lock() = ClaimQueues::new(queues.clone());
+        self.wake.notify_waiters();
+        Ok(())
     }
 
     fn set_limits(&self, limits: &[TaskLimits]) -> Result<()> {
@@ -407,15 +433,15 @@ impl Broker for MemoryBackend {
                     slot.attempts = slot.attempts.saturating_sub(1);
                     slot.touch(now_wall);
                     slot.token += 1;
-                    entries.push((slot.priority, slot.seq, lease.uuid));
+                    entries.push((slot.queue(), slot.priority, slot.seq, lease.uuid));
                 });
             }
-            let ended: Vec<(Uuid, bool)> = entries.iter().map(|(_, _, u)| (*u, false)).collect();
+            let ended: Vec<(Uuid, bool)> = entries.iter().map(|(_, _, _, u)| (*u, false)).collect();
             self.claims_ended(&ended, Instant::now());
             if !entries.is_empty() {
                 let mut q = self.queue.lock();
-                for (priority, seq, uuid) in entries {
-                    q.ready.push(priority, seq, uuid);
+                for (queue, priority, seq, uuid) in entries {
+                    q.push(queue, priority, seq, uuid);
                 }
                 drop(q);
                 self.wake.notify_waiters();
@@ -500,10 +526,17 @@ impl Broker for MemoryBackend {
             };
             {
                 let q = self.queue.lock();
-                for (priority, queue) in &q.ready.by_priority {
-                    stats
-                        .ready_by_priority
-                        .insert(*priority, queue.len() as u64);
+                let named = q.named.iter().map(|(name, ready)| (*name, ready));
+                for (name, ready) in std::iter::once((DEFAULT_QUEUE, &q.ready)).chain(named) {
+                    for (priority, queue) in &ready.by_priority {
+                        *stats.ready_by_priority.entry(*priority).or_default() +=
+                            queue.len() as u64;
+                    }
+                    if ready.len > 0 {
+                        stats
+                            .ready_by_queue
+                            .insert(name.to_string(), ready.len as u64);
+                    }
                 }
                 stats.scheduled = q.delayed.len() as u64;
             }

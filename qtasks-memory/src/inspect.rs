@@ -39,6 +39,12 @@ impl MemoryBackend {
             (PauseTarget::Task(name), false) => {
                 pauses.tasks.remove(name);
             }
+            (PauseTarget::Queue(name), true) => {
+                pauses.queues.insert(name.clone());
+            }
+            (PauseTarget::Queue(name), false) => {
+                pauses.queues.remove(name);
+            }
         }
         self.any_paused.store(!pauses.is_empty(), Ordering::Release);
         drop(pauses);
@@ -137,14 +143,14 @@ impl MemoryBackend {
                 slot.set_traceback(None);
                 slot.touch(now_wall);
                 slot.token += 1;
-                entries.push((slot.priority, slot.seq, *uuid));
+                entries.push((slot.queue(), slot.priority, slot.seq, *uuid));
                 queued.push(*uuid);
             });
         }
         if !entries.is_empty() {
             let mut q = self.queue.lock();
-            for (priority, seq, uuid) in entries {
-                q.ready.push(priority, seq, uuid);
+            for (queue, priority, seq, uuid) in entries {
+                q.push(queue, priority, seq, uuid);
             }
             drop(q);
             self.wake.notify_waiters();

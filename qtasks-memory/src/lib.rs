@@ -35,7 +35,7 @@ use qtasks_core::{Error, Result};
 use tokio::sync::Notify;
 
 use crate::flow::Flow;
-use crate::queue::Queue;
+use crate::queue::{ClaimQueues, Queue};
 use crate::records::Records;
 
 /// The in-process broker, storage and global config.
@@ -67,6 +67,8 @@ pub struct MemoryBackend {
     /// anything uses them (read by every claim without the lock).
     flow: Mutex<Flow>,
     flow_on: AtomicBool,
+    /// The queues claims take from (`Broker::set_queues`).
+    queues: Mutex<ClaimQueues>,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -97,6 +99,7 @@ impl MemoryBackend {
             epoch: Instant::now(),
             flow: Mutex::new(Flow::default()),
             flow_on: AtomicBool::new(false),
+            queues: Mutex::new(ClaimQueues::default()),
         }
     }
 
@@ -120,7 +123,8 @@ impl MemoryBackend {
 
     /// How many tasks wait in the ready queue (not delayed, not running).
     pub fn queued(&self) -> usize {
-        self.queue.lock().ready.len
+        let q = self.queue.lock();
+        q.ready.len + q.named.values().map(|r| r.len).sum::<usize>()
     }
 }
 

@@ -4,15 +4,19 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
+use qtasks_core::control::{QueueSelection, QueueTurns, DEFAULT_QUEUE};
 use uuid::Uuid;
 
 /// Everything behind the backend's queue lock.
 #[derive(Default)]
 pub(crate) struct Queue {
-    /// The tasks that can be claimed now.
+    /// The tasks of the default queue that can be claimed now.
     pub(crate) ready: Ready,
+    /// The tasks of named queues that can be claimed now.
+    pub(crate) named: BTreeMap<&'static str, Ready>,
     /// Tasks due later: (due, enqueue sequence number, uuid), the earliest first.
     pub(crate) delayed: BinaryHeap<Reverse<(Instant, u64, Uuid)>>,
     /// The next enqueue sequence number.
@@ -20,6 +24,61 @@ pub(crate) struct Queue {
     /// Finished records and when they expire (milliseconds after the backend's `epoch`: 8
     /// bytes fewer per record than an `Instant`), oldest first.
     pub(crate) expiry: VecDeque<(u64, Uuid)>,
+}
+
+impl Queue {
+    /// Queues a ready task in its queue (`None`: the default one).
+    pub(crate) fn push(
+        &mut self,
+        queue: Option<&'static str>,
+        priority: i32,
+        seq: u64,
+        uuid: Uuid,
+    ) {
+        match queue {
+            None => self.ready.push(priority, seq, uuid),
+            Some(name) => self
+                .named
+                .entry(name)
+                .or_default()
+                .push(priority, seq, uuid),
+        }
+    }
+
+    /// The next ready task of queue `queue` (`None`: the default one).
+    pub(crate) fn pop(&mut self, queue: Option<&str>) -> Option<Uuid> {
+        match queue {
+            None => self.ready.pop(),
+            Some(name) => self.named.get_mut(name)?.pop(),
+        }
+    }
+}
+
+/// The queues this backend's claims take from, with their turns.
+pub(crate) struct ClaimQueues {
+    /// Per queue of the selection, its key (`None`: the default queue).
+    pub(crate) names: Vec<Option<Arc<str>>>,
+    pub(crate) turns: QueueTurns,
+}
+
+impl ClaimQueues {
+    pub(crate) fn new(selection: QueueSelection) -> Self {
+        let names = selection
+            .queues
+            .iter()
+            .map(|(name, _)| (name != DEFAULT_QUEUE).then(|| Arc::from(name.as_str())))
+            .collect();
+        ClaimQueues {
+            names,
+            turns: QueueTurns::new(selection),
+        }
+    }
+}
+
+impl Default for ClaimQueues {
+    fn default() -> Self {
+        ClaimQueues::new(QueueSelection::equal([DEFAULT_QUEUE]))
+    }
 }
 
 /// The ready tasks: the lowest priority number first, then the oldest (lowest enqueue

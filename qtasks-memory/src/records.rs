@@ -111,6 +111,8 @@ pub(crate) struct Rare {
     pub(crate) extra: BTreeMap<String, String>,
     /// Who waits for the task to be final.
     pub(crate) waiters: Waiters,
+    /// The task's named queue (`None`: the default queue).
+    pub(crate) queue: Option<&'static str>,
 }
 
 impl Slot {
@@ -151,6 +153,11 @@ impl Slot {
             task.extra.clone_from(&rare.extra);
         }
         task
+    }
+
+    /// The task's named queue (`None`: the default queue).
+    pub(crate) fn queue(&self) -> Option<&'static str> {
+        self.rare.as_ref().and_then(|r| r.queue)
     }
 
     /// The rare parts, created when first needed.

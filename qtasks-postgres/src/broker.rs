@@ -498,6 +498,8 @@ impl Broker for PostgresBackend {
                     .filter_map(|r| Some((r.try_get::<_, i32>(0).ok()?, count(r, 1))))
                     .filter(|(_, n)| *n > 0)
                     .collect(),
+                // One queue: no named queues.
+                ready_by_queue: Default::default(),
                 scheduled: count(counts, 0),
                 running: count(counts, 1),
                 by_status,

@@ -140,6 +140,12 @@ impl PostgresBackend {
         let name = match target {
             PauseTarget::App => String::new(),
             PauseTarget::Task(name) => name.clone(),
+            PauseTarget::Queue(queue) => {
+                return Err(qtasks_core::backend::inspect::unsupported(
+                    "broker",
+                    &format!("pause named queue {queue:?} (it has no named queues)"),
+                ))
+            }
         };
         let (sql, what) = if paused {
             (&self.sql.pause, "pausing claims")

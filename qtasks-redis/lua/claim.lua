@@ -12,7 +12,9 @@
 --          tasks, the first ones, start at once: they join `started` here, as started.lua
 --          would do, because the caller has that many lanes free), limits (the concurrency
 --          and rate limits per task name: lines joined by 0x1E of `name` 0x1F concurrency
---          0x1F per key (1/0) 0x1F rate interval ms 0x1F per key; `` for none)
+--          0x1F per key (1/0) 0x1F rate interval ms 0x1F per key; `` for none), queues (the
+--          queues to take from, in the order of this call, joined by 0x1E: `default` is the
+--          default queue; `` means it alone)
 -- Limits: a concurrency slot is a member `<uuid>:<token>` of the set `slot:<name>[0x1F<key>]`
 -- (`slots`: uuid -> its slot key), valid while that claim's `run` entry is there, so a dead
 -- worker's slots come back when its lease is reaped; a rate is a GCRA time
@@ -72,6 +74,17 @@ local paused = redis.call('HGETALL', P .. 'paused')
 local hold, held = {}, {}
 for i = 1, #paused, 2 do hold[paused[i]] = true end
 local holding = #paused > 0
+-- The queues of this call, in order; a paused queue (`paused` field 0x1E<queue>) is skipped.
+local QUEUES, SERVES = {}, {}
+for name in string.gmatch((ARGV[10] and ARGV[10] ~= '') and ARGV[10] or 'default', '[^\30]+') do
+  if not hold['\30' .. name] then
+    local prios, lane = lanes(name ~= 'default' and name or nil)
+    QUEUES[#QUEUES + 1] = {name = name, prios = prios, lane = lane}
+  end
+  SERVES[name] = true
+end
+-- The named queue of the entries being taken (nil: the default queue).
+local taking_queue = nil
 -- The concurrency and rate limits per task name.
 local RULES, limited = {}, false
 if ARGV[9] and ARGV[9] ~= '' then
@@ -168,8 +181,9 @@ local function take_by_record(id, from)
     finished[#finished + 1] = dead_letter_record(id, 'malformed_record', problem, dead_max)
     return false
   end
-  if (holding and hold[r.n]) or (limited and RULES[r.n] and not admit(id, r.n, RULES[r.n])) then
-    held[#held + 1] = {id, from, int32(r.p)}
+  if not SERVES[r.qn or 'default'] or (holding and hold[r.n]) or
+      (limited and RULES[r.n] and not admit(id, r.n, RULES[r.n])) then
+    held[#held + 1] = {id, from, int32(r.p), r.qn}
     return false
   end
   local at = tonumber(r.at) or 0
@@ -188,7 +202,7 @@ local function take(e, from)
     local name = entry_name(e)
     if name and ((holding and hold[name]) or
         (limited and RULES[name] and not admit(id, name, RULES[name]))) then
-      held[#held + 1] = {e, from, tonumber(string.match(e, '^%d+:(%-?%d+):', 38))}
+      held[#held + 1] = {e, from, tonumber(string.match(e, '^%d+:(%-?%d+):', 38)), taking_queue}
       return false
     end
   end
@@ -231,21 +245,24 @@ elseif redis.call('EXISTS', suspects) == 1 then
 end
 if mode == '' then
   local budget = max + 1000
-  while n < max and budget > 0 do
-    local prio = redis.call('ZRANGE', P .. 'prios', 0, 0)[1]
-    if not prio then break end
-    local qkey = P .. 'q:' .. prio
-    local ids = redis.pcall('RPOP', qkey, max - n)
-    if type(ids) == 'table' and ids.err then
-      -- Something else than a queue under a queue's key: forget the priority, keep the key.
-      redis.call('ZREM', P .. 'prios', prio)
-      dead_letter_raw(qkey, 'wrong_type', foreign(qkey, 'a queue (list)'), dead_max)
-    else
-      if ids then
-        budget = budget - #ids
-        for _, id in ipairs(ids) do take(id, qkey) end
+  for _, queue in ipairs(QUEUES) do
+    taking_queue = queue.name ~= 'default' and queue.name or nil
+    while n < max and budget > 0 do
+      local prio = redis.call('ZRANGE', queue.prios, 0, 0)[1]
+      if not prio then break end
+      local qkey = queue.lane .. prio
+      local ids = redis.pcall('RPOP', qkey, max - n)
+      if type(ids) == 'table' and ids.err then
+        -- Something else than a queue under a queue's key: forget the priority, keep the key.
+        redis.call('ZREM', queue.prios, prio)
+        dead_letter_raw(qkey, 'wrong_type', foreign(qkey, 'a queue (list)'), dead_max)
+      else
+        if ids then
+          budget = budget - #ids
+          for _, id in ipairs(ids) do take(id, qkey) end
+        end
+        if redis.call('EXISTS', qkey) == 0 then redis.call('ZREM', queue.prios, prio) end
       end
-      if redis.call('EXISTS', qkey) == 0 then redis.call('ZREM', P .. 'prios', prio) end
     end
   end
   -- Too many bad entries for one call: the caller comes back at once for the rest.
@@ -253,11 +270,11 @@ if mode == '' then
 end
 -- Paused entries go back to the front of where they were, in their order.
 for i = #held, 1, -1 do
-  local entry, from, prio = held[i][1], held[i][2], held[i][3]
+  local entry, from, prio, queue = held[i][1], held[i][2], held[i][3], held[i][4]
   if from == suspects then
     redis.call('RPUSH', suspects, entry)
   elseif prio then
-    push_ready(entry, prio, true)
+    push_ready(entry, prio, true, queue)
   end
 end
 if mode == 'paused' then mode = '' end
@@ -276,7 +293,11 @@ if n > 0 then
     chunked('SADD', P .. 'started', starting)
   end
   -- Work is left: pass the wake-up on to another idle worker.
-  if redis.call('EXISTS', P .. 'prios') == 1 or redis.call('EXISTS', suspects) == 1 then wake() end
+  local left = redis.call('EXISTS', suspects) == 1
+  for _, queue in ipairs(QUEUES) do
+    left = left or redis.call('EXISTS', queue.prios) == 1
+  end
+  if left then wake() end
 end
 notify_done(finished)
 local wait = overdue_in

@@ -4,8 +4,10 @@
 --
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, then per task: uuid, name, priority, args, created ms, delay ms, flow (``
---          for none; `1` when five flow fields follow: unique key, hold ms after the end,
---          debounce ms, concurrency key, rate key, each `` when not set)
+--          for none; `1` when six flow fields follow: unique key, hold ms after the end,
+--          debounce ms, concurrency key, rate key, named queue, each `` when not set)
+-- Named queues: a task of queue `mail` is queued in `prios:mail` and `q:mail:<priority>`
+-- (its record has `qn`), and `mail` joins the set `queues` (for stats).
 -- Unique keys: `uniq` (key -> the uuid holding it), `uniq_of` (uuid -> `<hold ms>:<key>`).
 -- A key is held while its task is new, retry or running, or finished less than hold ms ago;
 -- a task whose key is held is not written, and its position and the holder are returned
@@ -30,8 +32,8 @@ do
     local t = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])}
     if ARGV[i + 6] == '1' then
       t[7] = {ARGV[i + 7], tonumber(ARGV[i + 8]) or 0, tonumber(ARGV[i + 9]) or 0, ARGV[i + 10],
-        ARGV[i + 11]}
-      i = i + 12
+        ARGV[i + 11], ARGV[i + 12]}
+      i = i + 13
     else
       i = i + 7
     end
@@ -60,17 +62,20 @@ while k <= #keys do
 end
 for n, t in ipairs(tasks) do
   local id, prio = t[1], t[3]
+  local queue = t[7] and t[7][6] or ''
   if existing == 0 or redis.call('EXISTS', keys[n]) == 0 then
     if fresh[id] == nil then fresh[id] = n end
   else
     local kind = redis.call('TYPE', keys[n])['ok']
     if kind ~= 'hash' then foreign_keys[#foreign_keys + 1] = keys[n] .. ' (a ' .. kind .. ')' end
   end
-  if not queues[prio] then
-    queues[prio] = true
-    local kind = redis.call('TYPE', P .. 'q:' .. prio)['ok']
+  local _, lane = lanes(queue)
+  local qkey = lane .. prio
+  if not queues[qkey] then
+    queues[qkey] = true
+    local kind = redis.call('TYPE', qkey)['ok']
     if kind ~= 'none' and kind ~= 'list' then
-      foreign_keys[#foreign_keys + 1] = P .. 'q:' .. prio .. ' (a ' .. kind .. ')'
+      foreign_keys[#foreign_keys + 1] = qkey .. ' (a ' .. kind .. ')'
     end
   end
 end
@@ -83,7 +88,7 @@ end
 -- debounce (`deb` ms), a holder that has not started takes `args` and starts `deb` ms from
 -- now.
 local function holds(holder, hold, deb, args)
-  local r = redis.pcall('HMGET', T .. holder, 's', 'u', 'c', 'p', 'n', 'a', 'at')
+  local r = redis.pcall('HMGET', T .. holder, 's', 'u', 'c', 'p', 'n', 'a', 'at', 'qn')
   if type(r) ~= 'table' or r.err or not r[1] then return false end
   local running = redis.call('HEXISTS', P .. 'run', holder) == 1
   local s = r[1]
@@ -95,7 +100,8 @@ local function holds(holder, hold, deb, args)
     local prio = int32(r[4])
     if prio and r[5] and r[6] then
       -- Out of the ready queue if it got there, into the schedule at its new time.
-      redis.call('LREM', P .. 'q:' .. fmt(prio), 1, ready_entry(holder, tonumber(r[7]) or 0, prio,
+      local _, lane = lanes(r[8])
+      redis.call('LREM', lane .. fmt(prio), 1, ready_entry(holder, tonumber(r[7]) or 0, prio,
         r[5], r[6]))
     end
     redis.call('HSET', T .. holder, 'a', args)
@@ -123,23 +129,31 @@ for n, t in ipairs(tasks) do
   if write then
     -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
     redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', t[5])
+    local queue = ''
     if flow then
       if flow[4] ~= '' then redis.call('HSET', T .. id, 'ck', flow[4]) end
       if flow[5] ~= '' then redis.call('HSET', T .. id, 'rk', flow[5]) end
+      if flow[6] ~= '' then
+        queue = flow[6]
+        redis.call('HSET', T .. id, 'qn', queue)
+        redis.call('SADD', P .. 'queues', queue)
+      end
     end
     index(id, nil, 'new', t[5])
     if delay > 0 then
       redis.call('ZADD', P .. 'sched', fmt(now + delay), id)
     else
-      local g = groups[prio]
-      if not g then g = {}; groups[prio] = g; order[#order + 1] = prio end
+      local lane = queue .. '\0' .. prio
+      local g = groups[lane]
+      if not g then g = {}; groups[lane] = g; order[#order + 1] = {lane, queue, prio} end
       g[#g + 1] = ready_entry(id, '0', prio, name, args)
     end
   end
 end
-for _, prio in ipairs(order) do
-  chunked('LPUSH', P .. 'q:' .. prio, groups[prio])
-  redis.call('ZADD', P .. 'prios', prio, prio)
+for _, o in ipairs(order) do
+  local prios, lane = lanes(o[2])
+  chunked('LPUSH', lane .. o[3], groups[o[1]])
+  redis.call('ZADD', prios, o[3], o[3])
 end
 wake()
 flush_index()

@@ -18,8 +18,10 @@
 --   wake()            wakes one idle worker (the `wake` list holds at most one element)
 --   ready_entry(id, at, prio, name, args)   a ready-queue entry: everything a claim needs
 --   entry_name(e)     the task name in ready entry e
---   push_ready(entry, prio, front)   queues a ready entry (front: to run next); false when the
---                     queue key holds something else than a list
+--   lanes(queue)      the priorities key and list prefix of named queue `queue` (nil: the
+--                     default queue)
+--   push_ready(entry, prio, front, queue)   queues a ready entry in its queue (front: to run
+--                     next); false when the queue key holds something else than a list
 --   push_suspect(id)  queues a task whose worker vanished while running it (see reap)
 --   chunked(cmd, key, items)      runs cmd over items, at most 1000 arguments per call
 --   read_chunked(cmd, key, items) a multi-item read (ZMSCORE, SMISMEMBER, HMGET) over items,
@@ -42,7 +44,7 @@
 --   dead_letter_record(id, reason, detail, cap)  ends a record with status `error` there
 --   dead_letter_raw(entry, reason, detail, cap)  keeps an entry that is not a task record
 --                                 (`!<reason>:<entry>`), leaving whatever key it names alone
---   requeue_or_dead(id, entry, prio, front, finished, cap)  queues a task again, or
+--   requeue_or_dead(id, entry, prio, front, finished, cap, queue)  queues a task again, or
 --                                 dead-letters it (`wrong_type`) when its queue's key holds
 --                                 something else
 --   dead_without_status(id, finished, cap)  dead-letters a record that has no status
@@ -143,11 +145,19 @@ local function entry_name(e)
   if not last then return nil end
   return string.sub(e, last + 1, last + tonumber(len))
 end
-local function push_ready(entry, prio, front)
-  local q = P .. 'q:' .. fmt(prio)
+-- The keys of a queue's lanes: its priorities (sorted set) and the prefix of its lists, for
+-- named queue `queue` (nil or '': the default queue, `prios` and `q:<priority>`; a named one
+-- is `prios:<queue>` and `q:<queue>:<priority>`).
+local function lanes(queue)
+  if not queue or queue == '' then return P .. 'prios', P .. 'q:' end
+  return P .. 'prios:' .. queue, P .. 'q:' .. queue .. ':'
+end
+local function push_ready(entry, prio, front, queue)
+  local prios, q = lanes(queue)
+  q = q .. fmt(prio)
   local pushed = redis.pcall(front and 'RPUSH' or 'LPUSH', q, entry)
   if type(pushed) == 'table' and pushed.err then return false end
-  redis.call('ZADD', P .. 'prios', prio, fmt(prio))
+  redis.call('ZADD', prios, prio, fmt(prio))
   return true
 end
 local function push_suspect(id)
@@ -229,18 +239,19 @@ local function foreign(key, what)
   return 'the key ' .. key .. ' holds a ' .. key_kind(key) .. ', not ' .. what .. ': ' ..
     'something else writes into this app\'s keys; the key is left as it is'
 end
--- The record of entry `id` as {s, p, n, a, at, sq, rc, u} (status, priority, name, args,
--- attempts, suspect, deliveries, updated), or nil, the dead-letter reason and what is wrong
+-- The record of entry `id` as {s, p, n, a, at, sq, rc, u, qn} (status, priority, name, args,
+-- attempts, suspect, deliveries, updated, named queue), or nil, the dead-letter reason and what is wrong
 -- when `id` is not a task's: not a uuid, a key of another type, no record at all.
 local function load(id)
   if not is_uuid(id) then return nil, 'malformed_record', 'not a task uuid' end
   local key = T .. id
-  local r = redis.pcall('HMGET', key, 's', 'p', 'n', 'a', 'at', 'sq', 'rc', 'u')
+  local r = redis.pcall('HMGET', key, 's', 'p', 'n', 'a', 'at', 'sq', 'rc', 'u', 'qn')
   if r.err then return nil, 'wrong_type', foreign(key, 'a task record (hash)') end
   if not r[1] and redis.call('EXISTS', key) == 0 then
     return nil, 'malformed_record', 'no task record ' .. key
   end
-  return {s = r[1], p = r[2], n = r[3], a = r[4], at = r[5], sq = r[6], rc = r[7], u = r[8]}
+  return {s = r[1], p = r[2], n = r[3], a = r[4], at = r[5], sq = r[6], rc = r[7], u = r[8],
+    qn = r[9]}
 end
 -- What is wrong with a loaded record that is to run: nil when nothing is.
 local function record_problem(r)
@@ -284,10 +295,11 @@ end
 -- Puts task `id` (as `entry`) back in the queue of priority `prio` (at its front when
 -- `front`); when that key holds something else, dead-letters the task instead, adding it to
 -- `finished`. True when it was queued.
-local function requeue_or_dead(id, entry, prio, front, finished, cap)
-  if push_ready(entry, prio, front) then return true end
+local function requeue_or_dead(id, entry, prio, front, finished, cap, queue)
+  if push_ready(entry, prio, front, queue) then return true end
+  local _, q = lanes(queue)
   finished[#finished + 1] = dead_letter_record(id, 'wrong_type',
-    foreign(P .. 'q:' .. fmt(prio), 'a queue (list)'), cap)
+    foreign(q .. fmt(prio), 'a queue (list)'), cap)
   return false
 end
 -- Dead-letters task `id`, whose record has no status, adding it to `finished`.
@@ -309,7 +321,8 @@ local function queue_task(id, r, at, front, finished, cap)
     return true
   end
   local prio = int32(r.p)
-  return requeue_or_dead(id, ready_entry(id, at, prio, r.n, r.a), prio, front, finished, cap)
+  return requeue_or_dead(id, ready_entry(id, at, prio, r.n, r.a), prio, front, finished, cap,
+    r.qn)
 end
 -- Returns expired leases: a task that had not started (its lease is not in `started`: it was
 -- prefetched by a worker that vanished) goes back where it was claimed from (the front of its

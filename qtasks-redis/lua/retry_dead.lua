@@ -15,7 +15,7 @@ if bad_key then return redis.error_reply(bad_key) end
 local queued = {}
 for i = 2, #ARGV do
   local id = ARGV[i]
-  local r = is_uuid(id) and redis.pcall('HMGET', T .. id, 's', 'p', 'dr', 'n', 'a', 'at')
+  local r = is_uuid(id) and redis.pcall('HMGET', T .. id, 's', 'p', 'dr', 'n', 'a', 'at', 'qn')
   local prio = type(r) == 'table' and not r.err and r[1] == 'error' and r[4] and r[5] and
     int32(r[2])
   if prio then
@@ -25,7 +25,7 @@ for i = 2, #ARGV do
     if r[3] then redis.call('LREM', P .. 'dead', 1, id) end
     index(id, 'error', 'new', NOW)
     local entry = ready_entry(id, tonumber(r[6]) or 0, prio, r[4], r[5])
-    if push_ready(entry, prio, false) then queued[#queued + 1] = id end
+    if push_ready(entry, prio, false, r[7]) then queued[#queued + 1] = id end
   end
 end
 if #queued > 0 then wake() end

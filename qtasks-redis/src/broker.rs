@@ -12,7 +12,7 @@ use qtasks_core::backend::{
     envelope, Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery,
     Existing, Lease, NewTask, Outcome, QueueStats,
 };
-use qtasks_core::control::TaskLimits;
+use qtasks_core::control::{QueueSelection, QueueTurns, TaskLimits};
 use qtasks_core::{Error, Result};
 use uuid::Uuid;
 
@@ -60,6 +60,7 @@ impl RedisBackend {
             self.caller.as_bytes().to_vec(),
             start.to_string().into_bytes(),
             self.limits.lock().clone(),
+            self.queue_order(),
         ];
         let reply: Value = self
             .eval("broker", "claiming tasks", &scripts::CLAIM, args)
@@ -71,6 +72,24 @@ impl RedisBackend {
                 .await;
         }
         Ok(claimed)
+    }
+
+    /// The queues the next claim takes from, in order, as claim.lua reads them.
+    fn queue_order(&self) -> Vec<u8> {
+        let mut turns = self.queues.lock();
+        if turns.selection().is_default_only() {
+            return Vec::new();
+        }
+        let order = turns.next_order();
+        let names = &turns.selection().queues;
+        let mut out = Vec::new();
+        for (k, i) in order.into_iter().enumerate() {
+            if k > 0 {
+                out.push(0x1e);
+            }
+            out.extend_from_slice(names[i].0.as_bytes());
+        }
+        out
     }
 
     /// [`Broker::claim_starting`]: claims until something is claimed, waiting on wake-ups.
@@ -209,6 +228,7 @@ impl Broker for RedisBackend {
                             args.push(debounce.to_string().into_bytes());
                             args.push(text(&flow.concurrency_key));
                             args.push(text(&flow.rate_key));
+                            args.push(flow.queue.unwrap_or_default().as_bytes().to_vec());
                         }
                     }
                 }
@@ -233,6 +253,11 @@ impl Broker for RedisBackend {
             }
             Ok(existing)
         })
+    }
+
+    fn set_queues(&self, queues: &QueueSelection) -> Result<()> {
+        *self.queues.lock() = QueueTurns::new(queues.clone());
+        Ok(())
     }
 
     fn set_limits(&self, limits: &[TaskLimits]) -> Result<()> {
@@ -363,11 +388,13 @@ impl Broker for RedisBackend {
 
     fn stats(&self) -> BoxFuture<'_, Result<QueueStats>> {
         Box::pin(async move {
-            let (ready, scheduled, running, dead_letter): (Vec<(i32, u64)>, u64, u64, u64) = self
+            type Counts = (Vec<(i32, u64)>, u64, u64, u64, Vec<(String, u64)>);
+            let (ready, scheduled, running, dead_letter, queues): Counts = self
                 .eval("broker", "reading queue stats", &scripts::STATS, Vec::new())
                 .await?;
             Ok(QueueStats {
                 ready_by_priority: ready.into_iter().filter(|(_, n)| *n > 0).collect(),
+                ready_by_queue: queues.into_iter().filter(|(_, n)| *n > 0).collect(),
                 scheduled,
                 running,
                 by_status: self.count_statuses().await?,

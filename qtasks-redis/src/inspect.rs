@@ -33,6 +33,9 @@ const SCAN_MAX: usize = 10_000;
 const PURGE_CHUNK: usize = 1000;
 /// The field of the `paused` hash that pauses the whole app.
 const APP_FIELD: &str = "*";
+/// The prefix of the `paused` hash fields that pause a named queue (0x1E, which no task name
+/// holds, then the queue).
+const QUEUE_FIELD: &str = "\u{1e}";
 
 impl RedisBackend {
     /// The index key of a status.
@@ -474,9 +477,14 @@ impl RedisBackend {
     /// Pauses or resumes claims; a resume wakes an idle worker.
     pub(crate) async fn pause(&self, target: &PauseTarget, paused: bool) -> Result<()> {
         let key = self.key("paused");
+        let queue_field;
         let field = match target {
             PauseTarget::App => APP_FIELD,
             PauseTarget::Task(name) => name.as_str(),
+            PauseTarget::Queue(name) => {
+                queue_field = format!("{QUEUE_FIELD}{name}");
+                queue_field.as_str()
+            }
         };
         let mut pipe = redis::pipe();
         if paused {
@@ -508,6 +516,8 @@ impl RedisBackend {
         for field in fields {
             if field == APP_FIELD {
                 pauses.app = true;
+            } else if let Some(queue) = field.strip_prefix(QUEUE_FIELD) {
+                pauses.queues.insert(queue.to_string());
             } else {
                 pauses.tasks.insert(field);
             }

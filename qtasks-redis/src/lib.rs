@@ -88,6 +88,8 @@ pub struct RedisBackend {
     /// The concurrency and rate limits the claims apply, as claim.lua reads them
     /// (`Broker::set_limits`); empty: none.
     limits: parking_lot::Mutex<Vec<u8>>,
+    /// The queues claims take from, with their turns (`Broker::set_queues`).
+    queues: parking_lot::Mutex<qtasks_core::control::QueueTurns>,
 }
 
 impl RedisBackend {
@@ -119,6 +121,9 @@ impl RedisBackend {
             caller: Uuid::new_v4().hyphenated().to_string(),
             index_on: std::sync::atomic::AtomicBool::new(false),
             limits: parking_lot::Mutex::new(Vec::new()),
+            queues: parking_lot::Mutex::new(qtasks_core::control::QueueTurns::new(
+                qtasks_core::control::QueueSelection::equal([qtasks_core::control::DEFAULT_QUEUE]),
+            )),
             options,
             result_ttl: config.result_ttl,
         }))

@@ -11,6 +11,7 @@ use crate::app::config::Config;
 use crate::app::handle::App;
 use crate::app::inner::{AppInner, Ops};
 use crate::backend::{Backend, OpenRequest, BACKENDS};
+use crate::control::{check_queue_name, QueueSelection};
 use crate::di::scopes::ComponentScopes;
 use crate::di::state::{KvStores, StateMap};
 use crate::error::{BuildProblem, Error, Missing, Result};
@@ -70,6 +71,14 @@ impl AppBuilder {
     /// Tasks one worker runs at the same time.
     pub fn max_tasks_process(mut self, n: usize) -> Self {
         self.config.max_tasks_process = n;
+        self
+    }
+
+    /// The queues this app's workers claim from, by weight or in strict order
+    /// (`QueueSelection::parse("mail=3,default=1")?`). Without it, a worker serves `default`
+    /// and every queue its tasks declare, with equal weights.
+    pub fn queues(mut self, queues: QueueSelection) -> Self {
+        self.config.queues = Some(queues);
         self
     }
 
@@ -204,6 +213,13 @@ impl AppBuilder {
             };
             if !included {
                 continue;
+            }
+            if let Some(Err(message)) = entry.options.queue.map(check_queue_name) {
+                problems.push(BuildProblem::BadQueue {
+                    task: entry.name.to_string(),
+                    location: entry.location(),
+                    message,
+                });
             }
             if let Some(first) = tasks.insert(entry.name, entry) {
                 problems.push(BuildProblem::DuplicateTask {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::control::QueueSelection;
 use crate::error::{Error, Result};
 
 /// The app's settings (Python's `QueueConfig`). Set them on the builder; `QTASKS_*`
@@ -22,6 +23,10 @@ pub struct Config {
     pub grace_period: Duration,
     /// The backend to use (`memory://`, `redis://host:port/db`). `QTASKS_BROKER_URL`. Default: in-memory.
     pub broker_url: Option<String>,
+    /// The queues this app's workers claim from (`"mail=3,default=1"`, or `"mail,default"` for
+    /// strict order). `QTASKS_QUEUES`. Default: `default` and every queue the app's tasks
+    /// declare, with equal weights.
+    pub queues: Option<QueueSelection>,
 }
 
 impl Default for Config {
@@ -33,6 +38,7 @@ impl Default for Config {
             result_ttl: Duration::from_secs(24 * 3600),
             grace_period: Duration::from_secs(30),
             broker_url: None,
+            queues: None,
         }
     }
 }
@@ -72,6 +78,14 @@ impl Config {
                 "RESULT_TTL" => self.result_ttl = parse_seconds(&key, &value)?,
                 "GRACE_PERIOD" => self.grace_period = parse_seconds(&key, &value)?,
                 "BROKER_URL" => self.broker_url = Some(value),
+                "QUEUES" => {
+                    self.queues =
+                        Some(QueueSelection::parse(&value).map_err(|e| Error::Config {
+                            key: key.clone(),
+                            value: value.clone(),
+                            expected: e,
+                        })?)
+                }
                 _ => {}
             }
         }

@@ -181,6 +181,9 @@ pub struct Pauses {
     pub app: bool,
     /// These task names are not claimed.
     pub tasks: BTreeSet<String>,
+    /// These named queues (`default` for the default one) are not claimed from.
+    #[serde(default)]
+    pub queues: BTreeSet<String>,
 }
 
 impl Pauses {
@@ -191,7 +194,15 @@ impl Pauses {
 
     /// Whether nothing is paused.
     pub fn is_empty(&self) -> bool {
-        !self.app && self.tasks.is_empty()
+        !self.app && self.tasks.is_empty() && self.queues.is_empty()
+    }
+
+    /// Whether queue `queue` (`None`: the default queue) is paused.
+    pub fn blocks_queue(&self, queue: Option<&str>) -> bool {
+        !self.queues.is_empty()
+            && self
+                .queues
+                .contains(queue.unwrap_or(crate::control::DEFAULT_QUEUE))
     }
 }
 
@@ -202,6 +213,8 @@ pub enum PauseTarget {
     App,
     /// The tasks of one name.
     Task(String),
+    /// The tasks of one named queue (`default` for the tasks that name none).
+    Queue(String),
 }
 
 /// Tasks that finished within one minute.

@@ -46,7 +46,7 @@ use linkme::distributed_slice;
 use uuid::Uuid;
 
 use crate::app::config::Config;
-use crate::control::TaskLimits;
+use crate::control::{QueueSelection, TaskLimits};
 use crate::error::Result;
 use crate::task::record::Task;
 use inspect::{MinuteCount, PauseTarget, Pauses, Purge, TaskPage, TaskQuery};
@@ -76,6 +76,19 @@ pub trait Broker: Send + Sync + 'static {
                  backend that has them)",
                 names.join(", ")
             ),
+        ))
+    }
+
+    /// Sets the queues the claims of this process take from (a worker calls it when it
+    /// starts): by weight, or in strict order. The default serves the default queue alone: it
+    /// fails, naming the queues, for any other selection.
+    fn set_queues(&self, queues: &QueueSelection) -> Result<()> {
+        if queues.is_default_only() {
+            return Ok(());
+        }
+        Err(inspect::unsupported(
+            "broker",
+            &format!("serve named queues ({queues}) (use a backend that has them)"),
         ))
     }
 

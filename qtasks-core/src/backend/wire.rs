@@ -285,8 +285,12 @@ pub struct Migrated {
 /// Runtime figures of a backend, for `stats` and inspection.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueStats {
-    /// Tasks ready to run, per priority.
+    /// Tasks ready to run, per priority (every queue together).
     pub ready_by_priority: BTreeMap<i32, u64>,
+    /// Tasks ready to run, per named queue (`default` for the tasks that name none); empty
+    /// when the backend has no named queues.
+    #[serde(default)]
+    pub ready_by_queue: BTreeMap<String, u64>,
     /// Tasks waiting for a later time (delayed, or retry backoff).
     pub scheduled: u64,
     /// Tasks claimed by workers and not yet acknowledged.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::control::queues::DEFAULT_QUEUE;
 use crate::control::rules::KeyFrom;
 use crate::task::entry::TaskEntry;
 use crate::task::payload::Payload;
@@ -26,6 +27,8 @@ pub struct FlowKeys {
     pub concurrency_key: Option<String>,
     /// The rate key (the values of `rate_limit_key`), when the limit is per key.
     pub rate_key: Option<String>,
+    /// The task's named queue (`queue = "mail"`); `None`: the default queue.
+    pub queue: Option<&'static str>,
 }
 
 /// Separates the parts of a key (a byte no key text of ours contains otherwise).
@@ -41,10 +44,12 @@ impl FlowKeys {
     pub fn of(entry: &TaskEntry, args: &Payload, unique_key: Option<&str>) -> Option<Box<Self>> {
         let options = &entry.options;
         let limits = &options.limits;
+        let queue = options.queue.filter(|q| *q != DEFAULT_QUEUE);
         if options.unique.is_none()
             && unique_key.is_none()
             && limits.concurrency_key.is_none()
             && limits.rate_key.is_none()
+            && queue.is_none()
         {
             return None;
         }
@@ -66,6 +71,7 @@ impl FlowKeys {
             debounce: options.unique.and_then(|u| u.debounce),
             concurrency_key: per_key(limits.concurrency_key),
             rate_key: per_key(limits.rate_key),
+            queue,
         }))
     }
 }

@@ -80,6 +80,8 @@ pub struct TaskOptions {
     pub unique: Option<Unique>,
     /// `concurrency`, `rate_limit` and their keys: decided at claim, across every worker.
     pub limits: Limits,
+    /// The named queue (`queue = "mail"`); `None`: the default queue.
+    pub queue: Option<&'static str>,
 }
 
 impl TaskOptions {
@@ -101,6 +103,7 @@ impl TaskOptions {
         extra: &[],
         unique: None,
         limits: Limits::NONE,
+        queue: None,
     };
 
     /// The value of an extra `key = literal` pair of the attribute (`level = 3`:

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::handle::App;
 use crate::backend::{CancelRequest, Completion, Lease};
-use crate::control::TaskLimits;
+use crate::control::{QueueSelection, TaskLimits, DEFAULT_QUEUE};
 use crate::error::Result;
 use crate::execute::execute;
 use crate::ext::events::WorkerEvent;
@@ -50,6 +50,14 @@ pub(crate) async fn run(app: App, worker: Arc<WorkerScope>) -> Result<()> {
         .filter_map(|t| TaskLimits::of(t.name, &t.options.limits))
         .collect();
     app.backend().broker.set_limits(&limits)?;
+    // The queues it claims from: the configured ones, or `default` and every queue its tasks
+    // declare.
+    let queues = config.queues.clone().unwrap_or_else(|| {
+        let tasks = app.tasks();
+        let declared = tasks.iter().filter_map(|t| t.options.queue);
+        QueueSelection::equal(std::iter::once(DEFAULT_QUEUE).chain(declared))
+    });
+    app.backend().broker.set_queues(&queues)?;
     tracing::info!(worker = %worker.id(), concurrency = lanes_n, prefetch = config.prefetch(), "worker started");
     // Listed as live before it says it runs (`worker_running`), not a tick later.
     beat(&app, &worker).await;

@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use super::{assert_nothing_claimable, claim, complete, config, new_task, status};
 use crate::app::config::Config;
+use crate::backend::inspect::PauseTarget;
 use crate::backend::{Backend, Existing, NewTask, Outcome};
-use crate::control::{FlowKeys, Rate, TaskLimits};
+use crate::control::{FlowKeys, QueueSelection, Rate, TaskLimits};
 use crate::task::payload::Payload;
 use crate::task::status::TaskStatus;
 
@@ -27,7 +28,8 @@ macro_rules! conformance_flow_tests {
             unique_key_returns_its_holder, unique_keys_in_one_batch, unique_for_holds_after_the_end,
             cancel_frees_a_unique_key, debounce_takes_the_last_arguments,
             concurrency_limit_holds_slots, concurrency_limit_per_key, rate_limit_spaces_claims,
-            later_does_not_spend_an_attempt);
+            later_does_not_spend_an_attempt, queues_by_weight_and_in_strict_order,
+            claims_take_only_the_queues_served, pause_and_resume_a_queue);
     };
 }
 
@@ -38,6 +40,7 @@ fn flow(unique: Option<&str>, hold_after: Duration) -> Option<Box<FlowKeys>> {
         debounce: None,
         concurrency_key: None,
         rate_key: None,
+        queue: None,
     }))
 }
 
@@ -233,6 +236,7 @@ where
             debounce: Some(debounce),
             concurrency_key: None,
             rate_key: None,
+            queue: None,
         }));
         t.not_before = Some(SystemTime::now() + debounce);
         t
@@ -323,6 +327,7 @@ where
             debounce: None,
             concurrency_key: Some(key.into()),
             rate_key: None,
+            queue: None,
         }));
         t
     };
@@ -407,4 +412,142 @@ where
     let again = claim(&backend, 1).await;
     assert_eq!(again[0].uuid, t.uuid);
     assert_eq!(again[0].attempt, 1, "the same attempt again");
+}
+
+/// A task of named queue `queue`.
+fn queued(name: &str, queue: &'static str) -> NewTask {
+    let mut t = new_task(name, 0);
+    t.flow = Some(Box::new(FlowKeys {
+        unique: None,
+        hold_after: Duration::ZERO,
+        debounce: None,
+        concurrency_key: None,
+        rate_key: None,
+        queue: Some(queue),
+    }));
+    t
+}
+
+fn select(spec: &str) -> QueueSelection {
+    QueueSelection::parse(spec).expect("a valid selection")
+}
+
+/// `mail=3,default=1`: with both queues full, mail comes first three claims in four; strict
+/// order takes the first queue until it is empty. Stats count per queue.
+pub async fn queues_by_weight_and_in_strict_order<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let mail: Vec<NewTask> = (0..8).map(|_| queued("conf.mail", "mail")).collect();
+    let plain: Vec<NewTask> = (0..8).map(|_| new_task("conf.plain", 0)).collect();
+    enqueue(&backend, &mail).await;
+    enqueue(&backend, &plain).await;
+    let stats = backend.broker.stats().await.expect("stats");
+    assert_eq!(stats.ready_by_queue.get("mail"), Some(&8));
+    assert_eq!(stats.ready_by_queue.get("default"), Some(&8));
+    assert_eq!(stats.ready_by_priority.get(&0), Some(&16));
+    backend
+        .broker
+        .set_queues(&select("mail=3,default=1"))
+        .expect("queues set");
+    let mut names = Vec::new();
+    for _ in 0..8 {
+        let got = claim(&backend, 1).await;
+        names.push(got[0].task_name.to_string());
+    }
+    let from_mail = names.iter().filter(|n| *n == "conf.mail").count();
+    assert_eq!(from_mail, 6, "three in four from mail: {names:?}");
+    backend
+        .broker
+        .set_queues(&select("mail,default"))
+        .expect("queues set");
+    let next = claim(&backend, 4).await;
+    assert_eq!(
+        next.iter().filter(|d| d.task_name == "conf.mail").count(),
+        2,
+        "strict order: the two left in mail first, then default"
+    );
+    assert_eq!(next.len(), 4);
+}
+
+/// A worker serving `mail` alone never claims a task of another queue.
+pub async fn claims_take_only_the_queues_served<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    backend
+        .broker
+        .set_queues(&select("mail"))
+        .expect("queues set");
+    let plain = new_task("conf.plain", 0);
+    let mail = queued("conf.mail", "mail");
+    enqueue(&backend, std::slice::from_ref(&plain)).await;
+    enqueue(&backend, std::slice::from_ref(&mail)).await;
+    let got = claim(&backend, 10).await;
+    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [mail.uuid]);
+    // A retry comes back to its queue.
+    complete(
+        &backend,
+        &got[0],
+        Outcome::Retry {
+            traceback: "x".into(),
+            delay: Duration::ZERO,
+        },
+    )
+    .await;
+    let again = claim(&backend, 10).await;
+    assert_eq!(
+        again.iter().map(|d| d.uuid).collect::<Vec<_>>(),
+        [mail.uuid]
+    );
+    assert_nothing_claimable(&backend).await;
+    backend
+        .broker
+        .set_queues(&select("default"))
+        .expect("queues set");
+    let got = claim(&backend, 10).await;
+    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [plain.uuid]);
+}
+
+/// Pausing a queue stops its claims (enqueues go on); resuming lets them go on.
+pub async fn pause_and_resume_a_queue<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    backend
+        .broker
+        .set_queues(&select("mail=1,default=1"))
+        .expect("queues set");
+    let target = PauseTarget::Queue("mail".into());
+    backend
+        .broker
+        .set_paused(&target, true)
+        .await
+        .expect("paused");
+    assert!(backend
+        .broker
+        .pauses()
+        .await
+        .unwrap()
+        .queues
+        .contains("mail"));
+    let mail = queued("conf.mail", "mail");
+    let plain = new_task("conf.plain", 0);
+    enqueue(&backend, &[mail.clone(), plain.clone()]).await;
+    let got = claim(&backend, 10).await;
+    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [plain.uuid]);
+    assert_nothing_claimable(&backend).await;
+    backend
+        .broker
+        .set_paused(&target, false)
+        .await
+        .expect("resumed");
+    let got = claim(&backend, 10).await;
+    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [mail.uuid]);
 }
