@@ -28,6 +28,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # claim reply of versions before the ready entries (uuid, name, priority, args, attempt, token).
 LUA = os.environ.get("QTASKS_LUA_DIR", os.path.join(HERE, "..", "qtasks-redis", "lua"))
 STRIDE = int(os.environ.get("QTASKS_CLAIM_STRIDE", "2"))
+# QTASKS_ENQUEUE_FLOW=0 for versions before flow control, whose enqueue took no flow argument
+# (since, the second argument says whether the tasks carry flow fields: here they do not).
+ENQUEUE_FLOW = os.environ.get("QTASKS_ENQUEUE_FLOW", "1") == "1"
+
 PORT = 7796
 FLAGS = {"enqueue": "#!lua", "get": "#!lua flags=no-writes", "stats": "#!lua flags=no-writes"}
 
@@ -136,6 +140,8 @@ def main():
             argv = []
             for id in ids[i:i + batch]:
                 argv += [id, "noop", "0", args, "1700000000000", "0"]
+            if ENQUEUE_FLOW:
+                argv.insert(0, "")  # no task of the batch has flow keys
             r.call("EVALSHA", sha["enqueue"], 1, key, app, *argv)
         dump("enqueue")
         leases = []

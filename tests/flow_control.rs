@@ -35,6 +35,12 @@ async fn reindex(what: String) -> String {
     what
 }
 
+/// Sends a digest at most once a minute per user: the calls within the minute are dropped.
+#[qtasks::task(unique = [user], throttle = 60.0)]
+async fn digest(user: u64) -> u64 {
+    user
+}
+
 /// How many `narrow` tasks run in this process now, and the most seen at once.
 static RUNNING: AtomicU32 = AtomicU32::new(0);
 static PEAK: AtomicU32 = AtomicU32::new(0);

@@ -288,6 +288,20 @@ fn check_flow(task: &TaskModel, errors: &mut Errors) {
             }
         }
     }
+    if let Some(zero) = task.concurrency.as_ref().filter(|c| {
+        matches!(c, syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) if i.base10_digits() == "0")
+    }) {
+        errors.push(syn::Error::new(
+            zero.span(),
+            "`concurrency = 0` would never run the task: give at least 1 (pause the task to stop it for a while)",
+        ));
+    }
+    if let (Some(_), Some(throttle)) = (&task.debounce, &task.throttle) {
+        errors.push(syn::Error::new(
+            throttle.span(),
+            "`throttle` drops the calls within its window and `debounce` keeps the last one: a task has one or the other",
+        ));
+    }
     if let (Some(for_), None) = (&task.unique_for, &task.unique) {
         errors.push(syn::Error::new(
             for_.span(),

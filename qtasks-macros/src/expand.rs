@@ -614,7 +614,7 @@ fn flow_options(task: &TaskModel, p: &TokenStream) -> Vec<TokenStream> {
         }
         None => quote!(::core::option::Option::None),
     };
-    if task.unique.is_some() || task.debounce.is_some() {
+    if task.unique.is_some() || task.debounce.is_some() || task.throttle.is_some() {
         let key = match &task.unique {
             Some(Unique::AllArgs) => quote!(#p::KeyFrom::AllArgs),
             Some(Unique::Args(args)) => {
@@ -628,10 +628,12 @@ fn flow_options(task: &TaskModel, p: &TokenStream) -> Vec<TokenStream> {
             None => quote!(#p::Duration::ZERO),
         };
         let debounce = some_duration(&task.debounce);
+        let throttle = some_duration(&task.throttle);
         fields.push(quote! {
             unique: ::core::option::Option::Some(#p::Unique {
                 key: #key,
                 hold_after: #hold_after,
+                throttle: #throttle,
                 debounce: #debounce,
             }),
         });

@@ -46,6 +46,7 @@ impl Flavor {
             "unique",
             "unique_for",
             "debounce",
+            "throttle",
             "concurrency",
             "concurrency_key",
             "rate_limit",
@@ -102,6 +103,7 @@ pub(crate) struct TaskModel {
     pub unique: Option<Unique>,
     pub unique_for: Option<Expr>,
     pub debounce: Option<Expr>,
+    pub throttle: Option<Expr>,
     pub concurrency: Option<Expr>,
     pub concurrency_key: Option<Vec<Ident>>,
     /// `rate_limit = "50/s"`, checked when parsed.
@@ -266,6 +268,7 @@ pub(crate) fn build(
         unique: None,
         unique_for: None,
         debounce: None,
+        throttle: None,
         concurrency: None,
         concurrency_key: None,
         rate_limit: None,
@@ -451,6 +454,7 @@ fn apply(model: &mut TaskModel, arg: Arg, errors: &mut Errors) {
         }
         "unique_for" => model.unique_for = number(&arg, errors),
         "debounce" => model.debounce = number(&arg, errors),
+        "throttle" => model.throttle = number(&arg, errors),
         "concurrency" => model.concurrency = int_expr(&arg, false, errors),
         "concurrency_key" => model.concurrency_key = Some(ident_list(&arg, errors)),
         "rate_limit" => {

@@ -12,7 +12,7 @@ use qtasks_core::backend::{
     Broker, CancelOutcome, Completion, Delivery, Existing, Lease, NewTask, Outcome, QueueStats,
     TaskMeta,
 };
-use qtasks_core::control::{QueueSelection, TaskLimits, DEFAULT_QUEUE};
+use qtasks_core::control::{FlowKeys, QueueSelection, TaskLimits, DEFAULT_QUEUE};
 use qtasks_core::{Payload, Result, TaskStatus};
 use uuid::Uuid;
 
@@ -212,13 +212,15 @@ impl MemoryBackend {
     }
 
     /// Whether the task holding a unique key still holds it at `now`: queued, waiting for a
-    /// retry or running, or finished less than `hold_after` ago. Returns its status too.
-    fn holds_key(&self, holder: Uuid, hold_after: Duration, now: SystemTime) -> Option<TaskStatus> {
+    /// retry or running, or finished less than `hold_after` ago; with a throttle, enqueued
+    /// less than the throttle ago. Returns its status too.
+    fn holds_key(&self, holder: Uuid, flow: &FlowKeys, now: SystemTime) -> Option<TaskStatus> {
         let shard = self.records.shard(&holder).lock();
         let slot = shard.get(&holder)?;
-        let live = match slot.status {
-            TaskStatus::New | TaskStatus::Retry | TaskStatus::Process => true,
-            _ => from_unix_ns(slot.updated_ns) + hold_after > now,
+        let live = match (flow.throttle, slot.status) {
+            (Some(window), _) => from_unix_ns(slot.created_ns) + window > now,
+            (None, TaskStatus::New | TaskStatus::Retry | TaskStatus::Process) => true,
+            (None, _) => from_unix_ns(slot.updated_ns) + flow.hold_after > now,
         };
         live.then_some(slot.status)
     }
@@ -243,8 +245,7 @@ impl Broker for MemoryBackend {
                     if let Some(key) = &flow.unique {
                         let holder = self.flow.lock().holder(key);
                         if let Some(holder) = holder {
-                            if let Some(status) = self.holds_key(holder, flow.hold_after, now_wall)
-                            {
+                            if let Some(status) = self.holds_key(holder, flow, now_wall) {
                                 if let (Some(debounce), TaskStatus::New) = (flow.debounce, status) {
                                     self.debounce(&mut q, holder, &t.args, now + debounce);
                                 }

@@ -20,7 +20,7 @@ local ttl, dead_max = ARGV[2], tonumber(ARGV[3])
 local bad_key = check_keys('lease', 'started', 'sched', 'dead', 'wake', 'run', 'ix:new',
   'ix:retry', 'ix:success', 'ix:error', 'ix:cancel')
 if bad_key then return redis.error_reply(bad_key) end
-local rejected, done, freed, gone, tokens = {}, {}, {}, {}, {}
+local rejected, done, freed, gone = {}, {}, {}, {}
 local retried = false
 local ids = {}
 for i = 4, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
@@ -46,8 +46,7 @@ for k = 1, #ids do
     seen[id] = true
     freed[#freed + 1] = id .. ':' .. token
     gone[#gone + 1] = id
-    tokens[#tokens + 1] = token
-    local kind, data, attempts = ARGV[i + 2], ARGV[i + 3], at
+        local kind, data, attempts = ARGV[i + 2], ARGV[i + 3], at
     local ok
     if kind == 's' then
       ok = write(key, 's', 'success', 'r', data, 'u', NOW, 'at', attempts)
@@ -90,7 +89,7 @@ if #freed > 0 then
   chunked('SREM', P .. 'started', freed)
   chunked('HDEL', P .. 'run', gone)
   -- Their concurrency slots free: a claim waiting for one may go on.
-  if release_slots(gone, tokens) then retried = true end
+  if release_slots(gone, freed) then retried = true end
 end
 release_unique(done, now)
 if #done > 0 and IX_ON then

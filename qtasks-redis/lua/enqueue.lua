@@ -3,9 +3,11 @@
 -- idle worker.
 --
 -- KEYS[1]: {app}:prios
--- ARGV:    prefix, then per task: uuid, name, priority, args, created ms, delay ms, flow (``
---          for none; `1` when six flow fields follow: unique key, hold ms after the end,
---          debounce ms, concurrency key, rate key, named queue, each `` when not set)
+-- ARGV:    prefix, flow (`1` when the tasks carry a flow field, `` when none of the batch
+--          has one), then per task: uuid, name, priority, args, created ms, delay ms, and with
+--          flow fields a flow field (`` for none; `1` when seven flow fields follow: unique key, hold ms after the end,
+--          debounce ms, concurrency key, rate key, named queue, throttle ms, each `` or 0 when
+--          not set)
 -- Named queues: a task of queue `mail` is queued in `prios:mail` and `q:mail:<priority>`
 -- (its record has `qn`), and `mail` joins the set `queues` (for stats).
 -- Unique keys: `uniq` (key -> the uuid holding it), `uniq_of` (uuid -> `<hold ms>:<key>`).
@@ -21,36 +23,36 @@
 local now = now_ms()
 local bad_key = check_keys('prios', 'sched', 'wake', 'ix:new')
 if bad_key then return redis.error_reply(bad_key) end
--- First the checks, so that a batch is written whole or not at all: a task's key that holds
--- another type than a record, or a queue key that holds another type than a list, is an error.
--- `fresh`: the uuids to write (not stored yet, first time in this batch).
--- The tasks, parsed once: {id, name, prio, args, created, delay, flow fields or nil}.
-local tasks = {}
-do
-  local i = 2
+-- The tasks: how many, where each starts in ARGV (`at`, only for a batch with flow fields;
+-- else task n starts at n * 6 - 3), and the flow fields of those that have them.
+local count, at, flows = (#ARGV - 2) / 6, nil, {}
+local flowing = false
+if ARGV[2] == '1' then
+  at = {}
+  local i = 3
   while i + 6 <= #ARGV do
-    local t = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])}
+    at[#at + 1] = i
     if ARGV[i + 6] == '1' then
-      t[7] = {ARGV[i + 7], tonumber(ARGV[i + 8]) or 0, tonumber(ARGV[i + 9]) or 0, ARGV[i + 10],
-        ARGV[i + 11], ARGV[i + 12]}
-      i = i + 13
+      flows[#at] = {ARGV[i + 7], tonumber(ARGV[i + 8]) or 0, tonumber(ARGV[i + 9]) or 0,
+        ARGV[i + 10], ARGV[i + 11], ARGV[i + 12], tonumber(ARGV[i + 13]) or 0}
+      flowing = true
+      i = i + 14
     else
       i = i + 7
     end
-    tasks[#tasks + 1] = t
   end
-end
-local fresh, queues, foreign_keys = {}, {}, {}
-local keys = {}
-local flowing = false
-for k, t in ipairs(tasks) do
-  keys[k] = T .. t[1]
-  if t[7] then flowing = true end
+  count = #at
 end
 if flowing then
   bad_key = check_keys('uniq', 'uniq_of', 'run')
   if bad_key then return redis.error_reply(bad_key) end
 end
+-- First the checks, so that a batch is written whole or not at all: a task's key that holds
+-- another type than a record, or a queue key that holds another type than a list, is an error.
+-- `fresh`: the uuids to write (not stored yet, first time in this batch).
+local fresh, checked, foreign_keys = {}, {}, {}
+local keys = {}
+for n = 1, count do keys[n] = T .. ARGV[at and at[n] or n * 6 - 3] end
 -- One EXISTS for the whole batch: when none of its keys exists (new uuids, the usual case),
 -- no key needs a look of its own.
 local existing = 0
@@ -60,19 +62,23 @@ while k <= #keys do
   existing = existing + redis.call('EXISTS', unpack(keys, k, j))
   k = j + 1
 end
-for n, t in ipairs(tasks) do
-  local id, prio = t[1], t[3]
-  local queue = t[7] and t[7][6] or ''
+for n = 1, count do
+  local i = at and at[n] or n * 6 - 3
+  local id, prio = ARGV[i], ARGV[i + 2]
   if existing == 0 or redis.call('EXISTS', keys[n]) == 0 then
     if fresh[id] == nil then fresh[id] = n end
   else
     local kind = redis.call('TYPE', keys[n])['ok']
     if kind ~= 'hash' then foreign_keys[#foreign_keys + 1] = keys[n] .. ' (a ' .. kind .. ')' end
   end
-  local _, lane = lanes(queue)
-  local qkey = lane .. prio
-  if not queues[qkey] then
-    queues[qkey] = true
+  -- Each queue key once per call (`checked[queue][prio]`, no string built per task).
+  local queue = flowing and flows[n] and flows[n][6] or ''
+  local seen = checked[queue]
+  if not seen then seen = {}; checked[queue] = seen end
+  if not seen[prio] then
+    seen[prio] = true
+    local _, lane = lanes(queue)
+    local qkey = lane .. prio
     local kind = redis.call('TYPE', qkey)['ok']
     if kind ~= 'none' and kind ~= 'list' then
       foreign_keys[#foreign_keys + 1] = qkey .. ' (a ' .. kind .. ')'
@@ -84,12 +90,13 @@ if #foreign_keys > 0 then
     math.min(#foreign_keys, 5)) .. ': another type than qtasks keeps there: something ' ..
     'else writes into this app\'s keys. No task of this batch was stored.')
 end
--- Whether the holder of a unique key still holds it (held `hold` ms past its end); with
--- debounce (`deb` ms), a holder that has not started takes `args` and starts `deb` ms from
--- now.
-local function holds(holder, hold, deb, args)
+-- Whether the holder of a unique key still holds it (held `hold` ms past its end; with a
+-- throttle, `thr` ms from its enqueue whatever its status); with debounce (`deb` ms), a holder
+-- that has not started takes `args` and starts `deb` ms from now.
+local function holds(holder, hold, deb, args, thr)
   local r = redis.pcall('HMGET', T .. holder, 's', 'u', 'c', 'p', 'n', 'a', 'at', 'qn')
   if type(r) ~= 'table' or r.err or not r[1] then return false end
+  if thr > 0 then return (tonumber(r[3]) or 0) + thr > now end
   local running = redis.call('HEXISTS', P .. 'run', holder) == 1
   local s = r[1]
   if not (s == 'new' or s == 'retry' or s == 'process' or running) then
@@ -109,15 +116,19 @@ local function holds(holder, hold, deb, args)
   end
   return true
 end
+-- Ready entries per queue and priority (`groups[queue][prio]`), in first-seen order.
 local groups, order, found = {}, {}, {}
-for n, t in ipairs(tasks) do
-  local id, name, prio, args, delay, flow = t[1], t[2], t[3], t[4], t[6], t[7]
+for n = 1, count do
+  local i = at and at[n] or n * 6 - 3
+  local id, name, prio, args, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+    tonumber(ARGV[i + 5])
+  local flow = flowing and flows[n]
   local write = fresh[id] == n
   if write and flow and flow[1] ~= '' then
     local key = flow[1]
     -- (A holder written earlier in this batch is found the same way: its record is there.)
     local holder = redis.call('HGET', P .. 'uniq', key)
-    if holder and holder ~= id and holds(holder, flow[2], flow[3], args) then
+    if holder and holder ~= id and holds(holder, flow[2], flow[3], args, flow[7]) then
       found[#found + 1] = n - 1
       found[#found + 1] = holder
       write = false
@@ -128,7 +139,7 @@ for n, t in ipairs(tasks) do
   end
   if write then
     -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
-    redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', t[5])
+    redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', ARGV[i + 4])
     local queue = ''
     if flow then
       if flow[4] ~= '' then redis.call('HSET', T .. id, 'ck', flow[4]) end
@@ -139,21 +150,22 @@ for n, t in ipairs(tasks) do
         redis.call('SADD', P .. 'queues', queue)
       end
     end
-    index(id, nil, 'new', t[5])
+    index(id, nil, 'new', ARGV[i + 4])
     if delay > 0 then
       redis.call('ZADD', P .. 'sched', fmt(now + delay), id)
     else
-      local lane = queue .. '\0' .. prio
-      local g = groups[lane]
-      if not g then g = {}; groups[lane] = g; order[#order + 1] = {lane, queue, prio} end
+      local per = groups[queue]
+      if not per then per = {}; groups[queue] = per end
+      local g = per[prio]
+      if not g then g = {}; per[prio] = g; order[#order + 1] = {queue, prio} end
       g[#g + 1] = ready_entry(id, '0', prio, name, args)
     end
   end
 end
 for _, o in ipairs(order) do
-  local prios, lane = lanes(o[2])
-  chunked('LPUSH', lane .. o[3], groups[o[1]])
-  redis.call('ZADD', prios, o[3], o[3])
+  local prios, lane = lanes(o[1])
+  chunked('LPUSH', lane .. o[2], groups[o[1]][o[2]])
+  redis.call('ZADD', prios, o[2], o[2])
 end
 wake()
 flush_index()

@@ -48,7 +48,8 @@
 --                                 dead-letters it (`wrong_type`) when its queue's key holds
 --                                 something else
 --   dead_without_status(id, finished, cap)  dead-letters a record that has no status
---   release_slots(ids, tokens)    frees the concurrency slots the ended claims of ids held
+--   release_slots(ids, members)   frees the concurrency slots the ended claims of ids held
+--                                 (members: their `<uuid>:<token>` lease members)
 --                                 (`slots`: uuid -> slot key; the slot key is a set of
 --                                 `<uuid>:<token>`); true when one was freed
 --   release_unique(ids, now)      frees the unique keys of tasks that became final (`uniq`:
@@ -404,15 +405,16 @@ local function reap(now, max_deliveries, dead_max)
   return finished
 end
 
-local function release_slots(ids, tokens)
-  if #ids == 0 then return false end
+local function release_slots(ids, members)
+  -- Most apps limit nothing: one EXISTS, not a read of every id.
+  if #ids == 0 or redis.call('EXISTS', P .. 'slots') == 0 then return false end
   local slots = redis.pcall('HMGET', P .. 'slots', unpack(ids))
   if type(slots) ~= 'table' or slots.err then return false end
   local freed, gone = false, {}
   for k, id in ipairs(ids) do
     local key = slots[k]
     if key then
-      redis.call('SREM', key, id .. ':' .. tokens[k])
+      redis.call('SREM', key, members[k])
       gone[#gone + 1] = id
       freed = true
     end
@@ -421,7 +423,7 @@ local function release_slots(ids, tokens)
   return freed
 end
 local function release_unique(ids, now)
-  if #ids > 0 then
+  if #ids > 0 and redis.call('EXISTS', P .. 'uniq_of') == 1 then
     local held = redis.pcall('HMGET', P .. 'uniq_of', unpack(ids))
     if type(held) == 'table' and not held.err then
       local gone = {}
@@ -442,6 +444,7 @@ local function release_unique(ids, now)
       if #gone > 0 then chunked('HDEL', P .. 'uniq_of', gone) end
     end
   end
+  if redis.call('EXISTS', P .. 'uniq_exp') == 0 then return end
   local over = redis.pcall('ZRANGEBYSCORE', P .. 'uniq_exp', '-inf', fmt(now), 'LIMIT', 0, 100)
   if type(over) == 'table' and not over.err and #over > 0 then
     for _, member in ipairs(over) do

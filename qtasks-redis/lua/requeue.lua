@@ -15,7 +15,7 @@ local NOW = fmt(now)
 local dead_max = tonumber(ARGV[2])
 local bad_key = check_keys('prios', 'lease', 'started', 'suspect', 'dead', 'wake', 'run')
 if bad_key then return redis.error_reply(bad_key) end
-local freed, gone, ids, finished, tokens = {}, {}, {}, {}, {}
+local freed, gone, ids, finished = {}, {}, {}, {}
 local returned = 0
 for i = 3, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
 local runs = read_chunked('HMGET', P .. 'run', ids)
@@ -27,8 +27,7 @@ for k = 1, #ids do
     seen[id] = true
     freed[#freed + 1] = id .. ':' .. token
     gone[#gone + 1] = id
-    tokens[#tokens + 1] = token
-    local r, why, detail = load(id)
+        local r, why, detail = load(id)
     if not r then
       dead_letter_raw(id, why, detail .. ' (a lease)', dead_max)
     elseif not r.s then
@@ -45,7 +44,7 @@ if #freed > 0 then
   chunked('ZREM', P .. 'lease', freed)
   chunked('SREM', P .. 'started', freed)
   chunked('HDEL', P .. 'run', gone)
-  release_slots(gone, tokens)
+  release_slots(gone, freed)
 end
 if returned > 0 then wake() end
 notify_done(finished)

@@ -202,7 +202,10 @@ impl Broker for RedisBackend {
             let now = SystemTime::now();
             let mut existing = Vec::new();
             for (number, chunk) in tasks.chunks(ENQUEUE_CHUNK).enumerate() {
-                let mut args = Vec::with_capacity(chunk.len() * 7);
+                // A flow field per task only when a task of the batch has flow keys.
+                let flowing = chunk.iter().any(|t| t.flow.is_some());
+                let mut args = Vec::with_capacity(1 + chunk.len() * 6);
+                args.push(if flowing { b"1".to_vec() } else { Vec::new() });
                 for t in chunk {
                     let delay = t
                         .not_before
@@ -216,7 +219,8 @@ impl Broker for RedisBackend {
                     args.push(epoch_ms(t.created_at).to_string().into_bytes());
                     args.push(delay.to_string().into_bytes());
                     match &t.flow {
-                        None => args.push(Vec::new()),
+                        None if flowing => args.push(Vec::new()),
+                        None => {}
                         Some(flow) => {
                             args.push(b"1".to_vec());
                             let text = |key: &Option<String>| {
@@ -229,6 +233,8 @@ impl Broker for RedisBackend {
                             args.push(text(&flow.concurrency_key));
                             args.push(text(&flow.rate_key));
                             args.push(flow.queue.unwrap_or_default().as_bytes().to_vec());
+                            let throttle = flow.throttle.map(millis).unwrap_or(0);
+                            args.push(throttle.to_string().into_bytes());
                         }
                     }
                 }

@@ -23,6 +23,9 @@ pub struct FlowKeys {
     /// With debounce, the pending task holding the key takes the new arguments and starts
     /// this long after the newest enqueue.
     pub debounce: Option<Duration>,
+    /// With throttle, the key is held this long from its holder's enqueue, whatever the
+    /// holder's status (and not after it).
+    pub throttle: Option<Duration>,
     /// The concurrency key (the values of `concurrency_key`), when the limit is per key.
     pub concurrency_key: Option<String>,
     /// The rate key (the values of `rate_limit_key`), when the limit is per key.
@@ -67,8 +70,14 @@ impl FlowKeys {
         };
         Some(Box::new(FlowKeys {
             unique,
-            hold_after: options.unique.map(|u| u.hold_after).unwrap_or_default(),
+            // A throttled key stays taken at least its window after the end (the enqueue
+            // check counts the window from the holder's enqueue).
+            hold_after: options
+                .unique
+                .map(|u| u.hold_after.max(u.throttle.unwrap_or_default()))
+                .unwrap_or_default(),
             debounce: options.unique.and_then(|u| u.debounce),
+            throttle: options.unique.and_then(|u| u.throttle),
             concurrency_key: per_key(limits.concurrency_key),
             rate_key: per_key(limits.rate_key),
             queue,

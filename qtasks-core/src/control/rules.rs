@@ -24,6 +24,10 @@ pub struct Unique {
     /// How long the key stays taken after the task finished (`unique_for = 60.0`); zero: it
     /// is free as soon as the task is final.
     pub hold_after: Duration,
+    /// `throttle = 60.0`: at most one task per key is enqueued in this window; an enqueue
+    /// within it (counted from the holder's enqueue, whatever its status) returns the holder
+    /// and writes nothing (the call is dropped, not deferred). `None`: no throttle.
+    pub throttle: Option<Duration>,
     /// `debounce = 2.0`: each enqueue with the key replaces the pending task's arguments and
     /// moves its start to this long after the last call; `None`: no debounce.
     pub debounce: Option<Duration>,

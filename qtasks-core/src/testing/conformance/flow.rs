@@ -27,6 +27,7 @@ macro_rules! conformance_flow_tests {
         $crate::conformance_tests!(@cases $open, $available;
             unique_key_returns_its_holder, unique_keys_in_one_batch, unique_for_holds_after_the_end,
             cancel_frees_a_unique_key, debounce_takes_the_last_arguments,
+            throttle_drops_calls_within_its_window,
             concurrency_limit_holds_slots, concurrency_limit_per_key, rate_limit_spaces_claims,
             later_does_not_spend_an_attempt, queues_by_weight_and_in_strict_order,
             claims_take_only_the_queues_served, pause_and_resume_a_queue);
@@ -38,6 +39,7 @@ fn flow(unique: Option<&str>, hold_after: Duration) -> Option<Box<FlowKeys>> {
         unique: unique.map(str::to_string),
         hold_after,
         debounce: None,
+        throttle: None,
         concurrency_key: None,
         rate_key: None,
         queue: None,
@@ -234,6 +236,7 @@ where
             unique: Some("conf.debounce\u{1f}".into()),
             hold_after: Duration::ZERO,
             debounce: Some(debounce),
+            throttle: None,
             concurrency_key: None,
             rate_key: None,
             queue: None,
@@ -325,6 +328,7 @@ where
             unique: None,
             hold_after: Duration::ZERO,
             debounce: None,
+            throttle: None,
             concurrency_key: Some(key.into()),
             rate_key: None,
             queue: None,
@@ -421,6 +425,7 @@ fn queued(name: &str, queue: &'static str) -> NewTask {
         unique: None,
         hold_after: Duration::ZERO,
         debounce: None,
+        throttle: None,
         concurrency_key: None,
         rate_key: None,
         queue: Some(queue),
@@ -550,4 +555,64 @@ where
         .expect("resumed");
     let got = claim(&backend, 10).await;
     assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [mail.uuid]);
+}
+
+/// Throttle: within the window from the holder's enqueue, an enqueue with the key returns the
+/// holder, even when it finished; after the window, a new task is written.
+pub async fn throttle_drops_calls_within_its_window<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let call = |window: Duration| {
+        let mut t = new_task("conf.throttle", 0);
+        t.flow = Some(Box::new(FlowKeys {
+            unique: Some(format!("conf.throttle\u{1f}{}", window.as_millis())),
+            // As `FlowKeys::of` makes it: held at least the window after the end.
+            hold_after: window,
+            debounce: None,
+            throttle: Some(window),
+            concurrency_key: None,
+            rate_key: None,
+            queue: None,
+        }));
+        t
+    };
+    let long = Duration::from_secs(60);
+    let first = call(long);
+    enqueue(&backend, std::slice::from_ref(&first)).await;
+    let got = claim(&backend, 1).await;
+    complete(
+        &backend,
+        &got[0],
+        Outcome::Success(Payload::encode(&1).unwrap()),
+    )
+    .await;
+    let found = enqueue(&backend, &[call(long)]).await;
+    assert_eq!(
+        found.first().map(|e| e.uuid),
+        Some(first.uuid),
+        "dropped: within the window, even after the first finished"
+    );
+    let short = Duration::from_millis(100);
+    let started = Instant::now();
+    let held = call(short);
+    enqueue(&backend, std::slice::from_ref(&held)).await;
+    assert_eq!(enqueue(&backend, &[call(short)]).await.len(), 1);
+    loop {
+        let next = call(short);
+        if enqueue(&backend, std::slice::from_ref(&next))
+            .await
+            .is_empty()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < super::DEADLINE,
+            "the window never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(90));
 }
