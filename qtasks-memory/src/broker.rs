@@ -161,6 +161,45 @@ impl MemoryBackend {
         freed
     }
 
+    /// The flow keys of task `t` (position `index` of its batch) at enqueue, under the queue
+    /// lock (which serializes enqueues: one of two enqueues of a key wins): `Some` when
+    /// another task holds its unique key (with debounce, that task took its arguments), else
+    /// its keys are noted and it is to be written.
+    fn enqueue_flow(
+        &self,
+        q: &mut Queue,
+        index: usize,
+        t: &NewTask,
+        flow: &FlowKeys,
+        now: Instant,
+        now_wall: SystemTime,
+    ) -> Option<Existing> {
+        self.flow_on.store(true, Ordering::Release);
+        if let Some(key) = &flow.unique {
+            let holder = self.flow.lock().holder(key);
+            if let Some(holder) = holder {
+                if let Some(status) = self.holds_key(holder, flow, now_wall) {
+                    if let (Some(debounce), TaskStatus::New) = (flow.debounce, status) {
+                        self.debounce(q, holder, &t.args, now + debounce);
+                    }
+                    return Some(Existing {
+                        index,
+                        uuid: holder,
+                    });
+                }
+            }
+            self.flow
+                .lock()
+                .take_unique(key.clone(), t.uuid, flow.hold_after);
+        }
+        self.flow.lock().set_keys(
+            t.uuid,
+            flow.concurrency_key.clone(),
+            flow.rate_key.clone(),
+        );
+        None
+    }
+
     /// Debounce: the pending task `holder` takes `args` and starts at `due` instead.
     fn debounce(&self, q: &mut Queue, holder: Uuid, args: &Payload, due: Instant) {
         let seq = {
@@ -236,35 +275,18 @@ impl Broker for MemoryBackend {
             for (index, t) in tasks.iter().enumerate() {
                 // A uuid that exists is left alone: a producer may send a call again after a
                 // timeout (the same id or idempotency key) without making a duplicate.
-                if self.records.shard(&t.uuid).lock().contains_key(&t.uuid) {
+                let mut shard = self.records.shard(&t.uuid).lock();
+                if shard.contains_key(&t.uuid) {
                     continue;
                 }
                 if let Some(flow) = &t.flow {
-                    // The queue lock serializes enqueues: one of two enqueues of a key wins.
-                    self.flow_on.store(true, Ordering::Release);
-                    if let Some(key) = &flow.unique {
-                        let holder = self.flow.lock().holder(key);
-                        if let Some(holder) = holder {
-                            if let Some(status) = self.holds_key(holder, flow, now_wall) {
-                                if let (Some(debounce), TaskStatus::New) = (flow.debounce, status) {
-                                    self.debounce(&mut q, holder, &t.args, now + debounce);
-                                }
-                                existing.push(Existing {
-                                    index,
-                                    uuid: holder,
-                                });
-                                continue;
-                            }
-                        }
-                        self.flow
-                            .lock()
-                            .take_unique(key.clone(), t.uuid, flow.hold_after);
+                    // Its unique key is decided reading other records: not under this lock.
+                    drop(shard);
+                    if let Some(found) = self.enqueue_flow(&mut q, index, t, flow, now, now_wall) {
+                        existing.push(found);
+                        continue;
                     }
-                    self.flow.lock().set_keys(
-                        t.uuid,
-                        flow.concurrency_key.clone(),
-                        flow.rate_key.clone(),
-                    );
+                    shard = self.records.shard(&t.uuid).lock();
                 }
                 let seq = q.next_seq;
                 q.next_seq += 1;
@@ -276,7 +298,8 @@ impl Broker for MemoryBackend {
                 if queue.is_some() {
                     slot.rare_mut().queue = queue;
                 }
-                self.records.shard(&t.uuid).lock().insert(t.uuid, slot);
+                shard.insert(t.uuid, slot);
+                drop(shard);
                 match t.not_before.and_then(|at| at.duration_since(now_wall).ok()) {
                     Some(delay) if !delay.is_zero() => {
                         q.delayed.push(Reverse((now + delay, seq, t.uuid)))
