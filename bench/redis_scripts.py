@@ -31,6 +31,8 @@ STRIDE = int(os.environ.get("QTASKS_CLAIM_STRIDE", "2"))
 # QTASKS_ENQUEUE_FLOW=0 for versions before flow control, whose enqueue took no flow argument
 # (since, the second argument says whether the tasks carry flow fields: here they do not).
 ENQUEUE_FLOW = os.environ.get("QTASKS_ENQUEUE_FLOW", "1") == "1"
+# QTASKS_ENQUEUE_UNIQUE=1 gives every task a unique key of its own (what a unique enqueue costs).
+ENQUEUE_UNIQUE = os.environ.get("QTASKS_ENQUEUE_UNIQUE") == "1"
 
 PORT = 7796
 FLAGS = {"enqueue": "#!lua", "get": "#!lua flags=no-writes", "stats": "#!lua flags=no-writes"}
@@ -140,8 +142,11 @@ def main():
             argv = []
             for id in ids[i:i + batch]:
                 argv += [id, "noop", "0", args, "1700000000000", "0"]
+                if ENQUEUE_UNIQUE:
+                    argv += ["1", "noop\x1f" + id, "0", "0", "", "", "", "0"]
             if ENQUEUE_FLOW:
-                argv.insert(0, "")  # no task of the batch has flow keys
+                # Whether the tasks carry flow fields.
+                argv.insert(0, "1" if ENQUEUE_UNIQUE else "")
             r.call("EVALSHA", sha["enqueue"], 1, key, app, *argv)
         dump("enqueue")
         leases = []

@@ -192,11 +192,9 @@ impl MemoryBackend {
                 .lock()
                 .take_unique(key.clone(), t.uuid, flow.hold_after);
         }
-        self.flow.lock().set_keys(
-            t.uuid,
-            flow.concurrency_key.clone(),
-            flow.rate_key.clone(),
-        );
+        self.flow
+            .lock()
+            .set_keys(t.uuid, flow.concurrency_key.clone(), flow.rate_key.clone());
         None
     }
 

@@ -5,18 +5,18 @@
 -- KEYS[1]: {app}:prios
 -- ARGV:    prefix, flow (`1` when the tasks carry a flow field, `` when none of the batch
 --          has one), then per task: uuid, name, priority, args, created ms, delay ms, and with
---          flow fields a flow field (`` for none; `1` when seven flow fields follow: unique key, hold ms after the end,
---          debounce ms, concurrency key, rate key, named queue, throttle ms, each `` or 0 when
---          not set)
+--          flow fields a flow flag (`` for none; `1` when seven flow fields follow: unique
+--          key, hold ms after the end, debounce ms, concurrency key, rate key, named queue,
+--          throttle ms, each `` or 0 when not set)
 -- Named queues: a task of queue `mail` is queued in `prios:mail` and `q:mail:<priority>`
 -- (its record has `qn`), and `mail` joins the set `queues` (for stats).
 -- Unique keys: `uniq` (key -> the uuid holding it), `uniq_of` (uuid -> `<hold ms>:<key>`).
 -- A key is held while its task is new, retry or running, or finished less than hold ms ago;
 -- a task whose key is held is not written, and its position and the holder are returned
 -- (with debounce, a holder that has not started takes the new arguments and start time).
--- Reply:   {1, {position (from 0), holder uuid, ...}}, or a WRONGTYPE error (and nothing written) when a task's key or a queue key
---          holds another type than qtasks keeps there; refused up front (OOM) when Redis is
---          full
+-- Reply:   {1, {position (from 0), holder uuid, ...}}, or a WRONGTYPE error (and nothing
+--          written) when a task's key, a queue key or `uniq` holds another type than qtasks
+--          keeps there; refused up front (OOM) when Redis is full
 --
 -- Runs after prelude.lua (see its header).
 
@@ -28,6 +28,8 @@ if bad_key then return redis.error_reply(bad_key) end
 local count, at, flows = (#ARGV - 2) / 6, nil, {}
 local flowing = false
 if ARGV[2] == '1' then
+  -- Eight fields per task: the six, the flow flag, and the seven flow fields that follow a
+  -- `1` (unique key, hold ms, debounce ms, concurrency key, rate key, queue, throttle ms).
   at = {}
   local i = 3
   while i + 6 <= #ARGV do
@@ -42,10 +44,6 @@ if ARGV[2] == '1' then
     end
   end
   count = #at
-end
-if flowing then
-  bad_key = check_keys('uniq', 'uniq_of', 'run')
-  if bad_key then return redis.error_reply(bad_key) end
 end
 -- First the checks, so that a batch is written whole or not at all: a task's key that holds
 -- another type than a record, or a queue key that holds another type than a list, is an error.
@@ -97,8 +95,10 @@ local function holds(holder, hold, deb, args, thr)
   local r = redis.pcall('HMGET', T .. holder, 's', 'u', 'c', 'p', 'n', 'a', 'at', 'qn')
   if type(r) ~= 'table' or r.err or not r[1] then return false end
   if thr > 0 then return (tonumber(r[3]) or 0) + thr > now end
-  local running = redis.call('HEXISTS', P .. 'run', holder) == 1
   local s = r[1]
+  -- Claimed: its `run` entry is there (only asked when the record alone cannot tell).
+  local running = s == 'process' or ((s == 'new' or s == 'retry') and deb > 0 and
+    redis.pcall('HEXISTS', P .. 'run', holder) == 1)
   if not (s == 'new' or s == 'retry' or s == 'process' or running) then
     local ended = tonumber(r[2] or r[3]) or 0
     if ended + hold <= now then return false end
@@ -116,27 +116,50 @@ local function holds(holder, hold, deb, args, thr)
   end
   return true
 end
+-- The unique keys first, before any record is written: a `uniq` key of another type fails
+-- the batch whole (the keys taken so far name records that do not exist: free). A new key
+-- is taken in one command; a taken one is checked, and a holder written earlier in this
+-- batch is found the same way (its key names it; its record is checked once written, below).
+local found, holders, in_batch = {}, {}, {}
+if flowing then
+  local batch_holder = {}
+  for n = 1, count do
+    local i = at and at[n] or n * 6 - 3
+    local id, flow = ARGV[i], flows[n]
+    if fresh[id] == n and flow and flow[1] ~= '' then
+      local key = flow[1]
+      local taken = redis.pcall('HSETNX', P .. 'uniq', key, id)
+      if type(taken) == 'table' and taken.err then
+        return redis.error_reply('WRONGTYPE ' .. foreign(P .. 'uniq', 'a hash of unique keys') ..
+          '. No task of this batch was stored.')
+      end
+      local holder = taken == 0 and (batch_holder[key] or redis.call('HGET', P .. 'uniq', key))
+      if holder and holder ~= id and
+          (batch_holder[key] or holds(holder, flow[2], flow[3], ARGV[i + 3], flow[7])) then
+        holders[n] = holder
+        -- A debounced duplicate of a holder of this batch gives it its arguments below.
+        if batch_holder[key] and flow[3] > 0 then in_batch[n] = true end
+        found[#found + 1] = n - 1
+        found[#found + 1] = holder
+      else
+        if holder then redis.call('HSET', P .. 'uniq', key, id) end
+        redis.call('HSET', P .. 'uniq_of', id, fmt(flow[2]) .. ':' .. key)
+        batch_holder[key] = id
+      end
+    end
+  end
+end
 -- Ready entries per queue and priority (`groups[queue][prio]`), in first-seen order.
-local groups, order, found = {}, {}, {}
+local groups, order = {}, {}
+-- Debounced duplicates of this batch give their arguments to the holder written below.
+local last_args = {}
 for n = 1, count do
   local i = at and at[n] or n * 6 - 3
   local id, name, prio, args, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
     tonumber(ARGV[i + 5])
   local flow = flowing and flows[n]
-  local write = fresh[id] == n
-  if write and flow and flow[1] ~= '' then
-    local key = flow[1]
-    -- (A holder written earlier in this batch is found the same way: its record is there.)
-    local holder = redis.call('HGET', P .. 'uniq', key)
-    if holder and holder ~= id and holds(holder, flow[2], flow[3], args, flow[7]) then
-      found[#found + 1] = n - 1
-      found[#found + 1] = holder
-      write = false
-    else
-      redis.call('HSET', P .. 'uniq', key, id)
-      redis.call('HSET', P .. 'uniq_of', id, fmt(flow[2]) .. ':' .. key)
-    end
-  end
+  local write = fresh[id] == n and not holders[n]
+  if in_batch[n] then last_args[holders[n]] = {args, flow[3]} end
   if write then
     -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
     redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', ARGV[i + 4])
@@ -161,6 +184,11 @@ for n = 1, count do
       g[#g + 1] = ready_entry(id, '0', prio, name, args)
     end
   end
+end
+for holder, last in pairs(last_args) do
+  -- (Written in this batch: pending in the schedule, as a debounced task is.)
+  redis.call('HSET', T .. holder, 'a', last[1])
+  redis.call('ZADD', P .. 'sched', 'XX', fmt(now + last[2]), holder)
 end
 for _, o in ipairs(order) do
   local prios, lane = lanes(o[1])

@@ -192,6 +192,21 @@ impl RedisBackend {
     }
 }
 
+/// A task's flow keys as enqueue.lua reads them: `1`, then unique key, hold ms after the end,
+/// debounce ms, concurrency key, rate key, named queue, throttle ms (empty or 0 when not set).
+fn push_flow(args: &mut Vec<Vec<u8>>, flow: &qtasks_core::control::FlowKeys) {
+    let text = |key: Option<&str>| key.unwrap_or_default().as_bytes().to_vec();
+    let ms = |d: Option<Duration>| d.map(millis).unwrap_or(0).to_string().into_bytes();
+    args.push(b"1".to_vec());
+    args.push(text(flow.unique.as_deref()));
+    args.push(ms(Some(flow.hold_after)));
+    args.push(ms(flow.debounce));
+    args.push(text(flow.concurrency_key.as_deref()));
+    args.push(text(flow.rate_key.as_deref()));
+    args.push(text(flow.queue));
+    args.push(ms(flow.throttle));
+}
+
 /// Waits shorter than this are timers in the claiming process (see `block_on_wake`).
 const TIMER_WAIT: Duration = Duration::from_millis(200);
 
@@ -221,21 +236,7 @@ impl Broker for RedisBackend {
                     match &t.flow {
                         None if flowing => args.push(Vec::new()),
                         None => {}
-                        Some(flow) => {
-                            args.push(b"1".to_vec());
-                            let text = |key: &Option<String>| {
-                                key.as_deref().unwrap_or_default().as_bytes().to_vec()
-                            };
-                            args.push(text(&flow.unique));
-                            args.push(millis(flow.hold_after).to_string().into_bytes());
-                            let debounce = flow.debounce.map(millis).unwrap_or(0);
-                            args.push(debounce.to_string().into_bytes());
-                            args.push(text(&flow.concurrency_key));
-                            args.push(text(&flow.rate_key));
-                            args.push(flow.queue.unwrap_or_default().as_bytes().to_vec());
-                            let throttle = flow.throttle.map(millis).unwrap_or(0);
-                            args.push(throttle.to_string().into_bytes());
-                        }
+                        Some(flow) => push_flow(&mut args, flow),
                     }
                 }
                 let what = match chunk {
