@@ -28,16 +28,18 @@ const MAX_BLOCK: Duration = Duration::from_secs(5);
 /// Most tasks in one enqueue script call.
 const ENQUEUE_CHUNK: usize = 2000;
 
-/// Logs each entry a script took out of the queue (dead-lettered or dropped), once: the
-/// script that did it reports it to the process that called it, and to no other.
+/// Logs and counts each entry a script took out of the queue (dead-lettered or dropped), once:
+/// the script that did it reports it, with the task's name when the record had one, to the
+/// process that called it, and to no other.
 pub(crate) fn log_dropped(prefix: &str, report: &[Dropped]) {
     for d in report {
         if let Some(reason) = DeadLetterReason::parse(&d.reason) {
-            qtasks_core::observe::dead_lettered(None, reason);
+            qtasks_core::observe::dead_lettered(d.task.as_deref(), reason);
         }
         tracing::error!(
             app_keys = %prefix,
             entry = %d.entry,
+            task_name = d.task.as_deref().unwrap_or(""),
             reason = %d.reason,
             "an entry was taken out of the queue: {}",
             d.detail
