@@ -172,6 +172,7 @@ impl Broker for MemoryBackend {
                         return false;
                     }
                     slot.touch(now_wall);
+                    slot.ran(c);
                     match &c.outcome {
                         Outcome::Success(payload) => {
                             slot.status = TaskStatus::Success;
@@ -212,6 +213,7 @@ impl Broker for MemoryBackend {
                 }
             }
             self.count_finished(now_wall, finished);
+            self.count_latency(done);
             if !expiring.is_empty() || !retries.is_empty() {
                 let mut q = self.queue.lock();
                 q.expiry.extend(expiring);

@@ -33,6 +33,7 @@ use qtasks_core::backend::{Backend, BackendFactory, OpenRequest, BACKENDS};
 use qtasks_core::{Error, Result};
 use tokio::sync::Notify;
 
+use crate::inspect::MinuteHistograms;
 use crate::queue::Queue;
 use crate::records::Records;
 
@@ -59,6 +60,8 @@ pub struct MemoryBackend {
     any_paused: AtomicBool,
     /// Tasks finished per minute, oldest first (`inspect.rs`).
     finished: Mutex<VecDeque<MinuteCount>>,
+    /// Latency histograms per minute (queue, execution), oldest first (`inspect.rs`).
+    latency: Mutex<VecDeque<MinuteHistograms>>,
     /// When the backend was made: expiry times are milliseconds after it.
     epoch: Instant,
 }
@@ -88,6 +91,7 @@ impl MemoryBackend {
             pauses: Mutex::new(Pauses::default()),
             any_paused: AtomicBool::new(false),
             finished: Mutex::new(VecDeque::new()),
+            latency: Mutex::new(VecDeque::new()),
             epoch: Instant::now(),
         }
     }

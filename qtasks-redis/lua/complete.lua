@@ -4,9 +4,12 @@
 -- dead-lettered, and the other completions of the batch go on.
 --
 -- KEYS[1]: {app}:prios
--- ARGV:    prefix, result TTL ms, dead-letter cap, then per completion: uuid, token, kind
---          (`s` success, `e` error, `c` cancel, `r` retry, `d` dead-letter), data (result,
---          traceback or reason), extra (retry delay ms, or dead-letter reason)
+-- ARGV:    prefix, result TTL ms, dead-letter cap, latency counts (`<minute ms> <q|e><bucket>
+--          <count>` triples, space separated: added to the `lat:<minute ms>` hashes), then per
+--          completion: uuid, token, kind (`s` success, `e` error, `c` cancel, `r` retry, `d`
+--          dead-letter), data (result, traceback or reason), extra (retry delay ms, or
+--          dead-letter reason), run (the ended attempt for the history, `h<attempt>`, as
+--          `backend::encode_attempt` writes it; empty: none)
 -- Reply:   {positions (from 1) of the rejected completions (stale fencing token: the claim is
 --          no longer current), report}, where report lists the dropped entries (entry,
 --          reason, detail, ...)
@@ -22,7 +25,7 @@ if bad_key then return redis.error_reply(bad_key) end
 local rejected, done, freed, gone = {}, {}, {}, {}
 local retried = false
 local ids = {}
-for i = 4, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
+for i = 5, #ARGV, 6 do ids[#ids + 1] = ARGV[i] end
 -- A claim is current while its `run` entry has its token (see `run_attempt`).
 local runs = read_chunked('HMGET', P .. 'run', ids)
 local seen = {}
@@ -34,7 +37,7 @@ local function write(key, ...)
   return not (type(r) == 'table' and r.err)
 end
 for k = 1, #ids do
-  local i = 4 + (k - 1) * 5
+  local i = 5 + (k - 1) * 6
   local id, token = ids[k], ARGV[i + 1]
   local key = T .. id
   local at = run_attempt(runs[k], token)
@@ -46,18 +49,22 @@ for k = 1, #ids do
     freed[#freed + 1] = id .. ':' .. token
     gone[#gone + 1] = id
     local kind, data, attempts = ARGV[i + 2], ARGV[i + 3], at
+    -- The attempt for the history, `h<attempt>` (without one, `u` is written twice).
+    local run = ARGV[i + 5]
+    local hf, hv = 'u', NOW
+    if run ~= '' then hf, hv = 'h' .. attempts, run end
     local ok
     if kind == 's' then
-      ok = write(key, 's', 'success', 'r', data, 'u', NOW, 'at', attempts)
+      ok = write(key, 's', 'success', 'r', data, 'u', NOW, 'at', attempts, hf, hv)
       if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'e' then
-      ok = write(key, 's', 'error', 'tb', data, 'u', NOW, 'at', attempts)
+      ok = write(key, 's', 'error', 'tb', data, 'u', NOW, 'at', attempts, hf, hv)
       if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'c' then
-      ok = write(key, 's', 'cancel', 'cr', data, 'u', NOW, 'at', attempts)
+      ok = write(key, 's', 'cancel', 'cr', data, 'u', NOW, 'at', attempts, hf, hv)
       if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'r' then
-      ok = write(key, 's', 'retry', 'tb', data, 'u', NOW, 'at', attempts)
+      ok = write(key, 's', 'retry', 'tb', data, 'u', NOW, 'at', attempts, hf, hv)
       if ok then
         -- It ran to its end: no longer a suspect.
         redis.call('HDEL', key, 'sq')
@@ -65,9 +72,13 @@ for k = 1, #ids do
         retried = true
       end
     else
-      ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'at', attempts)
+      ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'at', attempts,
+        hf, hv)
       if ok then dead_letter(id, dead_max) end
     end
+    -- The history keeps the last 20 attempts.
+    local n = tonumber(attempts) or 0
+    if ok and run ~= '' and n > 20 then redis.call('HDEL', key, 'h' .. fmt(n - 20)) end
     if not ok then
       dead_letter_raw(id, 'wrong_type', foreign(key, 'a task record (hash)') ..
         ' (its outcome is lost)', dead_max)
@@ -75,6 +86,16 @@ for k = 1, #ids do
       index(id, '*', STATUS_OF[kind] or 'error', NOW)
       if kind ~= 'r' then done[#done + 1] = id end
     end
+  end
+end
+-- The latency counts of the batch, kept three hours (a key of another type is left alone).
+local lat_seen = {}
+for minute, field, n in string.gmatch(ARGV[4], '(%d+) (%w+) (%d+)') do
+  local lat = P .. 'lat:' .. minute
+  redis.pcall('HINCRBY', lat, field, n)
+  if not lat_seen[lat] then
+    lat_seen[lat] = true
+    redis.pcall('PEXPIRE', lat, 3 * 3600 * 1000)
   end
 end
 if #freed > 0 then

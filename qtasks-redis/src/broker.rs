@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 use deadpool_redis::redis::{self, Value};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
+use qtasks_core::backend::inspect::{LatencyBatch, PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
-    envelope, Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Lease,
-    NewTask, Outcome, QueueStats,
+    encode_attempt, envelope, Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason,
+    Delivery, Lease, NewTask, Outcome, QueueStats,
 };
 use qtasks_core::{Error, Result};
 use uuid::Uuid;
@@ -45,6 +45,16 @@ pub(crate) fn log_dropped(prefix: &str, report: &[Dropped]) {
             d.detail
         );
     }
+}
+
+/// The complete script's latency argument: `<minute ms> <q|e><bucket> <count>` triples.
+fn latency_arg(batch: &LatencyBatch) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (minute, kind, bucket, n) in &batch.counts {
+        let _ = write!(out, "{minute} {}{bucket} {n} ", kind.as_str());
+    }
+    out.into_bytes()
 }
 
 impl RedisBackend {
@@ -124,6 +134,7 @@ impl RedisBackend {
                                 "malformed_record: the claimed task cannot be decoded: {why}; the task is kept in the dead-letter and not run"
                             ),
                         },
+                        run: None,
                     });
                 }
                 None => {
@@ -210,9 +221,10 @@ impl Broker for RedisBackend {
 
     fn complete<'a>(&'a self, done: &'a [Completion]) -> BoxFuture<'a, Result<Vec<Lease>>> {
         Box::pin(async move {
-            let mut args = Vec::with_capacity(2 + done.len() * 5);
+            let mut args = Vec::with_capacity(3 + done.len() * 6);
             args.push(self.ttl_ms().to_string().into_bytes());
             args.push(self.options.dead_letter_max.to_string().into_bytes());
+            args.push(latency_arg(&LatencyBatch::of(done)));
             for c in done {
                 let (kind, data, extra): (&[u8], Vec<u8>, Vec<u8>) = match &c.outcome {
                     Outcome::Success(p) => (b"s", p.as_bytes().to_vec(), Vec::new()),
@@ -234,6 +246,12 @@ impl Broker for RedisBackend {
                 args.push(kind.to_vec());
                 args.push(data);
                 args.push(extra);
+                args.push(
+                    c.run
+                        .as_ref()
+                        .map(|run| encode_attempt(run, c.outcome.status()).into_bytes())
+                        .unwrap_or_default(),
+                );
             }
             let reply: Value = self
                 .eval(

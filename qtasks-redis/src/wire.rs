@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use deadpool_redis::redis::Value;
-use qtasks_core::backend::{envelope, Delivery, Lease};
+use qtasks_core::backend::{decode_attempt, envelope, Delivery, Lease};
 use qtasks_core::{Payload, Task, TaskStatus};
 use uuid::Uuid;
 
@@ -336,6 +336,16 @@ pub(crate) fn decode_record(
         None => task.created_at,
     };
     task.attempts = u32::try_from(number(text("at"))).unwrap_or(u32::MAX);
+    // The ended attempts, `h<attempt>` (the last 20 the complete script kept).
+    let mut history: Vec<_> = fields
+        .iter()
+        .filter_map(|(field, value)| {
+            let attempt = field.strip_prefix('h')?.parse().ok()?;
+            decode_attempt(attempt, std::str::from_utf8(value).ok()?)
+        })
+        .collect();
+    history.sort_by_key(|a| a.attempt);
+    task.history = history;
     task.traceback = text("tb");
     task.cancel_reason = text("cr");
     if let Some(reason) = text("dr") {

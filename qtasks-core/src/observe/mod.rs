@@ -22,12 +22,7 @@ use crate::backend::{DeadLetterReason, Delivery, NewTask, Outcome, TraceContext}
 /// The status label of an attempt that ended with `outcome` (`success`, `error`, `cancel`,
 /// `retry`).
 pub fn outcome_status(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Success(_) => "success",
-        Outcome::Failed { .. } | Outcome::DeadLetter { .. } => "error",
-        Outcome::Cancelled { .. } => "cancel",
-        Outcome::Retry { .. } => "retry",
-    }
+    outcome.status().as_str()
 }
 
 /// The span context of the current span, to store with a task being enqueued (`None` without

@@ -33,7 +33,8 @@ mod inspect;
 pub use inspect::{
     delete_removes_finished_tasks_only, list_by_status_with_cursor,
     list_filters_by_name_text_and_time, pause_and_resume_claims, purge_removes_old_finished_tasks,
-    retry_dead_queues_failed_tasks, throughput_counts_finished_tasks,
+    retry_dead_queues_failed_tasks, runs_are_kept_in_the_history_and_the_latency,
+    throughput_counts_finished_tasks,
 };
 
 /// How long a case waits for something that must happen.
@@ -65,7 +66,7 @@ macro_rules! conformance_tests {
             list_by_status_with_cursor, list_filters_by_name_text_and_time,
             retry_dead_queues_failed_tasks, delete_removes_finished_tasks_only,
             purge_removes_old_finished_tasks, pause_and_resume_claims,
-            throughput_counts_finished_tasks);
+            throughput_counts_finished_tasks, runs_are_kept_in_the_history_and_the_latency);
     };
     (@cases $open:path, $available:expr; $($case:ident),* $(,)?) => {
         $(
@@ -120,6 +121,7 @@ async fn complete(backend: &Backend, delivery: &Delivery, outcome: Outcome) -> V
         .complete(&[Completion {
             lease: delivery.lease(),
             outcome,
+            run: None,
         }])
         .await
         .expect("complete succeeded")
@@ -444,12 +446,14 @@ where
         Completion {
             lease: acked.lease(),
             outcome: Outcome::Success(first.clone()),
+            run: None,
         },
         Completion {
             lease: acked.lease(),
             outcome: Outcome::Failed {
                 traceback: "second".into(),
             },
+            run: None,
         },
     ];
     let rejected = backend.broker.complete(&twice).await.unwrap();
@@ -860,6 +864,7 @@ where
             .map(|d| Completion {
                 lease: d.lease(),
                 outcome: Outcome::Success(Payload::default()),
+                run: None,
             })
             .collect();
         assert!(backend
@@ -1056,6 +1061,7 @@ where
         .map(|lease| Completion {
             lease,
             outcome: Outcome::Success(Payload::encode(&"ok").unwrap()),
+            run: None,
         })
         .collect();
     let rejected = backend.broker.complete(&done).await.unwrap();
