@@ -20,7 +20,7 @@ use common::postgres::connect;
 use common::DEADLINE;
 
 /// The versions of the migrations this qtasks has, oldest first.
-const NAMES: [&str; 4] = [
+const NAMES: [&str; 5] = [
     "001_init",
     "002_uuid_first_key",
     "003_claim_starting",
