@@ -250,8 +250,10 @@ function drawChart(box, minutes) {
 function ms(v) {
   if (v === null || v === undefined) return '–';
   if (v >= 1000) return (v / 1000).toFixed(1) + ' s';
-  return (v >= 10 ? v.toFixed(0) : String(+v.toFixed(2))) + ' ms';
+  return (v >= 10 ? v.toFixed(0) : v >= 0.1 ? String(+v.toFixed(2)) : String(+v.toPrecision(1))) + ' ms';
 }
+// The time an attempt took, from its ms start and end.
+function took(a) { return a.finished_at > a.started_at ? ms(a.finished_at - a.started_at) : '< 1 ms'; }
 function drawLatencyNow(box, m) {
   box.textContent = m && (m.queue.count || m.execution.count)
     ? 'This minute: queue p50 ' + ms(m.queue.p50_ms) + ', p95 ' + ms(m.queue.p95_ms) + '; run p50 ' + ms(m.execution.p50_ms) + ', p95 ' + ms(m.execution.p95_ms)
@@ -413,7 +415,7 @@ function drawTask(box, t, reload) {
   const history = t.history || [];
   for (const a of history) {
     timeline.append(el('li', { dataset: { attempt: String(a.attempt) } }, time(a.started_at) + ': attempt ' + a.attempt + ' started on ',
-      el('span', { class: 'mono' }, a.worker), ', ended ', statusBadge(a.status), ' after ' + ms(a.finished_at - a.started_at)));
+      el('span', { class: 'mono' }, a.worker), ', ended ', statusBadge(a.status), ' after ' + took(a)));
   }
   const lastEnded = history.length ? history[history.length - 1].attempt : 0;
   if (t.status === 'process' && t.attempts > lastEnded) timeline.append(el('li', {}, 'attempt ' + t.attempts + ' running'));
@@ -424,7 +426,7 @@ function drawTask(box, t, reload) {
     const body = el('tbody', {});
     for (const a of history) {
       body.append(el('tr', { dataset: { attempt: String(a.attempt) } }, el('td', {}, String(a.attempt)), el('td', { class: 'mono worker' }, a.worker),
-        el('td', {}, time(a.started_at)), el('td', {}, time(a.finished_at)), el('td', {}, ms(a.finished_at - a.started_at)), el('td', {}, statusBadge(a.status))));
+        el('td', {}, time(a.started_at)), el('td', {}, time(a.finished_at)), el('td', {}, took(a)), el('td', {}, statusBadge(a.status))));
     }
     box.append(el('h2', {}, 'Attempts'), el('table', { class: 'attempts', id: 'task-attempts' },
       el('thead', {}, el('tr', {}, el('th', {}, '#'), el('th', {}, 'worker'), el('th', {}, 'started'), el('th', {}, 'ended'), el('th', {}, 'took'), el('th', {}, 'outcome'))), body));
