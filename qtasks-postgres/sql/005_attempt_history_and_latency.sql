@@ -3,7 +3,8 @@
 -- `complete` from the runs the workers report. Migration 2's `complete` with three more
 -- parameters; the old one stays for processes of the version before.
 
--- `<attempt>:<start ms>:<end ms>:<status>:<worker>` per ended attempt, oldest first.
+-- `<attempt>:<start ms>:<ms it took>:<status letter>:<worker>` per ended attempt, oldest first
+-- (`backend::encode_attempt`).
 ALTER TABLE {schema}.tasks ADD COLUMN history text[];
 
 -- Counts per minute (of the attempts' end) and field: `q<bucket>` enqueue to start of first

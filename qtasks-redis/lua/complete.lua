@@ -9,10 +9,11 @@
 --          completion: uuid, token, kind (`s` success, `e` error, `c` cancel, `r` retry, `d`
 --          dead-letter), data (result, traceback or reason), extra (retry delay ms, or
 --          dead-letter reason), run (the ended attempt for the history, `h<attempt>`, as
---          `backend::encode_attempt` writes it; empty: none)
+--          `backend::encode_attempt` writes it; empty: none). The history and the latency
+--          are kept while the dashboard's indexes are on (`ixon`), as the listing is.
 -- Reply:   {positions (from 1) of the rejected completions (stale fencing token: the claim is
---          no longer current), report}, where report lists the dropped entries (entry,
---          reason, detail, ...)
+--          no longer current), report, 1 when the indexes are on (history and latency kept)
+--          else 0}, where report lists the dropped entries (entry, reason, detail, name, ...)
 --
 -- Runs after prelude.lua (see its header).
 
@@ -31,9 +32,11 @@ local runs = read_chunked('HMGET', P .. 'run', ids)
 local seen = {}
 -- The status each outcome kind ends in, for the per-status indexes (see `index`).
 local STATUS_OF = {s = 'success', e = 'error', c = 'cancel', r = 'retry', d = 'error'}
--- HSET that fails (instead of aborting the script) on a key of another type.
-local function write(key, ...)
-  local r = redis.pcall('HSET', key, ...)
+-- HSET that fails (instead of aborting the script) on a key of another type; with the
+-- history field `hf` (nil: none) and its value `hv` first.
+local function write(key, hf, hv, ...)
+  local r
+  if hf then r = redis.pcall('HSET', key, hf, hv, ...) else r = redis.pcall('HSET', key, ...) end
   return not (type(r) == 'table' and r.err)
 end
 for k = 1, #ids do
@@ -49,22 +52,22 @@ for k = 1, #ids do
     freed[#freed + 1] = id .. ':' .. token
     gone[#gone + 1] = id
     local kind, data, attempts = ARGV[i + 2], ARGV[i + 3], at
-    -- The attempt for the history, `h<attempt>` (without one, `u` is written twice).
-    local run = ARGV[i + 5]
-    local hf, hv = 'u', NOW
+    -- The attempt for the history, `h<attempt>`, kept with the dashboard's indexes.
+    local run = IX_ON and ARGV[i + 5] or ''
+    local hf, hv
     if run ~= '' then hf, hv = 'h' .. attempts, run end
     local ok
     if kind == 's' then
-      ok = write(key, 's', 'success', 'r', data, 'u', NOW, 'at', attempts, hf, hv)
+      ok = write(key, hf, hv, 's', 'success', 'r', data, 'u', NOW, 'at', attempts)
       if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'e' then
-      ok = write(key, 's', 'error', 'tb', data, 'u', NOW, 'at', attempts, hf, hv)
+      ok = write(key, hf, hv, 's', 'error', 'tb', data, 'u', NOW, 'at', attempts)
       if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'c' then
-      ok = write(key, 's', 'cancel', 'cr', data, 'u', NOW, 'at', attempts, hf, hv)
+      ok = write(key, hf, hv, 's', 'cancel', 'cr', data, 'u', NOW, 'at', attempts)
       if ok then redis.call('PEXPIRE', key, ttl) end
     elseif kind == 'r' then
-      ok = write(key, 's', 'retry', 'tb', data, 'u', NOW, 'at', attempts, hf, hv)
+      ok = write(key, hf, hv, 's', 'retry', 'tb', data, 'u', NOW, 'at', attempts)
       if ok then
         -- It ran to its end: no longer a suspect.
         redis.call('HDEL', key, 'sq')
@@ -72,8 +75,7 @@ for k = 1, #ids do
         retried = true
       end
     else
-      ok = write(key, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'at', attempts,
-        hf, hv)
+      ok = write(key, hf, hv, 's', 'error', 'tb', data, 'dr', ARGV[i + 4], 'u', NOW, 'at', attempts)
       if ok then dead_letter(id, dead_max) end
     end
     -- The history keeps the last 20 attempts.
@@ -88,9 +90,10 @@ for k = 1, #ids do
     end
   end
 end
--- The latency counts of the batch, kept three hours (a key of another type is left alone).
+-- The latency counts of the batch, kept three hours with the dashboard's indexes (a key of
+-- another type is left alone).
 local lat_seen = {}
-for minute, field, n in string.gmatch(ARGV[4], '(%d+) (%w+) (%d+)') do
+for minute, field, n in string.gmatch(IX_ON and ARGV[4] or '', '(%d+) (%w+) (%d+)') do
   local lat = P .. 'lat:' .. minute
   redis.pcall('HINCRBY', lat, field, n)
   if not lat_seen[lat] then
@@ -114,4 +117,5 @@ end
 notify_done(done)
 if retried then wake() end
 flush_index()
-return {rejected, REPORT}
+-- Whether the history and latency were kept: the caller sends them only while they are.
+return {rejected, REPORT, IX_ON and 1 or 0}

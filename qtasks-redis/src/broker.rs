@@ -224,7 +224,13 @@ impl Broker for RedisBackend {
             let mut args = Vec::with_capacity(3 + done.len() * 6);
             args.push(self.ttl_ms().to_string().into_bytes());
             args.push(self.options.dead_letter_max.to_string().into_bytes());
-            args.push(latency_arg(&LatencyBatch::of(done)));
+            // The history and latency, while the last reply said they are kept.
+            let runs = self.runs_kept.load(std::sync::atomic::Ordering::Relaxed);
+            args.push(if runs {
+                latency_arg(&LatencyBatch::of(done))
+            } else {
+                Vec::new()
+            });
             for c in done {
                 let (kind, data, extra): (&[u8], Vec<u8>, Vec<u8>) = match &c.outcome {
                     Outcome::Success(p) => (b"s", p.as_bytes().to_vec(), Vec::new()),
@@ -249,6 +255,7 @@ impl Broker for RedisBackend {
                 args.push(
                     c.run
                         .as_ref()
+                        .filter(|_| runs)
                         .map(|run| encode_attempt(run, c.outcome.status()).into_bytes())
                         .unwrap_or_default(),
                 );
@@ -264,6 +271,12 @@ impl Broker for RedisBackend {
             let leases: Vec<Lease> = done.iter().map(|c| c.lease).collect();
             let (rejected, report) =
                 parse_positions(&reply, &leases).map_err(|m| Error::backend("broker", m))?;
+            if let Value::Array(parts) = &reply {
+                if let Some(Value::Int(kept)) = parts.get(2) {
+                    self.runs_kept
+                        .store(*kept == 1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             log_dropped(&self.prefix, &report);
             self.held.gone(&leases);
             Ok(rejected)

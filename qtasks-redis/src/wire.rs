@@ -129,7 +129,7 @@ pub(crate) fn parse_positions(
         return Err(bad());
     };
     let (positions, report) = match parts.as_slice() {
-        [Value::Array(positions), report] => (positions, parse_report(report)),
+        [Value::Array(positions), report, ..] => (positions, parse_report(report)),
         // The reply of scripts before the report was added.
         _ => (parts, Vec::new()),
     };
