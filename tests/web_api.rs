@@ -1085,6 +1085,7 @@ async fn redis_without_the_status_index_says_how_to_turn_it_on() {
     let name = format!("web-noindex-{}", std::process::id());
     let app = common::builder(&name).broker_url(&url).build().unwrap();
     app.add_task("web.add", json!([1, 2])).await.unwrap();
+    let router_app = app.clone();
     let router = Dashboard::new(app).token(TOKEN).router();
     let (status, body) = call(&router, "GET", "/api/tasks?status=new", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -1099,6 +1100,23 @@ async fn redis_without_the_status_index_says_how_to_turn_it_on() {
     let (status, stats) = call(&router, "GET", "/api/stats", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stats["by_status"]["new"], 1, "{stats}");
+    // Without the indexes a task keeps no history and the latency is not counted: a task of
+    // an app that does not use the dashboard costs what it did before.
+    let worker = router_app.spawn_worker();
+    let t = router_app.add_task("web.add", json!([2, 2])).await.unwrap();
+    let done = router_app.wait(t.uuid, DEADLINE).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Success);
+    assert!(done.history.is_empty(), "{done:?}");
+    let (status, latency) = call(&router, "GET", "/api/latency?minutes=5", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let counted: u64 = latency["minutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["execution"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 0, "{latency}");
+    worker.shutdown().await.unwrap();
 }
 
 /// One HTTP/1.1 request over a real socket: the status code and the body.
