@@ -21,8 +21,14 @@ pub(crate) async fn stats_value(shared: &Shared) -> ApiResult<Value> {
     let backend = shared.app.backend();
     let stats = backend.broker.stats().await?;
     let pauses = backend.broker.pauses().await?;
-    // The current minute's latency: live on the overview with the counts.
-    let latency = backend.storage.latency(1).await?.pop();
+    // The current minute's latency: live on the overview with the counts (`null` from a
+    // storage that keeps none, which must not take the counts down with it).
+    let latency = backend
+        .storage
+        .latency(1)
+        .await
+        .ok()
+        .and_then(|mut minutes| minutes.pop());
     let mut by_status = Map::new();
     for s in ALL_STATUSES {
         let n = stats.by_status.get(s.as_str()).copied().unwrap_or(0);
