@@ -6,7 +6,8 @@
 #
 #   bench/redis_instructions.sh [N] [bench binary]
 #
-# SCENARIO=enqueue_bulk (any bench scenario) measures that one instead.
+# SCENARIO=enqueue_bulk (any bench scenario) measures that one instead; BENCH_ARGS="--otel"
+# passes more flags to the bench.
 # Needs valgrind; builds nothing (pass a bench built with `--features redis`, default
 # target/release/examples/bench).
 set -euo pipefail
@@ -21,7 +22,7 @@ run() {
   local pid=$!
   until redis-cli -p $port ping >/dev/null 2>&1; do sleep 0.2; done
   "$bench" --backend redis --redis-url "redis://127.0.0.1:$port/0?command_timeout_ms=60000" --tasks "$tasks" \
-    --concurrency 256 --scenarios "${SCENARIO:-end_to_end}" | grep -v stored >&2
+    --concurrency 256 --scenarios "${SCENARIO:-end_to_end}" ${BENCH_ARGS:-} | grep -v stored >&2
   redis-cli -p $port info commandstats | grep -E 'evalsha|hset|rpop' >&2
   redis-cli -p $port shutdown nosave >/dev/null 2>&1 || true
   wait $pid || true

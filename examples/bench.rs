@@ -102,6 +102,10 @@ struct Args {
     /// and the scenarios inside a root span whose context every task carries.
     #[arg(long)]
     otel: bool,
+    /// With `--otel`: the OpenTelemetry layer as docs/observability.md recommends for busy
+    /// queues (no busy/idle timing, no code location or thread attributes).
+    #[arg(long)]
+    otel_lean: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -971,8 +975,12 @@ async fn main() -> qtasks::Result<()> {
             use tracing_subscriber::Layer;
             let provider =
                 qtasks::trace::opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+            let full = !args.otel_lean;
             let otel = qtasks::trace::tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("qtasks-bench"))
+                .with_tracked_inactivity(full)
+                .with_location(full)
+                .with_threads(full)
                 .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
             let logs = tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)

@@ -566,6 +566,13 @@ pub fn task_json(task: &Task) -> Value {
         "traceback": task.traceback,
         "cancel_reason": task.cancel_reason,
         "attempts": task.attempts,
+        "history": task.history.iter().map(|a| json!({
+            "attempt": a.attempt,
+            "worker": a.worker,
+            "started_at": unix_seconds(a.started_at),
+            "finished_at": unix_seconds(a.finished_at),
+            "status": a.status.as_str(),
+        })).collect::<Vec<_>>(),
         "created_at": unix_seconds(task.created_at),
         "updated_at": unix_seconds(task.updated_at),
         "extra": task.extra,
@@ -591,6 +598,17 @@ fn print_task(out: &mut (dyn Write + Send), task: &Task, json: bool) -> Result<(
                 Value::String(text) => s.push_str(&format!("{key:>13}: {text}\n")),
                 other => s.push_str(&format!("{key:>13}: {other}\n")),
             }
+        }
+        // One line per ended attempt: number, worker, how long, how it ended.
+        for a in v["history"].as_array().into_iter().flatten() {
+            let took =
+                a["finished_at"].as_f64().unwrap_or(0.0) - a["started_at"].as_f64().unwrap_or(0.0);
+            s.push_str(&format!(
+                "{:>13}: {} on {}, {took:.3} s\n",
+                format!("attempt {}", a["attempt"]),
+                a["status"].as_str().unwrap_or(""),
+                a["worker"].as_str().unwrap_or(""),
+            ));
         }
         s.trim_end().to_string()
     })

@@ -57,12 +57,12 @@
 /// What [`App::cancel`] found.
 pub use qtasks_core::backend::CancelOutcome;
 pub use qtasks_core::{
-    scope, App, AppBuilder, AsyncTask, Backoff, BackoffSteps, Blob, BoxError, BuildProblem,
-    Component, Config, DefaultExecutor, Dependency, DependencyContext, DependencyError, Depends,
-    Error, FromTaskContext, KvState, Missing, Payload, Result, Router, ScopeKind, State, SyncTask,
-    Task, TaskCall, TaskContext, TaskDef, TaskError, TaskErrorKind, TaskExecutor, TaskLogger,
-    TaskMiddleware, TaskName, TaskRun, TaskStatus, Uuid, WorkerHandle, WorkerRef, Yield,
-    YieldStream,
+    scope, App, AppBuilder, AsyncTask, Attempt, Backoff, BackoffSteps, Blob, BoxError,
+    BuildProblem, Component, Config, DefaultExecutor, Dependency, DependencyContext,
+    DependencyError, Depends, Error, FromTaskContext, KvState, Missing, Payload, Result, Router,
+    ScopeKind, State, SyncTask, Task, TaskCall, TaskContext, TaskDef, TaskError, TaskErrorKind,
+    TaskExecutor, TaskLogger, TaskMiddleware, TaskName, TaskRun, TaskStatus, Uuid, WorkerHandle,
+    WorkerRef, Yield, YieldStream, ATTEMPTS_KEPT,
 };
 // The concept modules.
 pub use qtasks_core::{

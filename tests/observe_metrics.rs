@@ -388,3 +388,82 @@ async fn on_redis_the_queue_time_and_gauges_are_recorded_too() {
     assert_eq!(m.get("qtasks_queue_depth", &[("priority", "4")]), 0.0);
     assert_eq!(m.get("qtasks_tasks_inflight", &[]), 0.0);
 }
+
+#[qtasks::task]
+async fn metered_malformed(n: u32) -> u32 {
+    n
+}
+
+/// A dead-letter decided inside a Redis script (here: the claim finds a record whose priority
+/// is not a number) is counted under the record's task name, not `task="unknown"`.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_a_dead_letter_of_the_scripts_is_counted_under_its_task_name() {
+    use qtasks::redis::redis::AsyncCommands;
+
+    let Some(url) = qtasks::redis::server::test_url() else {
+        return;
+    };
+    qtasks::metrics::install().unwrap();
+    let name = format!("metrics-dead-{}", qtasks::Uuid::new_v4().simple());
+    let app = common::builder(&name).broker_url(&url).build().unwrap();
+    // A record as something else might have left it: a priority that is not a number.
+    let bad = qtasks::Uuid::new_v4();
+    let mut conn = common::worker_process::raw_redis(&url).await;
+    let args = Payload::encode(&(1_u32,)).unwrap();
+    let _: () = qtasks::redis::redis::cmd("HSET")
+        .arg(format!("{{{name}}}:t:{bad}"))
+        .arg("n")
+        .arg("metered_malformed")
+        .arg("p")
+        .arg("high")
+        .arg("a")
+        .arg(args.as_bytes())
+        .arg("s")
+        .arg("new")
+        .arg("c")
+        .arg(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                .to_string(),
+        )
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = conn
+        .lpush(format!("{{{name}}}:q:0"), bad.to_string())
+        .await
+        .unwrap();
+    let _: () = conn
+        .zadd(format!("{{{name}}}:prios"), "0", 0)
+        .await
+        .unwrap();
+
+    let worker = app.spawn_worker();
+    let dead = app.wait(bad, DEADLINE).await.unwrap();
+    assert_eq!(dead.status, TaskStatus::Error);
+    worker.shutdown().await.unwrap();
+    let addr = serve(&app).await;
+    let m = scrape(addr).await;
+    assert_eq!(
+        m.get(
+            "qtasks_tasks_dead_lettered_total",
+            &[
+                ("task", "metered_malformed"),
+                ("reason", "malformed_record")
+            ]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get(
+            "qtasks_tasks_dead_lettered_total",
+            &[("task", "unknown"), ("reason", "malformed_record")]
+        ),
+        0.0
+    );
+}

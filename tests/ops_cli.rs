@@ -245,6 +245,17 @@ async fn add_then_get_reads_the_same_record() {
     assert_eq!(done["status"], "success");
     assert_eq!(done["returning"], 42);
     worker.shutdown().await.unwrap();
+    // `get` prints the attempt with the worker that ran it.
+    let worker_id = done["history"][0]["worker"].as_str().unwrap().to_string();
+    assert!(!worker_id.is_empty(), "{done}");
+    assert_eq!(done["history"][0]["status"], "success");
+    let text = run(builder(), &["get", done["uuid"].as_str().unwrap()])
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!("attempt 1: success on {worker_id}, ")),
+        "{text}"
+    );
 }
 
 #[tokio::test]

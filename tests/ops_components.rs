@@ -154,7 +154,13 @@ impl Worker for SerialWorker {
                 for delivery in claimed {
                     let outcome = runner.execute(&delivery, CancellationToken::new()).await;
                     let lease = delivery.lease();
-                    broker.complete(&[Completion { lease, outcome }]).await?;
+                    broker
+                        .complete(&[Completion {
+                            lease,
+                            outcome,
+                            run: None,
+                        }])
+                        .await?;
                 }
             }
         })

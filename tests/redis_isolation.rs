@@ -741,6 +741,7 @@ impl Broker for Injecting {
                 Completion {
                     lease: self.unknown,
                     outcome: Outcome::Success(Payload::default()),
+                    run: None,
                 },
             );
             let rejected = self.inner.complete(&with).await?;

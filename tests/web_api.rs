@@ -32,6 +32,23 @@ async fn boom(message: String) -> Result<(), std::io::Error> {
     Err(std::io::Error::other(message))
 }
 
+/// Fails the first attempt of each key, succeeds on the next.
+#[qtasks::task(
+    name = "web.flaky",
+    retry = 1,
+    retry_backoff = "fixed",
+    retry_delay = 0.01
+)]
+async fn flaky(key: String) -> Result<u32, std::io::Error> {
+    static FAILED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut failed = FAILED.lock().unwrap();
+    if failed.contains(&key) {
+        return Ok(7);
+    }
+    failed.push(key);
+    Err(std::io::Error::other("the first attempt fails"))
+}
+
 const TOKEN: &str = "test-token";
 
 /// An app on one backend, and its dashboard.
@@ -821,6 +838,36 @@ async fn figures_workers_schedules_and_registry() {
         assert_eq!((success, error), (2, 1), "{b}: {through}");
         let (status, _) = call(&env.router, "GET", "/api/throughput?minutes=0", None, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+        // Latency: three first attempts ended, each with its queue and execution time.
+        let (status, latency) =
+            call(&env.router, "GET", "/api/latency?minutes=10", None, None).await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        let minutes = latency["minutes"].as_array().unwrap();
+        assert_eq!(minutes.len(), 10);
+        let count = |kind: &str| -> u64 {
+            minutes
+                .iter()
+                .map(|m| m[kind]["count"].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (count("queue"), count("execution")),
+            (3, 3),
+            "{b}: {latency}"
+        );
+        let busy = minutes
+            .iter()
+            .find(|m| m["execution"]["count"].as_u64() > Some(0))
+            .unwrap();
+        let (p50, p95) = (
+            busy["execution"]["p50_ms"].as_f64().unwrap(),
+            busy["execution"]["p95_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p95 && p95 < 10_000.0, "{b}: {busy}");
+        // The current minute's figures come with the stats (and so with the live updates).
+        assert!(stats["latency"]["minute_ms"].is_u64(), "{b}: {stats}");
+        let (status, _) = call(&env.router, "GET", "/api/latency?minutes=181", None, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
         let (status, workers) = call(&env.router, "GET", "/api/workers", None, None).await;
         assert_eq!(status, StatusCode::OK, "{b}");
         assert!(workers["running"].is_array(), "{b}");
@@ -840,6 +887,58 @@ async fn figures_workers_schedules_and_registry() {
         assert_eq!(
             entry["params"],
             json!([{"name": "a", "type": "i64"}, {"name": "b", "type": "i64"}])
+        );
+        worker.shutdown().await.unwrap();
+    }
+}
+
+/// A task retried once shows both attempts, oldest first, with the worker that ran each
+/// (a live worker of the app), their times and how each ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_task_shows_its_attempts_and_their_worker() {
+    for env in envs("web-attempts") {
+        let b = env.backend;
+        let worker = env.app.spawn_worker();
+        let key = format!("{}-{b}", env.app.name());
+        let t = env.app.add_task("web.flaky", json!([key])).await.unwrap();
+        let done = env.app.wait(t.uuid, DEADLINE).await.unwrap();
+        assert_eq!(done.status, TaskStatus::Success, "{b}: {done:?}");
+        let (status, task) = call(
+            &env.router,
+            "GET",
+            &format!("/api/tasks/{}", t.uuid),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        assert_eq!(task["attempts"], 2, "{b}: {task}");
+        let history = task["history"].as_array().unwrap();
+        assert_eq!(history.len(), 2, "{b}: {task}");
+        assert_eq!(history[0]["attempt"], 1);
+        assert_eq!(history[0]["status"], "retry", "{b}: {task}");
+        assert_eq!(history[1]["attempt"], 2);
+        assert_eq!(history[1]["status"], "success", "{b}: {task}");
+        let (_, workers) = call(&env.router, "GET", "/api/workers", None, None).await;
+        let live: Vec<&str> = workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|w| w.as_str())
+            .collect();
+        for a in history {
+            let worker_id = a["worker"].as_str().unwrap();
+            assert!(live.contains(&worker_id), "{b}: {worker_id} in {live:?}");
+            let (start, end) = (
+                a["started_at"].as_u64().unwrap(),
+                a["finished_at"].as_u64().unwrap(),
+            );
+            assert!(start <= end, "{b}: {a}");
+            assert!(start >= task["created_at"].as_u64().unwrap(), "{b}: {a}");
+        }
+        assert!(
+            history[0]["finished_at"].as_u64() <= history[1]["started_at"].as_u64(),
+            "{b}: {task}"
         );
         worker.shutdown().await.unwrap();
     }
@@ -887,6 +986,7 @@ async fn every_route_is_in_the_openapi_document_and_pages_are_served() {
         ("/api/stats", &["get"]),
         ("/api/workers", &["get"]),
         ("/api/throughput", &["get"]),
+        ("/api/latency", &["get"]),
         ("/api/schedules", &["get"]),
         ("/api/registry", &["get"]),
         ("/api/events", &["get"]),
@@ -985,6 +1085,7 @@ async fn redis_without_the_status_index_says_how_to_turn_it_on() {
     let name = format!("web-noindex-{}", std::process::id());
     let app = common::builder(&name).broker_url(&url).build().unwrap();
     app.add_task("web.add", json!([1, 2])).await.unwrap();
+    let router_app = app.clone();
     let router = Dashboard::new(app).token(TOKEN).router();
     let (status, body) = call(&router, "GET", "/api/tasks?status=new", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -999,6 +1100,23 @@ async fn redis_without_the_status_index_says_how_to_turn_it_on() {
     let (status, stats) = call(&router, "GET", "/api/stats", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stats["by_status"]["new"], 1, "{stats}");
+    // Without the indexes a task keeps no history and the latency is not counted: a task of
+    // an app that does not use the dashboard costs what it did before.
+    let worker = router_app.spawn_worker();
+    let t = router_app.add_task("web.add", json!([2, 2])).await.unwrap();
+    let done = router_app.wait(t.uuid, DEADLINE).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Success);
+    assert!(done.history.is_empty(), "{done:?}");
+    let (status, latency) = call(&router, "GET", "/api/latency?minutes=5", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let counted: u64 = latency["minutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["execution"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 0, "{latency}");
+    worker.shutdown().await.unwrap();
 }
 
 /// One HTTP/1.1 request over a real socket: the status code and the body.

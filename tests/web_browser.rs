@@ -268,6 +268,17 @@ async fn the_dashboard_in_a_real_browser() {
         TaskStatus::Success
     );
     wait_for(&client, "#chart svg rect").await;
+    // The latency chart beside it: the runs above drew its lines.
+    wait_for(
+        &client,
+        "#latency-chart svg polyline[data-series='execution-p50_ms']",
+    )
+    .await;
+    wait_for(
+        &client,
+        "#latency-chart svg polyline[data-series='queue-p95_ms']",
+    )
+    .await;
     screenshot(&client, "overview").await;
 
     // Its detail.
@@ -324,6 +335,52 @@ async fn the_dashboard_in_a_real_browser() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Its detail shows both attempts, with the worker that ran each and how each ended.
+    client
+        .goto(&format!("{base}/tasks/{flaky_uuid}"))
+        .await
+        .unwrap();
+    wait_for(&client, "#task-status [data-status=success]").await;
+    assert_eq!(done.history.len(), 2, "{done:?}");
+    wait_for(&client, "#task-attempts tr[data-attempt='2']").await;
+    // Read in one script: the live updates redraw the page under the driver's feet.
+    let rows = client
+        .execute(
+            "return [...document.querySelectorAll('#task-attempts tbody tr')].map((r) => \
+             [Number(r.dataset.attempt), r.querySelector('td.worker').textContent, \
+             r.querySelector('[data-status]').dataset.status]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let expected: Vec<_> = done
+        .history
+        .iter()
+        .map(|a| json!([a.attempt, a.worker, a.status.as_str()]))
+        .collect();
+    assert_eq!(rows, json!(expected));
+    assert_eq!(done.history[0].status, TaskStatus::Error);
+    let timeline = client
+        .execute(
+            "return document.getElementById('task-timeline').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let timeline = timeline.as_str().unwrap_or_default();
+    assert!(
+        timeline.contains(&format!("attempt 2 started on {}", done.history[1].worker)),
+        "{timeline}"
+    );
+    client
+        .execute(
+            "document.getElementById('task-timeline').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&client, "attempts").await;
 
     // A result holding HTML is text.
     go(&client, "overview").await;

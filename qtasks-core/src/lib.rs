@@ -71,7 +71,7 @@ pub use crate::task::call::TaskCall;
 pub use crate::task::def::TaskDef;
 pub use crate::task::name::TaskName;
 pub use crate::task::payload::Payload;
-pub use crate::task::record::Task;
+pub use crate::task::record::{Attempt, Task, ATTEMPTS_KEPT};
 pub use crate::task::router::Router;
 pub use crate::task::status::TaskStatus;
 pub use crate::worker::handle::WorkerHandle;

@@ -370,6 +370,7 @@ impl Broker for MemoryBackend {
                     let is_final =
                         !matches!(c.outcome, Outcome::Retry { .. } | Outcome::Later { .. });
                     ended.push((c.lease.uuid, is_final));
+                    slot.ran(c);
                     match &c.outcome {
                         Outcome::Success(payload) => {
                             slot.status = TaskStatus::Success;
@@ -421,6 +422,7 @@ impl Broker for MemoryBackend {
             if freed {
                 self.wake.notify_waiters();
             }
+            self.count_latency(done);
             if !expiring.is_empty() || !retries.is_empty() {
                 let mut q = self.queue.lock();
                 q.expiry.extend(expiring);

@@ -1,14 +1,15 @@
 //! Inspection and administration: listing from the per-status indexes, counts, the finished
-//! tasks per minute, retrying and deleting failed tasks, purging finished ones, and pauses.
+//! tasks and the latency per minute, retrying and deleting failed tasks, purging finished ones, and pauses.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use qtasks_core::backend::inspect::{
-    minute_buckets, unix_ms, MinuteCount, PauseTarget, Pauses, Purge, TaskPage, TaskQuery,
-    ALL_STATUSES,
+    latencies, latency_minutes, minute_buckets, unix_ms, LatencyHistogram, LatencyKind,
+    MinuteCount, MinuteLatency, PauseTarget, Pauses, Purge, TaskPage, TaskQuery, ALL_STATUSES,
 };
+use qtasks_core::backend::Completion;
 use qtasks_core::TaskStatus;
 use uuid::Uuid;
 
@@ -17,6 +18,16 @@ use crate::MemoryBackend;
 
 /// How many minutes of finished-task counts are kept.
 const MINUTES_KEPT: usize = 24 * 60;
+/// How many minutes of latency histograms are kept (two histograms of 1 KB each a minute).
+const LATENCY_MINUTES_KEPT: usize = 3 * 60;
+
+/// The latency histograms of the attempts that ended in one minute.
+#[derive(Debug, Default)]
+pub(crate) struct MinuteHistograms {
+    minute_ms: u64,
+    queue: LatencyHistogram,
+    execution: LatencyHistogram,
+}
 
 impl MemoryBackend {
     /// What is paused, or `None` when nothing is (one atomic load: claims pay nothing more
@@ -80,6 +91,48 @@ impl MemoryBackend {
                 }
             }
         }
+    }
+
+    /// Adds the latencies an acknowledged batch's runs measured to their minutes' histograms.
+    pub(crate) fn count_latency(&self, done: &[Completion]) {
+        let mut kept = None;
+        for (minute_ms, kind, bucket) in latencies(done) {
+            let minutes = kept.get_or_insert_with(|| self.latency.lock());
+            let at = match minutes.iter().rposition(|m| m.minute_ms == minute_ms) {
+                Some(at) => at,
+                None => {
+                    minutes.push_back(MinuteHistograms {
+                        minute_ms,
+                        ..MinuteHistograms::default()
+                    });
+                    if minutes.len() > LATENCY_MINUTES_KEPT {
+                        minutes.pop_front();
+                    }
+                    minutes.len() - 1
+                }
+            };
+            let m = &mut minutes[at];
+            match kind {
+                LatencyKind::Queue => m.queue.add(bucket, 1),
+                LatencyKind::Execution => m.execution.add(bucket, 1),
+            }
+        }
+    }
+
+    /// The latency per minute of the last `minutes` minutes, oldest first.
+    pub(crate) fn latency_per_minute(&self, minutes: u32) -> Vec<MinuteLatency> {
+        let kept = self.latency.lock();
+        let mut counts = Vec::new();
+        for m in kept.iter() {
+            for (kind, hist) in [
+                (LatencyKind::Queue, &m.queue),
+                (LatencyKind::Execution, &m.execution),
+            ] {
+                counts.extend(hist.buckets().map(|(b, n)| (m.minute_ms, kind, b, n)));
+            }
+        }
+        drop(kept);
+        latency_minutes(SystemTime::now(), minutes, counts)
     }
 
     /// The finished tasks per minute of the last `minutes` minutes, oldest first.

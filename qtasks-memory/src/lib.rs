@@ -35,6 +35,7 @@ use qtasks_core::{Error, Result};
 use tokio::sync::Notify;
 
 use crate::flow::Flow;
+use crate::inspect::MinuteHistograms;
 use crate::queue::{ClaimQueues, Queue};
 use crate::records::Records;
 
@@ -61,6 +62,8 @@ pub struct MemoryBackend {
     any_paused: AtomicBool,
     /// Tasks finished per minute, oldest first (`inspect.rs`).
     finished: Mutex<VecDeque<MinuteCount>>,
+    /// Latency histograms per minute (queue, execution), oldest first (`inspect.rs`).
+    latency: Mutex<VecDeque<MinuteHistograms>>,
     /// When the backend was made: expiry times are milliseconds after it.
     epoch: Instant,
     /// Unique keys, debounce, concurrency slots and rate permits (`flow.rs`), and whether
@@ -96,6 +99,7 @@ impl MemoryBackend {
             pauses: Mutex::new(Pauses::default()),
             any_paused: AtomicBool::new(false),
             finished: Mutex::new(VecDeque::new()),
+            latency: Mutex::new(VecDeque::new()),
             epoch: Instant::now(),
             flow: Mutex::new(Flow::default()),
             flow_on: AtomicBool::new(false),

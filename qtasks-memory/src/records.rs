@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use qtasks_core::backend::{NewTask, TraceContext};
-use qtasks_core::{Payload, Task, TaskName, TaskStatus};
+use qtasks_core::backend::{Completion, NewTask, Outcome, TraceContext};
+use qtasks_core::{Attempt, Payload, Task, TaskName, TaskStatus, ATTEMPTS_KEPT};
 use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
@@ -98,6 +99,17 @@ pub(crate) struct Slot {
     pub(crate) ix: u32,
     pub(crate) status: TaskStatus,
     rare: Option<Box<Rare>>,
+    /// The attempts that ended, oldest first (at most `ATTEMPTS_KEPT`).
+    history: Vec<Ran>,
+}
+
+/// One ended attempt as a record keeps it (the worker's id shared, not copied).
+struct Ran {
+    worker: Arc<str>,
+    started_ns: u64,
+    finished_ns: u64,
+    attempt: u32,
+    status: TaskStatus,
 }
 
 /// The parts of a record that most records never have.
@@ -131,6 +143,7 @@ impl Slot {
             ix: 0,
             status: TaskStatus::New,
             rare: None,
+            history: Vec::new(),
         }
     }
 
@@ -147,6 +160,17 @@ impl Slot {
         task.updated_at = from_unix_ns(self.updated_ns);
         task.returning.clone_from(&self.returning);
         task.attempts = self.attempts;
+        task.history = self
+            .history
+            .iter()
+            .map(|r| Attempt {
+                attempt: r.attempt,
+                worker: r.worker.to_string(),
+                started_at: from_unix_ns(r.started_ns),
+                finished_at: from_unix_ns(r.finished_ns),
+                status: r.status,
+            })
+            .collect();
         if let Some(rare) = &self.rare {
             task.traceback.clone_from(&rare.traceback);
             task.cancel_reason.clone_from(&rare.cancel_reason);
@@ -158,6 +182,26 @@ impl Slot {
     /// The task's named queue (`None`: the default queue).
     pub(crate) fn queue(&self) -> Option<&'static str> {
         self.rare.as_ref().and_then(|r| r.queue)
+    }
+
+    /// Keeps the run of `done` (of the current attempt) in the history, dropping the oldest
+    /// beyond `ATTEMPTS_KEPT`.
+    pub(crate) fn ran(&mut self, done: &Completion) {
+        let Some(run) = &done.run else { return };
+        if matches!(done.outcome, Outcome::Later { .. }) {
+            // Not an attempt: it runs again under the same number.
+            return;
+        }
+        if self.history.len() >= ATTEMPTS_KEPT {
+            self.history.remove(0);
+        }
+        self.history.push(Ran {
+            worker: run.worker.clone(),
+            started_ns: unix_ns(run.started_at),
+            finished_ns: unix_ns(run.finished_at),
+            attempt: self.attempts,
+            status: done.outcome.status(),
+        });
     }
 
     /// The rare parts, created when first needed.
@@ -307,6 +351,7 @@ mod tests {
             let done = [Completion {
                 lease: claimed[0].lease(),
                 outcome: Outcome::Success(Payload::encode(&i).unwrap()),
+                run: None,
             }];
             assert!(backend.complete(&done).await.unwrap().is_empty());
             finished.push(task.uuid);

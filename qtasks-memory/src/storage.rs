@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use qtasks_core::backend::inspect::{MinuteCount, TaskPage, TaskQuery};
+use qtasks_core::backend::inspect::{MinuteCount, MinuteLatency, TaskPage, TaskQuery};
 use qtasks_core::backend::Storage;
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
@@ -57,6 +57,10 @@ impl Storage for MemoryBackend {
 
     fn throughput(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteCount>>> {
         Box::pin(async move { Ok(self.finished_per_minute(minutes)) })
+    }
+
+    fn latency(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteLatency>>> {
+        Box::pin(async move { Ok(self.latency_per_minute(minutes)) })
     }
 
     fn parked_waits(&self) -> Option<usize> {

@@ -248,6 +248,7 @@ mod tests {
         let done = [Completion {
             lease: claimed[0].lease(),
             outcome: Outcome::Success(Payload::default()),
+            run: None,
         }];
         assert!(backend.complete(&done).await.unwrap().is_empty());
         let task = tokio::time::timeout(Duration::from_secs(10), waiter)

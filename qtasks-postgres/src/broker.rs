@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
+use qtasks_core::backend::inspect::{LatencyBatch, PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
-    envelope, Broker, CancelOutcome, CancelRequest, Completion, Delivery, Existing, Held, Lease,
-    Migrated, NewTask, Outcome, QueueStats,
+    encode_attempt, envelope, Broker, CancelOutcome, CancelRequest, Completion, Delivery, Existing,
+    Held, Lease, Migrated, NewTask, Outcome, QueueStats,
 };
 use qtasks_core::{Error, Result};
 use tokio_postgres::types::ToSql;
@@ -361,7 +361,13 @@ impl Broker for PostgresBackend {
             let mut texts: Vec<Option<&str>> = Vec::with_capacity(n);
             let mut reasons: Vec<Option<&str>> = Vec::with_capacity(n);
             let mut delays = Vec::with_capacity(n);
+            let mut runs: Vec<Option<String>> = Vec::with_capacity(n);
             for c in order.iter().map(|&i| &done[i]) {
+                runs.push(
+                    c.run
+                        .as_ref()
+                        .map(|run| encode_attempt(run, c.outcome.status())),
+                );
                 uuids.push(c.lease.uuid);
                 tokens.push(crate::record::token_sql(c.lease.token));
                 let (kind, result, text, reason, delay) = match &c.outcome {
@@ -394,6 +400,15 @@ impl Broker for PostgresBackend {
                 reasons.push(reason);
                 delays.push(delay);
             }
+            let latency = LatencyBatch::of(done);
+            let mut lat_minutes = Vec::with_capacity(latency.counts.len());
+            let mut lat_fields = Vec::with_capacity(latency.counts.len());
+            let mut lat_counts = Vec::with_capacity(latency.counts.len());
+            for (minute, kind, bucket, count) in &latency.counts {
+                lat_minutes.push(i64::try_from(*minute).unwrap_or(i64::MAX));
+                lat_fields.push(format!("{}{bucket}", kind.as_str()));
+                lat_counts.push(i64::try_from(*count).unwrap_or(i64::MAX));
+            }
             let rows = self
                 .query(
                     "broker",
@@ -410,6 +425,10 @@ impl Broker for PostgresBackend {
                         &texts,
                         &reasons,
                         &delays,
+                        &runs,
+                        &lat_minutes,
+                        &lat_fields,
+                        &lat_counts,
                     ],
                 )
                 .await;

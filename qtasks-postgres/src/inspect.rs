@@ -9,8 +9,8 @@
 use std::time::SystemTime;
 
 use qtasks_core::backend::inspect::{
-    from_unix_ms, minute_buckets, Cursor, MinuteCount, PauseTarget, Pauses, Purge, TaskPage,
-    TaskQuery,
+    from_unix_ms, latency_minutes, minute_buckets, Cursor, LatencyKind, MinuteCount, MinuteLatency,
+    PauseTarget, Pauses, Purge, TaskPage, TaskQuery,
 };
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
@@ -90,6 +90,34 @@ impl PostgresBackend {
             }
         }
         Ok(buckets)
+    }
+
+    /// The latency per minute, from the counts `complete` adds to the `latency` table.
+    pub(crate) async fn latency_per_minute(&self, minutes: u32) -> Result<Vec<MinuteLatency>> {
+        let now = SystemTime::now();
+        let first = minute_buckets(now, minutes)
+            .first()
+            .map_or(0, |b| b.minute_ms);
+        let rows = self
+            .query(
+                "storage",
+                "reading the latency per minute",
+                &self.sql.latency,
+                &[&self.app, &i64::try_from(first).unwrap_or(i64::MAX)],
+            )
+            .await?;
+        let counts = rows.iter().filter_map(|row| {
+            let minute: i64 = row.try_get(0).ok()?;
+            let field: String = row.try_get(1).ok()?;
+            let n: i64 = row.try_get(2).ok()?;
+            Some((
+                u64::try_from(minute).ok()?,
+                LatencyKind::parse(field.get(..1)?)?,
+                field.get(1..)?.parse().ok()?,
+                u64::try_from(n).ok()?,
+            ))
+        });
+        Ok(latency_minutes(now, minutes, counts))
     }
 
     pub(crate) async fn retry_dead_tasks(&self, uuids: &[Uuid]) -> Result<Vec<Uuid>> {

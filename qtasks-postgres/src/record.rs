@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use qtasks_core::backend::{envelope, Lease};
+use qtasks_core::backend::{decode_attempt, envelope, Lease};
 use qtasks_core::{Payload, Task, TaskStatus};
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -71,6 +71,15 @@ pub(crate) fn decode_record(row: &Row) -> Result<Task, String> {
     task.cancel_reason = row.try_get(9).map_err(field)?;
     let attempts: i32 = row.try_get(10).map_err(field)?;
     task.attempts = u32::try_from(attempts).unwrap_or(0);
+    let history: Option<Vec<String>> = row.try_get(12).map_err(field)?;
+    task.history = history
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entry| {
+            let (attempt, run) = entry.split_once(':')?;
+            decode_attempt(attempt.parse().ok()?, run)
+        })
+        .collect();
     let dead: Option<String> = row.try_get(11).map_err(field)?;
     if let Some(reason) = dead {
         task.extra = BTreeMap::from([("dead_letter".to_string(), reason)]);

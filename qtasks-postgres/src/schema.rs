@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "004_unstarted_claims_are_not_attempts",
         sql: include_str!("../sql/004_unstarted_claims_are_not_attempts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "005_attempt_history_and_latency",
+        sql: include_str!("../sql/005_attempt_history_and_latency.sql"),
+    },
 ];
 
 /// Brings `schema` (a checked plain identifier) up to the newest migration; says what it

@@ -33,6 +33,7 @@ pub(crate) struct Statements {
     pub(crate) vacuum: String,
     pub(crate) list: String,
     pub(crate) throughput: String,
+    pub(crate) latency: String,
     pub(crate) retry_dead: String,
     pub(crate) delete: String,
     pub(crate) purge: String,
@@ -44,7 +45,7 @@ pub(crate) struct Statements {
 
 /// The columns `get` and the dead-letter read, in the order `decode_record` expects.
 pub(crate) const RECORD_COLUMNS: &str = "uuid, name, status, priority, args, created_at, \
-    updated_at, result, traceback, cancel_reason, attempts, dead_reason";
+    updated_at, result, traceback, cancel_reason, attempts, dead_reason, history";
 
 impl Statements {
     pub(crate) fn new(s: &str) -> Self {
@@ -54,7 +55,9 @@ impl Statements {
                 "SELECT kind, uuid, name, priority, args, attempt, token, info \
                  FROM {s}.claim_starting($1, $2, $3, $4, $5, $6, $7, $8)"
             ),
-            complete: format!("SELECT {s}.complete($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+            complete: format!(
+                "SELECT {s}.complete($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            ),
             requeue: format!("SELECT {s}.requeue($1, $2, $3)"),
             touch: format!(
                 "SELECT kind, pos, uuid, name, info FROM {s}.touch($1, $2, $3, $4, $5, $6, $7)"
@@ -150,6 +153,9 @@ impl Statements {
                         count(*) FILTER (WHERE status = 'error') \
                  FROM {s}.tasks WHERE app = $1 AND status IN ('success', 'error') \
                  AND updated_at >= $2 AND (expires_at IS NULL OR expires_at > now()) GROUP BY 1"
+            ),
+            latency: format!(
+                "SELECT minute, field, n FROM {s}.latency WHERE app = $1 AND minute >= $2"
             ),
             retry_dead: format!(
                 "WITH r AS (UPDATE {s}.tasks SET status = 'new', run_at = now(), updated_at = now(), \

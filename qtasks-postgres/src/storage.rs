@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use qtasks_core::backend::inspect::{MinuteCount, TaskPage, TaskQuery};
+use qtasks_core::backend::inspect::{MinuteCount, MinuteLatency, TaskPage, TaskQuery};
 use qtasks_core::backend::Storage;
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
@@ -98,6 +98,10 @@ impl Storage for PostgresBackend {
 
     fn throughput(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteCount>>> {
         Box::pin(self.count_finished(minutes))
+    }
+
+    fn latency(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteLatency>>> {
+        Box::pin(self.latency_per_minute(minutes))
     }
 }
 

@@ -86,6 +86,7 @@ async fn claim_starting_marks_the_first_tasks_started() {
     let done = [Completion {
         lease: again[0].lease(),
         outcome: Outcome::Success(Payload::default()),
+        run: None,
     }];
     assert!(backend.complete(&done).await.unwrap().is_empty());
     let record = Storage::get(&*backend, again[0].uuid)

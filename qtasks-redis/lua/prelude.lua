@@ -12,9 +12,10 @@
 --   check_keys(...)   the error text when one of these keys of the app holds another type
 --                     than qtasks keeps there (nil when all are fine); scripts return it
 --                     before changing anything
---   report(entry, reason, detail)  notes an entry taken out of the queue (dead-lettered or
---                     dropped), for the caller to log (every script returns REPORT as the
---                     last element of its reply)
+--   report(entry, reason, detail, name)  notes an entry taken out of the queue (dead-lettered
+--                     or dropped), with its task name when known, for the caller to log and
+--                     count (every script returns REPORT, quadruples, as the last element of
+--                     its reply)
 --   wake()            wakes one idle worker (the `wake` list holds at most one element)
 --   ready_entry(id, at, prio, name, args)   a ready-queue entry: everything a claim needs
 --   entry_name(e)     the task name in ready entry e
@@ -117,10 +118,11 @@ local function check_keys(...)
   end
   return nil
 end
-local function report(entry, reason, detail)
+local function report(entry, reason, detail, name)
   REPORT[#REPORT + 1] = entry
   REPORT[#REPORT + 1] = reason
   REPORT[#REPORT + 1] = detail
+  REPORT[#REPORT + 1] = name or ''
 end
 local function wake()
   redis.call('LPUSH', P .. 'wake', '1')
@@ -285,7 +287,9 @@ local function dead_letter_record(id, reason, detail, cap)
   redis.call('HSET', T .. id, 's', 'error', 'dr', reason, 'u', fmt(now_ms()),
     'tb', reason .. ': ' .. detail .. '; the task is kept in the dead-letter and not run')
   dead_letter(id, cap)
-  report(id, reason, detail .. '; its record is kept in the dead-letter')
+  -- The name, for the caller's dead-letter count (a record without one reports '').
+  local name = redis.call('HGET', T .. id, 'n') or ''
+  report(id, reason, detail .. '; its record is kept in the dead-letter', name)
   return id
 end
 local function dead_letter_raw(entry, reason, detail, cap)

@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 use deadpool_redis::redis::{self, Value};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use qtasks_core::backend::inspect::{PauseTarget, Pauses, Purge};
+use qtasks_core::backend::inspect::{LatencyBatch, PauseTarget, Pauses, Purge};
 use qtasks_core::backend::{
-    envelope, Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery,
-    Existing, Lease, NewTask, Outcome, QueueStats,
+    encode_attempt, envelope, Broker, CancelOutcome, CancelRequest, Completion, DeadLetterReason,
+    Delivery, Existing, Lease, NewTask, Outcome, QueueStats,
 };
 use qtasks_core::control::{QueueSelection, QueueTurns, TaskLimits};
 use qtasks_core::{Error, Result};
@@ -29,21 +29,33 @@ const MAX_BLOCK: Duration = Duration::from_secs(5);
 /// Most tasks in one enqueue script call.
 const ENQUEUE_CHUNK: usize = 2000;
 
-/// Logs each entry a script took out of the queue (dead-lettered or dropped), once: the
-/// script that did it reports it to the process that called it, and to no other.
+/// Logs and counts each entry a script took out of the queue (dead-lettered or dropped), once:
+/// the script that did it reports it, with the task's name when the record had one, to the
+/// process that called it, and to no other.
 pub(crate) fn log_dropped(prefix: &str, report: &[Dropped]) {
     for d in report {
         if let Some(reason) = DeadLetterReason::parse(&d.reason) {
-            qtasks_core::observe::dead_lettered(None, reason);
+            qtasks_core::observe::dead_lettered(d.task.as_deref(), reason);
         }
         tracing::error!(
             app_keys = %prefix,
             entry = %d.entry,
+            task_name = d.task.as_deref().unwrap_or(""),
             reason = %d.reason,
             "an entry was taken out of the queue: {}",
             d.detail
         );
     }
+}
+
+/// The complete script's latency argument: `<minute ms> <q|e><bucket> <count>` triples.
+fn latency_arg(batch: &LatencyBatch) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (minute, kind, bucket, n) in &batch.counts {
+        let _ = write!(out, "{minute} {}{bucket} {n} ", kind.as_str());
+    }
+    out.into_bytes()
 }
 
 impl RedisBackend {
@@ -143,6 +155,7 @@ impl RedisBackend {
                                 "malformed_record: the claimed task cannot be decoded: {why}; the task is kept in the dead-letter and not run"
                             ),
                         },
+                        run: None,
                     });
                 }
                 None => {
@@ -303,9 +316,16 @@ impl Broker for RedisBackend {
 
     fn complete<'a>(&'a self, done: &'a [Completion]) -> BoxFuture<'a, Result<Vec<Lease>>> {
         Box::pin(async move {
-            let mut args = Vec::with_capacity(2 + done.len() * 5);
+            let mut args = Vec::with_capacity(3 + done.len() * 6);
             args.push(self.ttl_ms().to_string().into_bytes());
             args.push(self.options.dead_letter_max.to_string().into_bytes());
+            // The history and latency, while the last reply said they are kept.
+            let runs = self.runs_kept.load(std::sync::atomic::Ordering::Relaxed);
+            args.push(if runs {
+                latency_arg(&LatencyBatch::of(done))
+            } else {
+                Vec::new()
+            });
             for c in done {
                 let (kind, data, extra): (&[u8], Vec<u8>, Vec<u8>) = match &c.outcome {
                     Outcome::Success(p) => (b"s", p.as_bytes().to_vec(), Vec::new()),
@@ -330,6 +350,13 @@ impl Broker for RedisBackend {
                 args.push(kind.to_vec());
                 args.push(data);
                 args.push(extra);
+                args.push(
+                    c.run
+                        .as_ref()
+                        .filter(|_| runs)
+                        .map(|run| encode_attempt(run, c.outcome.status()).into_bytes())
+                        .unwrap_or_default(),
+                );
             }
             let reply: Value = self
                 .eval(
@@ -342,6 +369,12 @@ impl Broker for RedisBackend {
             let leases: Vec<Lease> = done.iter().map(|c| c.lease).collect();
             let (rejected, report) =
                 parse_positions(&reply, &leases).map_err(|m| Error::backend("broker", m))?;
+            if let Value::Array(parts) = &reply {
+                if let Some(Value::Int(kept)) = parts.get(2) {
+                    self.runs_kept
+                        .store(*kept == 1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             log_dropped(&self.prefix, &report);
             self.held.gone(&leases);
             Ok(rejected)

@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use deadpool_redis::redis::{self, Value};
 use qtasks_core::backend::inspect::{
-    minute_buckets, unix_ms, Cursor, MinuteCount, PauseTarget, Pauses, Purge, TaskPage, TaskQuery,
-    ALL_STATUSES,
+    latency_minutes, minute_buckets, unix_ms, Cursor, LatencyKind, MinuteCount, MinuteLatency,
+    PauseTarget, Pauses, Purge, TaskPage, TaskQuery, ALL_STATUSES,
 };
 use qtasks_core::{Error, Result, Task, TaskStatus};
 use uuid::Uuid;
@@ -409,6 +409,31 @@ impl RedisBackend {
             bucket.error = pair[1];
         }
         Ok(out)
+    }
+
+    /// The latency per minute, from the `lat:<minute>` hashes the complete script adds each
+    /// acknowledged batch's counts to (one pipelined `HGETALL` per minute).
+    pub(crate) async fn latency_per_minute(&self, minutes: u32) -> Result<Vec<MinuteLatency>> {
+        let now = SystemTime::now();
+        let starts: Vec<u64> = minute_buckets(now, minutes)
+            .iter()
+            .map(|b| b.minute_ms)
+            .collect();
+        let mut pipe = redis::pipe();
+        for minute in &starts {
+            pipe.cmd("HGETALL")
+                .arg(format!("{}lat:{minute}", self.prefix));
+        }
+        let hashes: Vec<HashMap<String, u64>> = self
+            .pipeline("reading the latency per minute", &pipe)
+            .await?;
+        let counts = starts.iter().zip(&hashes).flat_map(|(minute, fields)| {
+            fields.iter().filter_map(move |(field, n)| {
+                let kind = LatencyKind::parse(field.get(..1)?)?;
+                Some((*minute, kind, field.get(1..)?.parse().ok()?, *n))
+            })
+        });
+        Ok(latency_minutes(now, minutes, counts))
     }
 
     /// Runs `retry_dead.lua` or `delete.lua` on `uuids`; the uuids it acted on.

@@ -84,6 +84,10 @@ pub struct RedisBackend {
     /// This backend's id in claims (whose turn it is to drain for a suspect).
     caller: String,
     /// Whether this process has turned the status indexes on (`RedisOptions::status_index`).
+    /// Whether the last acknowledgement found the dashboard's indexes on, so that the runs'
+    /// history and latency are worth sending with the next (`complete.lua` keeps them only
+    /// then); true until the first reply says otherwise.
+    runs_kept: std::sync::atomic::AtomicBool,
     index_on: std::sync::atomic::AtomicBool,
     /// The concurrency and rate limits the claims apply, as claim.lua reads them
     /// (`Broker::set_limits`); empty: none.
@@ -124,6 +128,7 @@ impl RedisBackend {
             queues: parking_lot::Mutex::new(qtasks_core::control::QueueTurns::new(
                 qtasks_core::control::QueueSelection::equal([qtasks_core::control::DEFAULT_QUEUE]),
             )),
+            runs_kept: std::sync::atomic::AtomicBool::new(true),
             options,
             result_ttl: config.result_ttl,
         }))

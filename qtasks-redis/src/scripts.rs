@@ -25,7 +25,8 @@
 //! - `t:<uuid>` hash: the task record (`n` name, `p` priority, `a` args, `s` status,
 //!   `c` created ms, `u` updated ms, `at` attempts, `rc` deliveries lost after the task
 //!   started, `sq` set while it is a suspect,
-//!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason). A claimed
+//!   `r` result, `tb` traceback, `cr` cancel reason, `dr` dead-letter reason, `h<attempt>` an
+//!   ended attempt as `backend::encode_attempt` writes it, the last 20). A claimed
 //!   task's status is `process` while its `run` entry is there, whatever `s` says (`s` keeps
 //!   `new` or `retry`: a claim writes no record);
 //! - `prios` zset: the priorities that have ready tasks; `q:<priority>` list: ready entries
@@ -47,6 +48,9 @@
 //! - `tok` string: the fencing-token counter; `wake` list (at most one element): wakes one
 //!   idle worker; `dead` list: dead-lettered uuids, and `!<reason>:<entry>` for entries that
 //!   are not task records (garbage in a queue, a key of another type), capped;
+//! - `lat:<minute ms>` hashes (three hours): the latency counts of the attempts that ended in
+//!   that minute (`q<bucket>`, `e<bucket>`), added by the complete script (with `h<attempt>`
+//!   only while the indexes are on);
 //! - `kv` hash, `claim:<key>` strings, `workers` zset: the global config;
 //! - `ix:<status>` zsets: the per-status indexes (uuids scored by the ms of their record's
 //!   last change), written by the scripts that change a status while the `ixon` string exists

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis;
 use futures::future::BoxFuture;
-use qtasks_core::backend::inspect::{MinuteCount, TaskPage, TaskQuery};
+use qtasks_core::backend::inspect::{MinuteCount, MinuteLatency, TaskPage, TaskQuery};
 use qtasks_core::backend::{DeadLetterReason, Storage};
 use qtasks_core::{Error, Result, Task};
 use uuid::Uuid;
@@ -156,6 +156,10 @@ impl Storage for RedisBackend {
 
     fn throughput(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteCount>>> {
         Box::pin(self.finished_per_minute(minutes))
+    }
+
+    fn latency(&self, minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteLatency>>> {
+        Box::pin(self.latency_per_minute(minutes))
     }
 }
 

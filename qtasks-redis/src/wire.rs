@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use deadpool_redis::redis::Value;
-use qtasks_core::backend::{envelope, Delivery, Lease};
+use qtasks_core::backend::{decode_attempt, envelope, Delivery, Lease};
 use qtasks_core::{Payload, Task, TaskStatus};
 use uuid::Uuid;
 
@@ -87,26 +87,31 @@ pub(crate) struct Dropped {
     pub(crate) reason: String,
     /// What is wrong with it.
     pub(crate) detail: String,
+    /// The task's name, when the script found one (a dead-lettered record's `n`).
+    pub(crate) task: Option<String>,
 }
 
-/// The `report` part of a script's reply: entry, reason and detail triples.
+/// The `report` part of a script's reply: entry, reason, detail and task name quadruples (an
+/// empty name: none known).
 pub(crate) fn parse_report(value: &Value) -> Vec<Dropped> {
     let Value::Array(items) = value else {
         return Vec::new();
     };
     items
-        .chunks_exact(3)
-        .map(|triple| {
+        .chunks_exact(4)
+        .map(|quad| {
             let text = |v: &Value| match v {
                 Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
                 Value::SimpleString(s) => s.clone(),
                 Value::Int(n) => n.to_string(),
                 other => format!("{other:?}"),
             };
+            let task = text(&quad[3]);
             Dropped {
-                entry: text(&triple[0]),
-                reason: text(&triple[1]),
-                detail: text(&triple[2]),
+                entry: text(&quad[0]),
+                reason: text(&quad[1]),
+                detail: text(&quad[2]),
+                task: (!task.is_empty()).then_some(task),
             }
         })
         .collect()
@@ -124,7 +129,7 @@ pub(crate) fn parse_positions(
         return Err(bad());
     };
     let (positions, report) = match parts.as_slice() {
-        [Value::Array(positions), report] => (positions, parse_report(report)),
+        [Value::Array(positions), report, ..] => (positions, parse_report(report)),
         // The reply of scripts before the report was added.
         _ => (parts, Vec::new()),
     };
@@ -331,6 +336,16 @@ pub(crate) fn decode_record(
         None => task.created_at,
     };
     task.attempts = u32::try_from(number(text("at"))).unwrap_or(u32::MAX);
+    // The ended attempts, `h<attempt>` (the last 20 the complete script kept).
+    let mut history: Vec<_> = fields
+        .iter()
+        .filter_map(|(field, value)| {
+            let attempt = field.strip_prefix('h')?.parse().ok()?;
+            decode_attempt(attempt, std::str::from_utf8(value).ok()?)
+        })
+        .collect();
+    history.sort_by_key(|a| a.attempt);
+    task.history = history;
     task.traceback = text("tb");
     task.cancel_reason = text("cr");
     if let Some(reason) = text("dr") {
@@ -383,6 +398,7 @@ mod tests {
                 bulk("garbage"),
                 bulk("malformed_record"),
                 bulk("not a uuid"),
+                bulk(""),
             ]),
         ]);
         let claimed = parse_claim(reply, 0).unwrap();
@@ -400,7 +416,8 @@ mod tests {
             vec![Dropped {
                 entry: "garbage".into(),
                 reason: "malformed_record".into(),
-                detail: "not a uuid".into()
+                detail: "not a uuid".into(),
+                task: None,
             }]
         );
         let idle = Value::Array(vec![Value::Int(-1), Value::Array(Vec::new())]);

@@ -59,6 +59,7 @@ fn success(d: &Delivery) -> Completion {
     Completion {
         lease: d.lease(),
         outcome: Outcome::Success(Payload::default()),
+        run: None,
     }
 }
 
@@ -203,6 +204,7 @@ async fn dead_letter_is_capped() {
                     reason: qtasks_core::backend::DeadLetterReason::BadArguments,
                     traceback: "bad".into(),
                 },
+                run: None,
             }])
             .await
             .unwrap();

@@ -140,6 +140,8 @@ function throttle(fn, ms) {
 function overviewPage(main) {
   const cards = el('div', { class: 'cards', id: 'counts' });
   const chart = el('div', { id: 'chart' });
+  const latency = el('div', { id: 'latency-chart' });
+  const latencyNow = el('p', { id: 'latency-now', class: 'muted' });
   const workers = el('ul', { id: 'overview-workers' });
   const pause = el('div', { id: 'pause-state' });
   const result = el('div', { id: 'enqueue-result' });
@@ -157,8 +159,12 @@ function overviewPage(main) {
   main.append(
     el('h1', {}, 'Overview'), cards,
     el('div', { class: 'grid' },
-      el('div', {}, el('h2', {}, 'Finished per minute, last hour'), el('div', { class: 'panel' }, chart,
-        el('div', { class: 'legend' }, el('span', { class: 's' }, 'success'), el('span', { class: 'e' }, 'error')))),
+      el('div', { class: 'charts' },
+        el('div', {}, el('h2', {}, 'Finished per minute, last hour'), el('div', { class: 'panel' }, chart,
+          el('div', { class: 'legend' }, el('span', { class: 's' }, 'success'), el('span', { class: 'e' }, 'error')))),
+        el('div', {}, el('h2', {}, 'Latency per minute, last hour'), el('div', { class: 'panel' }, latency,
+          el('div', { class: 'legend' }, el('span', { class: 'q50' }, 'queue p50'), el('span', { class: 'q95' }, 'queue p95'),
+            el('span', { class: 'e50' }, 'run p50'), el('span', { class: 'e95' }, 'run p95')), latencyNow))),
       el('div', {}, el('h2', {}, 'Workers'), el('div', { class: 'panel' }, workers), el('h2', {}, 'Claims'), el('div', { class: 'panel' }, pause))),
     el('h2', {}, 'Enqueue a task'), el('div', { class: 'panel' }, form, result));
   api('GET', '/registry').then((r) => {
@@ -166,6 +172,7 @@ function overviewPage(main) {
   }).catch((e) => banner(e.message));
   let lastEnqueued = null;
   const refreshChart = throttle(() => api('GET', '/throughput?minutes=60').then((r) => drawChart(chart, r.minutes)).catch(() => {}), 5000);
+  const refreshLatency = throttle(() => api('GET', '/latency?minutes=60').then((r) => drawLatency(latency, r.minutes)).catch(() => {}), 5000);
   const refreshWorkers = throttle(() => api('GET', '/workers').then((r) => {
     clear(workers);
     if (!r.workers.length) workers.append(el('li', { class: 'muted' }, 'no live worker'));
@@ -175,6 +182,8 @@ function overviewPage(main) {
     drawCounts(cards, s);
     drawPause(pause, s);
     refreshChart();
+    refreshLatency();
+    drawLatencyNow(latencyNow, s.latency);
     refreshWorkers();
     if (lastEnqueued) api('GET', '/tasks/' + lastEnqueued).then((t) => showEnqueued(result, t)).catch(() => {});
   };
@@ -235,6 +244,56 @@ function drawChart(box, minutes) {
   const label = svg('text', { x: 2, y: 12, 'font-size': 10, fill: '#6b7385' });
   label.textContent = String(max);
   chart.append(label);
+  clear(box).append(chart);
+}
+
+function ms(v) {
+  if (v === null || v === undefined) return '–';
+  if (v >= 1000) return (v / 1000).toFixed(1) + ' s';
+  return (v >= 10 ? v.toFixed(0) : v >= 0.1 ? String(+v.toFixed(2)) : String(+v.toPrecision(1))) + ' ms';
+}
+// The time an attempt took, from its ms start and end.
+function took(a) { return a.finished_at > a.started_at ? ms(a.finished_at - a.started_at) : '< 1 ms'; }
+function drawLatencyNow(box, m) {
+  box.textContent = m && (m.queue.count || m.execution.count)
+    ? 'This minute: queue p50 ' + ms(m.queue.p50_ms) + ', p95 ' + ms(m.queue.p95_ms) + '; run p50 ' + ms(m.execution.p50_ms) + ', p95 ' + ms(m.execution.p95_ms)
+    : 'This minute: nothing ended yet.';
+}
+// p50 and p95 of the queue time and of the run time, one line each, on a log scale (ms).
+function drawLatency(box, minutes) {
+  const w = 600, h = 160, pad = 28;
+  const series = [['queue', 'p50_ms', '#3867d6', ''], ['queue', 'p95_ms', '#3867d6', '4 3'],
+    ['execution', 'p50_ms', '#e58e26', ''], ['execution', 'p95_ms', '#e58e26', '4 3']];
+  const values = minutes.flatMap((m) => series.map(([k, q]) => m[k][q])).filter((v) => v !== null && v !== undefined);
+  const chart = svg('svg', { class: 'chart', viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: 'none' });
+  if (values.length) {
+    const lo = Math.log10(Math.max(0.001, Math.min(...values))), hi = Math.log10(Math.max(...values));
+    const top = Math.ceil(hi + 0.01), bottom = Math.min(Math.floor(lo), top - 1);
+    const y = (v) => h - pad / 2 - (h - pad) * (Math.log10(Math.max(v, 0.001)) - bottom) / (top - bottom);
+    const x = (i) => pad + (w - pad) * (i + 0.5) / minutes.length;
+    for (let d = bottom; d <= top; d++) {
+      chart.append(svg('line', { x1: pad, x2: w, y1: y(10 ** d), y2: y(10 ** d), stroke: '#e3e6ee', 'stroke-width': 1 }));
+      const label = svg('text', { x: 2, y: y(10 ** d) + 3, 'font-size': 9, fill: '#6b7385' });
+      label.textContent = ms(10 ** d);
+      chart.append(label);
+    }
+    for (const [k, q, color, dash] of series) {
+      const points = [];
+      minutes.forEach((m, i) => { const v = m[k][q]; if (v !== null && v !== undefined) points.push(x(i) + ',' + y(v)); });
+      if (!points.length) continue;
+      const line = svg('polyline', { points: points.join(' '), fill: 'none', stroke: color, 'stroke-width': 1.5, 'stroke-dasharray': dash || 'none' });
+      line.setAttribute('data-series', k + '-' + q);
+      chart.append(line);
+      if (points.length === 1) {
+        const [cx, cy] = points[0].split(',');
+        chart.append(svg('circle', { cx, cy, r: 2, fill: color }));
+      }
+    }
+  } else {
+    const note = svg('text', { x: w / 2 - 60, y: h / 2, 'font-size': 11, fill: '#6b7385' });
+    note.textContent = 'no attempt ended in the last hour';
+    chart.append(note);
+  }
   clear(box).append(chart);
 }
 
@@ -350,10 +409,28 @@ function drawTask(box, t, reload) {
   box.append(el('h2', {}, 'Arguments'), el('pre', { id: 'task-args' }, json(t.args)));
   if (t.returning !== null) box.append(el('h2', {}, 'Result'), el('pre', { id: 'task-result' }, json(t.returning)));
   if (t.traceback) box.append(el('h2', {}, 'Traceback'), el('pre', { id: 'task-traceback' }, t.traceback));
-  const timeline = el('ol', { class: 'timeline' }, el('li', {}, time(t.created_at) + ': enqueued'));
-  if (t.attempts) timeline.append(el('li', {}, t.attempts + ' attempt(s) started'));
+  // The timeline: the enqueue, each ended attempt (which worker, from when to when, how it
+  // ended), a running one, the last change.
+  const timeline = el('ol', { class: 'timeline', id: 'task-timeline' }, el('li', {}, time(t.created_at) + ': enqueued'));
+  const history = t.history || [];
+  for (const a of history) {
+    timeline.append(el('li', { dataset: { attempt: String(a.attempt) } }, time(a.started_at) + ': attempt ' + a.attempt + ' started on ',
+      el('span', { class: 'mono' }, a.worker), ', ended ', statusBadge(a.status), ' after ' + took(a)));
+  }
+  const lastEnded = history.length ? history[history.length - 1].attempt : 0;
+  if (t.status === 'process' && t.attempts > lastEnded) timeline.append(el('li', {}, 'attempt ' + t.attempts + ' running'));
+  else if (t.attempts > lastEnded) timeline.append(el('li', {}, t.attempts + ' attempt(s) started'));
   timeline.append(el('li', {}, time(t.updated_at) + ': ' + t.status));
   box.append(el('h2', {}, 'Timeline'), timeline);
+  if (history.length) {
+    const body = el('tbody', {});
+    for (const a of history) {
+      body.append(el('tr', { dataset: { attempt: String(a.attempt) } }, el('td', {}, String(a.attempt)), el('td', { class: 'mono worker' }, a.worker),
+        el('td', {}, time(a.started_at)), el('td', {}, time(a.finished_at)), el('td', {}, took(a)), el('td', {}, statusBadge(a.status))));
+    }
+    box.append(el('h2', {}, 'Attempts'), el('table', { class: 'attempts', id: 'task-attempts' },
+      el('thead', {}, el('tr', {}, el('th', {}, '#'), el('th', {}, 'worker'), el('th', {}, 'started'), el('th', {}, 'ended'), el('th', {}, 'took'), el('th', {}, 'outcome'))), body));
+  }
 }
 
 // ---- dead letter ----

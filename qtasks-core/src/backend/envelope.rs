@@ -7,8 +7,11 @@
 //! `<enqueue ms>\n<traceparent>\n<tracestate>`. `0xC1` is the one byte MessagePack never
 //! uses, so no encoded arguments start with it: stored arguments without the marker (written
 //! before this form existed, by another tool, or without anything to carry) are read as they
-//! are. A task gets the envelope only when it has something to carry: a span context, or
-//! the enqueue time when the `metrics` feature wants it for `qtasks_task_queue_seconds`.
+//! are. Every task gets the envelope: it carries at least the enqueue time, for the queue time
+//! of the dashboard's latency chart (`Storage::latency`) and, with the `metrics` feature,
+//! `qtasks_task_queue_seconds` (about 1,000 instructions per task on the producer and the
+//! worker together, `docs/benchmarks.md`; before the latency chart only the `metrics` feature
+//! carried it).
 //!
 //! ```
 //! use qtasks_core::backend::{envelope, TraceContext};
@@ -39,18 +42,11 @@ use crate::task::payload::Payload;
 /// The first byte of stored arguments that carry a meta (MessagePack's unused `0xC1`).
 pub const MARKER: u8 = 0xC1;
 
-/// Whether tasks carry their enqueue time to the worker even without a span context: on with
-/// the `metrics` feature (for `qtasks_task_queue_seconds`).
-pub const KEEPS_ENQUEUE_TIME: bool = cfg!(feature = "metrics");
-
-/// The bytes to store as `task`'s arguments: the encoded arguments as they are when there is no
-/// meta to carry, else the envelope (one allocation of the exact size, no formatting machinery:
+/// The bytes to store as `task`'s arguments: the envelope with its enqueue time and span
+/// context (one allocation of the exact size, no formatting machinery:
 /// this runs for every task a Redis or PostgreSQL producer sends).
 pub fn stored_args(task: &NewTask) -> Cow<'_, [u8]> {
     let args = task.args.as_bytes();
-    if task.trace.is_none() && !KEEPS_ENQUEUE_TIME {
-        return Cow::Borrowed(args);
-    }
     let ms = task
         .created_at
         .duration_since(UNIX_EPOCH)
@@ -190,11 +186,8 @@ mod tests {
             assert_eq!(args, task.args);
             assert_eq!(meta.trace, trace);
             let ms = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis();
-            if let Some(at) = meta.enqueued_at {
-                assert_eq!(ms(at), ms(created_at));
-            } else {
-                assert!(!KEEPS_ENQUEUE_TIME && trace.is_none());
-            }
+            let at = meta.enqueued_at.expect("the enqueue time travels");
+            assert_eq!(ms(at), ms(created_at));
         }
     }
 

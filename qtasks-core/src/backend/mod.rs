@@ -32,8 +32,9 @@ pub use held::Held;
 pub use notices::Notices;
 
 pub use wire::{
-    CancelOutcome, CancelRequest, Completion, DeadLetterReason, Delivery, Existing, Lease,
-    Migrated, NewTask, Outcome, QueueStats, TaskMeta, TraceContext,
+    decode_attempt, encode_attempt, AttemptRun, CancelOutcome, CancelRequest, Completion,
+    DeadLetterReason, Delivery, Existing, Lease, Migrated, NewTask, Outcome, QueueStats, TaskMeta,
+    TraceContext,
 };
 
 use std::collections::BTreeMap;
@@ -49,7 +50,7 @@ use crate::app::config::Config;
 use crate::control::{QueueSelection, TaskLimits};
 use crate::error::Result;
 use crate::task::record::Task;
-use inspect::{MinuteCount, PauseTarget, Pauses, Purge, TaskPage, TaskQuery};
+use inspect::{MinuteCount, MinuteLatency, PauseTarget, Pauses, Purge, TaskPage, TaskQuery};
 
 /// The queue: enqueue, claim, acknowledge.
 pub trait Broker: Send + Sync + 'static {
@@ -225,6 +226,14 @@ pub trait Storage: Send + Sync + 'static {
     /// minutes, oldest first, the current minute last.
     fn throughput(&self, _minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteCount>>> {
         Box::pin(async { Err(inspect::unsupported("storage", "count finished tasks")) })
+    }
+
+    /// The latency of the attempts that ended in each of the last `minutes` minutes, oldest
+    /// first, the current minute last: enqueue to start (first attempts) and execution time,
+    /// as the workers timed them ([`Completion::run`]), in the buckets of
+    /// [`LatencyHistogram`](inspect::LatencyHistogram).
+    fn latency(&self, _minutes: u32) -> BoxFuture<'_, Result<Vec<MinuteLatency>>> {
+        Box::pin(async { Err(inspect::unsupported("storage", "report latency")) })
     }
 }
 

@@ -134,6 +134,19 @@ pub(crate) async fn execute(
     outcome
 }
 
+/// Runs `fut` inside `span`: the span is entered while the future is polled, and only then.
+/// Unlike `tracing::Instrument`, dropping the finished future does not enter the span once
+/// more: with an OpenTelemetry layer each enter and exit of a sampled span costs about 2,000
+/// instructions (`docs/benchmarks.md`), and a no-op task used to enter its span four times.
+async fn in_span<F: std::future::Future>(span: &tracing::Span, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let _entered = span.enter();
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
 /// Steps 2 to 4: the task's context, its executor in the guard, its close.
 async fn run_task(
     app: &App,
@@ -156,15 +169,19 @@ async fn run_task(
     // Task-scoped dependencies are torn down when the last hold goes: this one, or that of
     // a sync body still on the blocking pool (a timed-out one). On abort, in the background.
     let task_scope = TaskScopeHold::new(&ctx);
-    let span = tracing::info_span!("task", task_name = entry.name, task_uuid = %delivery.uuid, attempt = i64::from(delivery.attempt), status = tracing::field::Empty, queue_seconds = tracing::field::Empty);
+    let span = tracing::info_span!("task", task_name = entry.name, task_uuid = %delivery.uuid, attempt = i64::from(delivery.attempt), status = tracing::field::Empty, queue_seconds = observe::queue_seconds(delivery));
     observe::task_span(&span, delivery);
-    let stopped =
-        tracing::Instrument::instrument(guarded(&ctx, delivery.args.clone()), span.clone()).await;
-    let plugins = &app.hooks().plugins;
-    if !plugins.is_empty() {
-        plugins.fire(&mut Trigger::TaskClose { ctx: &ctx }).await;
-    }
-    tracing::Instrument::instrument(task_scope.release(), span.clone()).await;
+    // The attempt, its `task_close` trigger and the scope's teardown, in the task's span.
+    let stopped = in_span(&span, async {
+        let stopped = guarded(&ctx, delivery.args.clone()).await;
+        let plugins = &app.hooks().plugins;
+        if !plugins.is_empty() {
+            plugins.fire(&mut Trigger::TaskClose { ctx: &ctx }).await;
+        }
+        task_scope.release().await;
+        stopped
+    })
+    .await;
     let outcome = match stopped {
         Ok(outcome) => outcome,
         Err(err) => {

@@ -230,14 +230,8 @@ impl Execution {
     pub(crate) fn start(delivery: &Delivery) -> Self {
         let m = task(delivery.task_name.as_str());
         m.started.increment(1);
-        if delivery.attempt <= 1 {
-            if let Some(at) = delivery.meta.enqueued_at {
-                let waited = SystemTime::now()
-                    .duration_since(at)
-                    .unwrap_or_default()
-                    .as_secs_f64();
-                m.queue.record(waited);
-            }
+        if let Some(waited) = delivery.queued_until(SystemTime::now()) {
+            m.queue.record(waited.as_secs_f64());
         }
         m.executing.increment(1.0);
         Execution {

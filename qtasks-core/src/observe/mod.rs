@@ -23,11 +23,9 @@ use crate::backend::{DeadLetterReason, Delivery, NewTask, Outcome, TraceContext}
 /// `retry`, `rate_limited`).
 pub fn outcome_status(outcome: &Outcome) -> &'static str {
     match outcome {
-        Outcome::Success(_) => "success",
-        Outcome::Failed { .. } | Outcome::DeadLetter { .. } => "error",
-        Outcome::Cancelled { .. } => "cancel",
-        Outcome::Retry { .. } => "retry",
+        // Not an end: queued again without spending the attempt.
         Outcome::Later { .. } => "rate_limited",
+        _ => outcome.status().as_str(),
     }
 }
 
@@ -104,11 +102,31 @@ impl Execution {
 }
 
 /// Makes `span` (the task's span) the child of the producer's span on the first attempt, or
-/// links it to it on a retry, and records the queue time on it (feature `opentelemetry`).
+/// links it to it on a retry (feature `opentelemetry`).
 #[inline(always)]
 pub(crate) fn task_span(_span: &tracing::Span, _delivery: &Delivery) {
     #[cfg(feature = "opentelemetry")]
     trace::attach(_span, _delivery);
+}
+
+/// The `queue_seconds` field of the task's span, given when the span is made (one record
+/// fewer per task): enqueue to now, when the backend kept the enqueue time (feature
+/// `opentelemetry`; `None`, recording nothing, without it).
+#[inline(always)]
+pub(crate) fn queue_seconds(_delivery: &Delivery) -> Option<f64> {
+    #[cfg(feature = "opentelemetry")]
+    {
+        _delivery.meta.enqueued_at.map(|at| {
+            std::time::SystemTime::now()
+                .duration_since(at)
+                .unwrap_or_default()
+                .as_secs_f64()
+        })
+    }
+    #[cfg(not(feature = "opentelemetry"))]
+    {
+        None
+    }
 }
 
 /// Records how the attempt ended on the task's span (feature `opentelemetry`).

@@ -15,7 +15,6 @@
 //! without such a layer nothing is captured and nothing is stored.
 
 use std::str::FromStr;
-use std::time::SystemTime;
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -109,14 +108,10 @@ pub fn context_of(trace: &TraceContext) -> opentelemetry::Context {
 }
 
 /// Continues the producer's trace on the task's span: its child on the first attempt, a link
-/// on later ones; records the queue time.
+/// on later ones (the queue time is a field the span is made with: `observe::queue_seconds`).
 pub(crate) fn attach(span: &tracing::Span, delivery: &Delivery) {
     if span.is_disabled() {
         return;
-    }
-    if let Some(at) = delivery.meta.enqueued_at {
-        let waited = SystemTime::now().duration_since(at).unwrap_or_default();
-        span.record("queue_seconds", waited.as_secs_f64());
     }
     let Some(trace) = &delivery.meta.trace else {
         return;

@@ -42,6 +42,11 @@ pub struct Task<R = Payload> {
     pub cancel_reason: Option<String>,
     /// How many times a worker started this task.
     pub attempts: u32,
+    /// The attempts that ended, oldest first: which worker ran each, from when to when, and
+    /// how it ended (the last [`ATTEMPTS_KEPT`] of them; empty for records written before
+    /// the history was kept).
+    #[serde(default)]
+    pub history: Vec<Attempt>,
     /// Extra fields (plugins, custom data).
     pub extra: BTreeMap<String, String>,
     #[serde(skip)]
@@ -82,6 +87,7 @@ impl<R> Task<R> {
             traceback: self.traceback,
             cancel_reason: self.cancel_reason,
             attempts: self.attempts,
+            history: self.history,
             extra: self.extra,
             app: self.app,
             existing: self.existing,
@@ -110,6 +116,7 @@ impl Task<Payload> {
             traceback: None,
             cancel_reason: None,
             attempts: 0,
+            history: Vec::new(),
             extra: BTreeMap::new(),
             app: None,
             existing: false,
@@ -163,9 +170,31 @@ impl<R: fmt::Debug> fmt::Debug for Task<R> {
             d.field("cancel_reason", reason);
         }
         d.field("attempts", &self.attempts);
+        if !self.history.is_empty() {
+            d.field("history", &self.history);
+        }
         if !self.extra.is_empty() {
             d.field("extra", &self.extra);
         }
         d.finish()
     }
+}
+
+/// How many ended attempts a record keeps in [`Task::history`] (the newest ones).
+pub const ATTEMPTS_KEPT: usize = 20;
+
+/// One attempt of a task that ended: which worker ran it, when, and how it ended (the
+/// Redis and PostgreSQL backends store it as text: [`backend::encode_attempt`](crate::backend::encode_attempt)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Which attempt (1 for the first).
+    pub attempt: u32,
+    /// The id of the worker that ran it.
+    pub worker: String,
+    /// When it started (the worker's clock).
+    pub started_at: SystemTime,
+    /// When it ended (the worker's clock).
+    pub finished_at: SystemTime,
+    /// How it ended: `success`, `error`, `cancel`, or `retry` (it failed and ran again).
+    pub status: TaskStatus,
 }

@@ -41,7 +41,8 @@ mod inspect;
 pub use inspect::{
     delete_removes_finished_tasks_only, list_by_status_with_cursor,
     list_filters_by_name_text_and_time, pause_and_resume_claims, purge_removes_old_finished_tasks,
-    retry_dead_queues_failed_tasks, throughput_counts_finished_tasks,
+    retry_dead_queues_failed_tasks, runs_are_kept_in_the_history_and_the_latency,
+    throughput_counts_finished_tasks,
 };
 
 /// How long a case waits for something that must happen.
@@ -73,7 +74,7 @@ macro_rules! conformance_tests {
             list_by_status_with_cursor, list_filters_by_name_text_and_time,
             retry_dead_queues_failed_tasks, delete_removes_finished_tasks_only,
             purge_removes_old_finished_tasks, pause_and_resume_claims,
-            throughput_counts_finished_tasks);
+            throughput_counts_finished_tasks, runs_are_kept_in_the_history_and_the_latency);
     };
     (@cases $open:path, $available:expr; $($case:ident),* $(,)?) => {
         $(
@@ -129,6 +130,7 @@ async fn complete(backend: &Backend, delivery: &Delivery, outcome: Outcome) -> V
         .complete(&[Completion {
             lease: delivery.lease(),
             outcome,
+            run: None,
         }])
         .await
         .expect("complete succeeded")
@@ -453,12 +455,14 @@ where
         Completion {
             lease: acked.lease(),
             outcome: Outcome::Success(first.clone()),
+            run: None,
         },
         Completion {
             lease: acked.lease(),
             outcome: Outcome::Failed {
                 traceback: "second".into(),
             },
+            run: None,
         },
     ];
     let rejected = backend.broker.complete(&twice).await.unwrap();
@@ -869,6 +873,7 @@ where
             .map(|d| Completion {
                 lease: d.lease(),
                 outcome: Outcome::Success(Payload::default()),
+                run: None,
             })
             .collect();
         assert!(backend
@@ -1065,6 +1070,7 @@ where
         .map(|lease| Completion {
             lease,
             outcome: Outcome::Success(Payload::encode(&"ok").unwrap()),
+            run: None,
         })
         .collect();
     let rejected = backend.broker.complete(&done).await.unwrap();

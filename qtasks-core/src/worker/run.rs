@@ -9,14 +9,14 @@
 //! so an idle worker acknowledges at once and a busy one in large batches).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::handle::App;
-use crate::backend::{CancelRequest, Completion, Lease};
+use crate::backend::{AttemptRun, CancelRequest, Completion, Lease};
 use crate::control::{QueueSelection, TaskLimits, DEFAULT_QUEUE};
 use crate::error::Result;
 use crate::execute::execute;
@@ -90,6 +90,7 @@ pub(crate) async fn run(app: App, worker: Arc<WorkerScope>) -> Result<()> {
         done: done.clone(),
         slots: slots.clone(),
         starts,
+        worker_id: worker.id().into(),
     });
     let mut lanes = JoinSet::new();
     for _ in 0..lanes_n {
@@ -288,6 +289,8 @@ struct Lane {
     slots: Arc<Semaphore>,
     /// Where starts are recorded first (backends with leases).
     starts: Option<Arc<StartQueue>>,
+    /// The worker's id, for the runs it reports (shared, not copied per task).
+    worker_id: Arc<str>,
 }
 
 /// One lane: runs claimed jobs one after the other through the execution pipeline. A job
@@ -301,6 +304,7 @@ async fn lane(parts: Arc<Lane>) {
         done,
         slots,
         starts,
+        worker_id,
     } = &*parts;
     while let Some(job) = jobs.next(worker.shutdown()).await {
         let uuid = job.delivery.uuid;
@@ -319,6 +323,7 @@ async fn lane(parts: Arc<Lane>) {
             slots.add_permits(1);
             continue;
         }
+        let started_at = SystemTime::now();
         let outcome = execute(app, worker, &job.delivery, job.cancel).await;
         if starts.is_some() && !worker.finish(uuid) {
             // Its lease went while it ran: the acknowledgement would be rejected.
@@ -330,6 +335,7 @@ async fn lane(parts: Arc<Lane>) {
         done.push(Completion {
             lease: job.delivery.lease(),
             outcome,
+            run: Some(AttemptRun::ended_now(worker_id, &job.delivery, started_at)),
         });
     }
 }

@@ -26,6 +26,13 @@ pub(crate) fn task(t: &Task) -> Value {
         "traceback": t.traceback,
         "cancel_reason": t.cancel_reason,
         "attempts": t.attempts,
+        "history": t.history.iter().map(|a| json!({
+            "attempt": a.attempt,
+            "worker": a.worker,
+            "started_at": unix_ms(a.started_at),
+            "finished_at": unix_ms(a.finished_at),
+            "status": a.status.as_str(),
+        })).collect::<Vec<_>>(),
         "extra": t.extra,
     })
 }

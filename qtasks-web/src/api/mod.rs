@@ -1,6 +1,6 @@
 //! The JSON API, one file per group of endpoints: `tasks` (enqueue, get, list, cancel),
 //! `admin` (retry and delete failed tasks, purge, pause and resume), `stats` (counts,
-//! workers, throughput, schedules, registered tasks), `openapi` (the document at
+//! workers, throughput, latency, schedules, registered tasks), `openapi` (the document at
 //! `/api/openapi.json`); `json` renders records, `error` renders refusals, `body` reads request bodies.
 
 mod admin;
@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/stats", get(stats::stats))
         .route("/workers", get(stats::workers))
         .route("/throughput", get(stats::throughput))
+        .route("/latency", get(stats::latency))
         .route("/schedules", get(stats::schedules))
         .route("/registry", get(stats::registry))
 }

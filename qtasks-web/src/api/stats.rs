@@ -1,5 +1,5 @@
 //! Figures: counts per status and queue depth per priority, live workers and the tasks
-//! running, finished tasks per minute, the schedules with their next fire, the registered
+//! running, finished tasks and latency per minute, the schedules with their next fire, the registered
 //! tasks (for the enqueue form).
 
 use std::time::SystemTime;
@@ -21,6 +21,14 @@ pub(crate) async fn stats_value(shared: &Shared) -> ApiResult<Value> {
     let backend = shared.app.backend();
     let stats = backend.broker.stats().await?;
     let pauses = backend.broker.pauses().await?;
+    // The current minute's latency: live on the overview with the counts (`null` from a
+    // storage that keeps none, which must not take the counts down with it).
+    let latency = backend
+        .storage
+        .latency(1)
+        .await
+        .ok()
+        .and_then(|mut minutes| minutes.pop());
     let mut by_status = Map::new();
     for s in ALL_STATUSES {
         let n = stats.by_status.get(s.as_str()).copied().unwrap_or(0);
@@ -35,6 +43,7 @@ pub(crate) async fn stats_value(shared: &Shared) -> ApiResult<Value> {
         "running": stats.running,
         "dead_letter": stats.dead_letter,
         "paused": pauses,
+        "latency": latency,
         "read_only": shared.access.read_only,
     }))
 }
@@ -63,25 +72,44 @@ pub(crate) async fn workers(State(shared): State<Shared>) -> ApiResult<Json<Valu
     })))
 }
 
-/// The query of `GET /api/throughput`.
+/// The query of `GET /api/throughput` and `GET /api/latency`.
 #[derive(Debug, Deserialize)]
-pub(crate) struct ThroughputQuery {
+pub(crate) struct MinutesQuery {
     minutes: Option<u32>,
+}
+
+impl MinutesQuery {
+    /// The minutes asked (60 by default), at most `max`.
+    fn minutes(&self, max: u32) -> ApiResult<u32> {
+        let minutes = self.minutes.unwrap_or(60);
+        if !(1..=max).contains(&minutes) {
+            return Err(ApiError::bad_request(format!(
+                "minutes must be between 1 and {max}, not {minutes}"
+            )));
+        }
+        Ok(minutes)
+    }
 }
 
 /// `GET /api/throughput?minutes=60`: tasks finished per minute, oldest first.
 pub(crate) async fn throughput(
     State(shared): State<Shared>,
-    Query(q): Query<ThroughputQuery>,
+    Query(q): Query<MinutesQuery>,
 ) -> ApiResult<Json<Value>> {
-    let minutes = q.minutes.unwrap_or(60);
-    if !(1..=1440).contains(&minutes) {
-        return Err(ApiError::bad_request(format!(
-            "minutes must be between 1 and 1440, not {minutes}"
-        )));
-    }
+    let minutes = q.minutes(1440)?;
     let counts = shared.app.backend().storage.throughput(minutes).await?;
     Ok(Json(json!({"minutes": counts})))
+}
+
+/// `GET /api/latency?minutes=60`: per minute, oldest first, p50 and p95 of enqueue to start
+/// (first attempts) and of execution (every attempt that ended); backends keep three hours.
+pub(crate) async fn latency(
+    State(shared): State<Shared>,
+    Query(q): Query<MinutesQuery>,
+) -> ApiResult<Json<Value>> {
+    let minutes = q.minutes(180)?;
+    let per_minute = shared.app.backend().storage.latency(minutes).await?;
+    Ok(Json(json!({"minutes": per_minute})))
 }
 
 /// `GET /api/schedules`: the app's timers with their next fire (ms since the Unix epoch).

@@ -11,8 +11,9 @@ use uuid::Uuid;
 use super::{assert_nothing_claimable, claim, complete, config, enqueue_one, new_task, status};
 use crate::app::config::Config;
 use crate::backend::inspect::{Cursor, PauseTarget, Purge, TaskQuery};
-use crate::backend::{Backend, DeadLetterReason, Outcome};
+use crate::backend::{AttemptRun, Backend, Completion, DeadLetterReason, Outcome};
 use crate::task::payload::Payload;
+use crate::task::record::Attempt;
 use crate::task::status::TaskStatus;
 
 use super::DEADLINE;
@@ -396,4 +397,80 @@ where
         1,
         "{minutes:?}"
     );
+}
+
+/// A completion's run is kept in the record's history (attempt, worker, times, how it ended)
+/// and counted in `latency`: an execution time per attempt, a queue time for the first.
+pub async fn runs_are_kept_in_the_history_and_the_latency<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let t = enqueue_one(&backend, "timed", 0).await;
+    let ms = |n| SystemTime::UNIX_EPOCH + Duration::from_millis(n);
+    let now = crate::backend::inspect::unix_ms(SystemTime::now());
+    let runs = [
+        ("w-1", now - 40, now - 30, Some(Duration::from_millis(5))),
+        ("w-2:x", now - 20, now - 18, None),
+    ];
+    for (k, (worker, start, end, queued)) in runs.into_iter().enumerate() {
+        let d = claim(&backend, 1).await.remove(0);
+        assert_eq!(d.uuid, t.uuid);
+        let outcome = if k == 0 {
+            Outcome::Retry {
+                traceback: "flaky".into(),
+                delay: Duration::ZERO,
+            }
+        } else {
+            Outcome::Success(Payload::encode(&1).unwrap())
+        };
+        let rejected = backend
+            .broker
+            .complete(&[Completion {
+                lease: d.lease(),
+                outcome,
+                run: Some(AttemptRun {
+                    worker: worker.into(),
+                    started_at: ms(start),
+                    finished_at: ms(end),
+                    queued,
+                }),
+            }])
+            .await
+            .expect("complete succeeded");
+        assert!(rejected.is_empty());
+    }
+    let got = backend.storage.get(t.uuid).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Success);
+    let expected = vec![
+        Attempt {
+            attempt: 1,
+            worker: "w-1".into(),
+            started_at: ms(now - 40),
+            finished_at: ms(now - 30),
+            status: TaskStatus::Retry,
+        },
+        Attempt {
+            attempt: 2,
+            worker: "w-2:x".into(),
+            started_at: ms(now - 20),
+            finished_at: ms(now - 18),
+            status: TaskStatus::Success,
+        },
+    ];
+    assert_eq!(got.history, expected);
+
+    let minutes = backend.storage.latency(5).await.expect("latency succeeded");
+    assert_eq!(minutes.len(), 5);
+    let execution: u64 = minutes.iter().map(|m| m.execution.count).sum();
+    let queue: u64 = minutes.iter().map(|m| m.queue.count).sum();
+    assert_eq!((execution, queue), (2, 1), "{minutes:?}");
+    let first = minutes
+        .iter()
+        .find(|m| m.queue.count == 1)
+        .expect("the queue time's minute");
+    // 5 ms, read back as the end of its bucket (within a quarter).
+    let p50 = first.queue.p50_ms.expect("a median");
+    assert!((5.0..=6.25).contains(&p50), "{p50}");
 }
