@@ -31,6 +31,9 @@ STRIDE = int(os.environ.get("QTASKS_CLAIM_STRIDE", "2"))
 # QTASKS_ENQUEUE_FLOW=0 for versions before flow control, whose enqueue took no flow argument
 # (since, the second argument says whether the tasks carry flow fields: here they do not).
 ENQUEUE_FLOW = os.environ.get("QTASKS_ENQUEUE_FLOW", "1") == "1"
+# QTASKS_COMPLETE_RUNS=0 for versions before the attempt history, whose acknowledgement took no
+# latency counts and no run per completion.
+COMPLETE_RUNS = os.environ.get("QTASKS_COMPLETE_RUNS", "1") == "1"
 # QTASKS_ENQUEUE_UNIQUE=1 gives every task a unique key of its own (what a unique enqueue costs).
 ENQUEUE_UNIQUE = os.environ.get("QTASKS_ENQUEUE_UNIQUE") == "1"
 
@@ -168,6 +171,10 @@ def main():
             argv = []
             for id, tok in leases[i:i + batch]:
                 argv += [id, tok, "s", b"\xc0", ""]
+                if COMPLETE_RUNS:
+                    argv.append("")  # no attempt for the history
+            if COMPLETE_RUNS:
+                argv.insert(0, "")  # no latency counts
             r.call("EVALSHA", sha["complete"], 1, key, app, 3600000, 1000, *argv)
         dump("complete")
         r.call("SHUTDOWN", "NOSAVE")

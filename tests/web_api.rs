@@ -736,7 +736,11 @@ async fn pause_and_resume_a_task_name_and_the_app() {
         assert_eq!(status, StatusCode::OK, "{b}: {body}");
         assert_eq!(body["tasks"], json!(["web.add"]));
         let (_, pauses) = call(&env.router, "GET", "/api/pauses", None, None).await;
-        assert_eq!(pauses, json!({"app": false, "tasks": ["web.add"]}), "{b}");
+        assert_eq!(
+            pauses,
+            json!({"app": false, "tasks": ["web.add"], "queues": []}),
+            "{b}"
+        );
         let held = env.app.add_task("web.add", json!([1, 2])).await.unwrap();
         let other = env
             .app
@@ -804,6 +808,37 @@ async fn pause_and_resume_a_task_name_and_the_app() {
         )
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{b}: {body}");
+        // A queue: paused and resumed by name; a name that is no queue name is refused.
+        let (status, body) = call(
+            &env.router,
+            "POST",
+            "/api/pause",
+            Some(TOKEN),
+            Some(json!({"queue": "mail"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{b}: {body}");
+        assert_eq!(body["queues"], json!(["mail"]), "{b}");
+        let (_, stats) = call(&env.router, "GET", "/api/stats", None, None).await;
+        assert_eq!(stats["paused"]["queues"], json!(["mail"]), "{b}");
+        let (_, body) = call(
+            &env.router,
+            "POST",
+            "/api/resume",
+            Some(TOKEN),
+            Some(json!({"queue": "mail"})),
+        )
+        .await;
+        assert_eq!(body["queues"], json!([]), "{b}");
+        let (status, body) = call(
+            &env.router,
+            "POST",
+            "/api/pause",
+            Some(TOKEN),
+            Some(json!({"queue": "no spaces"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{b}: {body}");
         worker.shutdown().await.unwrap();
     }
 }

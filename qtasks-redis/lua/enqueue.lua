@@ -10,7 +10,8 @@
 --          throttle ms, each `` or 0 when not set)
 -- Named queues: a task of queue `mail` is queued in `prios:mail` and `q:mail:<priority>`
 -- (its record has `qn`), and `mail` joins the set `queues` (for stats).
--- Unique keys: `uniq` (key -> the uuid holding it), `uniq_of` (uuid -> `<hold ms>:<key>`).
+-- Unique keys: `uniq` (key -> the uuid holding it); the holder's record has `uk`
+-- (`<hold ms>:<key>`, read when it is final to free the key).
 -- A key is held while its task is new, retry or running, or finished less than hold ms ago;
 -- a task whose key is held is not written, and its position and the holder are returned
 -- (with debounce, a holder that has not started takes the new arguments and start time).
@@ -120,7 +121,7 @@ end
 -- the batch whole (the keys taken so far name records that do not exist: free). A new key
 -- is taken in one command; a taken one is checked, and a holder written earlier in this
 -- batch is found the same way (its key names it; its record is checked once written, below).
-local found, holders, in_batch = {}, {}, {}
+local found, holders, in_batch, uk = {}, {}, {}, {}
 if flowing then
   local batch_holder = {}
   for n = 1, count do
@@ -143,7 +144,7 @@ if flowing then
         found[#found + 1] = holder
       else
         if holder then redis.call('HSET', P .. 'uniq', key, id) end
-        redis.call('HSET', P .. 'uniq_of', id, fmt(flow[2]) .. ':' .. key)
+        uk[n] = fmt(flow[2]) .. ':' .. key
         batch_holder[key] = id
       end
     end
@@ -162,7 +163,12 @@ for n = 1, count do
   if in_batch[n] then last_args[holders[n]] = {args, flow[3]} end
   if write then
     -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
-    redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', ARGV[i + 4])
+    if uk[n] then
+      redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', ARGV[i + 4],
+        'uk', uk[n])
+    else
+      redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', ARGV[i + 4])
+    end
     local queue = ''
     if flow then
       if flow[4] ~= '' then redis.call('HSET', T .. id, 'ck', flow[4]) end

@@ -54,7 +54,7 @@
 --                                 (`slots`: uuid -> slot key; the slot key is a set of
 --                                 `<uuid>:<token>`); true when one was freed
 --   release_unique(ids, now)      frees the unique keys of tasks that became final (`uniq`:
---                                 key -> uuid, `uniq_of`: uuid -> `<hold ms>:<key>`), or holds
+--                                 key -> uuid; the holder's record has `uk`: `<hold ms>:<key>`), or holds
 --                                 them until now + hold (`uniq_exp`), and frees the keys
 --                                 whose hold passed
 --   reap(now, max_deliveries, dead_max)   returns expired leases to the queue (a task that
@@ -103,7 +103,7 @@ local KINDS = {
   suspect = 'list', wake = 'list', kv = 'hash', tok = 'string', drain = 'string',
   started = 'set', run = 'hash', paused = 'hash', ['ix:new'] = 'zset', ['ix:retry'] = 'zset',
   ['ix:success'] = 'zset', ['ix:error'] = 'zset', ['ix:cancel'] = 'zset',
-  uniq = 'hash', uniq_of = 'hash', uniq_exp = 'zset', slots = 'hash',
+  uniq = 'hash', uniq_exp = 'zset', slots = 'hash',
 }
 local function check_keys(...)
   for _, name in ipairs({...}) do
@@ -427,25 +427,20 @@ local function release_slots(ids, members)
   return freed
 end
 local function release_unique(ids, now)
-  if #ids > 0 and redis.call('EXISTS', P .. 'uniq_of') == 1 then
-    local held = redis.pcall('HMGET', P .. 'uniq_of', unpack(ids))
-    if type(held) == 'table' and not held.err then
-      local gone = {}
-      for k, id in ipairs(ids) do
-        local v = held[k]
-        if v then
-          gone[#gone + 1] = id
-          local colon = string.find(v, ':', 1, true)
-          local hold = tonumber(string.sub(v, 1, colon - 1)) or 0
-          local key = string.sub(v, colon + 1)
-          if hold > 0 then
-            redis.call('ZADD', P .. 'uniq_exp', now + hold, key .. '\n' .. id)
-          elseif redis.call('HGET', P .. 'uniq', key) == id then
-            redis.call('HDEL', P .. 'uniq', key)
-          end
+  -- An app without unique keys: one EXISTS. Else each final task's record says its key.
+  if #ids > 0 and redis.call('EXISTS', P .. 'uniq') == 1 then
+    for _, id in ipairs(ids) do
+      local v = redis.pcall('HGET', T .. id, 'uk')
+      local colon = type(v) == 'string' and string.find(v, ':', 1, true)
+      if colon then
+        local hold = tonumber(string.sub(v, 1, colon - 1)) or 0
+        local key = string.sub(v, colon + 1)
+        if hold > 0 then
+          redis.call('ZADD', P .. 'uniq_exp', now + hold, key .. '\n' .. id)
+        elseif redis.call('HGET', P .. 'uniq', key) == id then
+          redis.call('HDEL', P .. 'uniq', key)
         end
       end
-      if #gone > 0 then chunked('HDEL', P .. 'uniq_of', gone) end
     end
   end
   if redis.call('EXISTS', P .. 'uniq_exp') == 0 then return end

@@ -205,6 +205,14 @@ function drawCounts(cards, s) {
   for (const [label, n] of [['ready', s.ready], ['scheduled', s.scheduled], ['dead letter', s.dead_letter]]) {
     cards.append(el('div', { class: 'card' }, el('div', { class: 'n' }, String(n)), el('div', { class: 'l' }, label)));
   }
+  // Ready tasks per named queue, when there is more than the default one.
+  const queues = Object.entries(s.ready_by_queue || {});
+  if (queues.some(([q]) => q !== 'default')) {
+    for (const [q, n] of queues) {
+      cards.append(el('div', { class: 'card', dataset: { queue: q } },
+        el('div', { class: 'n' }, String(n)), el('div', { class: 'l' }, 'ready in ' + q)));
+    }
+  }
 }
 
 function drawPause(box, s) {
@@ -212,12 +220,17 @@ function drawPause(box, s) {
   const p = s.paused;
   box.append(el('p', {}, p.app ? 'The whole app is paused: no task is claimed.' : 'Claims run.'));
   if (p.tasks.length) box.append(el('p', {}, 'Paused tasks: ', p.tasks.join(', ')));
+  const queues = p.queues || [];
+  if (queues.length) box.append(el('p', {}, 'Paused queues: ', queues.join(', ')));
   if (s.read_only) return;
   box.append(el('button', { class: 'act', id: p.app ? 'resume-app' : 'pause-app',
     onclick: () => act(p.app ? 'Resumed' : 'Paused', () => api('POST', p.app ? '/resume' : '/pause', {})) },
   p.app ? 'Resume the app' : 'Pause the app'));
   for (const name of p.tasks) {
     box.append(' ', el('button', { class: 'act', onclick: () => act('Resumed ' + name, () => api('POST', '/resume', { task: name })) }, 'Resume ' + name));
+  }
+  for (const q of queues) {
+    box.append(' ', el('button', { class: 'act', onclick: () => act('Resumed queue ' + q, () => api('POST', '/resume', { queue: q })) }, 'Resume queue ' + q));
   }
 }
 

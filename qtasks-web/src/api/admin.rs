@@ -152,10 +152,12 @@ pub(crate) async fn purge(
     Ok(Json(json!({"purged": purged})))
 }
 
-/// The body of `POST /api/pause` and `/api/resume`: a task name, or nothing for the app.
+/// The body of `POST /api/pause` and `/api/resume`: a task name, a queue, or nothing for the
+/// app.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct PauseBody {
     task: Option<String>,
+    queue: Option<String>,
 }
 
 async fn set_paused(
@@ -163,7 +165,16 @@ async fn set_paused(
     body: Option<Body<PauseBody>>,
     paused: bool,
 ) -> ApiResult<Json<Value>> {
-    let target = match body.and_then(|Body(b)| b.task).filter(|t| !t.is_empty()) {
+    let body = body.map(|Body(b)| b).unwrap_or_default();
+    let queue = body.queue.filter(|q| !q.is_empty());
+    let target = match body.task.filter(|t| !t.is_empty()) {
+        None if queue.is_some() => {
+            let queue = queue.unwrap_or_default();
+            if let Err(message) = qtasks_core::control::check_queue_name(&queue) {
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_queue", message));
+            }
+            PauseTarget::Queue(queue)
+        }
         Some(name) => {
             if shared.app.task(&name).is_none() {
                 return Err(ApiError::new(
@@ -206,7 +217,7 @@ pub(crate) async fn resume(
     set_paused(&shared, body, false).await
 }
 
-/// `GET /api/pauses`: `{"app": bool, "tasks": [name, ..]}`.
+/// `GET /api/pauses`: `{"app": bool, "tasks": [name, ..], "queues": [queue, ..]}`.
 pub(crate) async fn pauses(State(shared): State<Shared>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(shared.app.backend().broker.pauses().await?)))
 }

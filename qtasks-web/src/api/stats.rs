@@ -38,6 +38,7 @@ pub(crate) async fn stats_value(shared: &Shared) -> ApiResult<Value> {
         "app": shared.app.name(),
         "by_status": by_status,
         "ready_by_priority": stats.ready_by_priority,
+        "ready_by_queue": stats.ready_by_queue,
         "ready": stats.ready_by_priority.values().sum::<u64>(),
         "scheduled": stats.scheduled,
         "running": stats.running,
