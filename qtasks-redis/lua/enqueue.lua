@@ -163,7 +163,7 @@ for n = 1, count do
   if in_batch[n] then last_args[holders[n]] = {args, flow[3]} end
   if write then
     -- `u` (updated) defaults to `c` and `at` (attempts) to 0 until they change.
-    if uk[n] then
+    if flowing and uk[n] then
       redis.call('HSET', T .. id, 'n', name, 'p', prio, 'a', args, 's', 'new', 'c', ARGV[i + 4],
         'uk', uk[n])
     else
