@@ -19,7 +19,7 @@
 //! # use std::time::{Duration, UNIX_EPOCH};
 //! # let mut task = NewTask { uuid: qtasks_core::Uuid::nil(), task_name: "t".into(), priority: 0,
 //! #     args: qtasks_core::Payload::encode(&[1]).unwrap(), created_at: UNIX_EPOCH + Duration::from_millis(5),
-//! #     not_before: None, trace: None };
+//! #     not_before: None, trace: None, flow: None };
 //! task.trace = Some(Box::new(TraceContext {
 //!     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
 //!     tracestate: String::new(),

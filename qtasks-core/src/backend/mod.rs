@@ -73,7 +73,7 @@ pub trait Broker: Send + Sync + 'static {
         Err(inspect::unsupported(
             "broker",
             &format!(
-                "limit the concurrency or rate of tasks {} (remove the limits, or use a \
+                "limit the concurrency or rate of tasks {} (remove the limits, or switch to a \
                  backend that has them)",
                 names.join(", ")
             ),
@@ -89,7 +89,7 @@ pub trait Broker: Send + Sync + 'static {
         }
         Err(inspect::unsupported(
             "broker",
-            &format!("serve named queues ({queues}) (use a backend that has them)"),
+            &format!("serve named queues ({queues}) (switch to a backend that has them)"),
         ))
     }
 

@@ -128,7 +128,7 @@ impl NewTask {
                 "broker",
                 &format!(
                     "keep task {} ({}) unique, debounced or limited per key (remove the \
-                     option or the call's unique_key, or use a backend that has them); no task \
+                     option or the call's unique_key, or switch to a backend that has them); no task \
                      of this batch was written",
                     task.task_name, task.uuid
                 ),
