@@ -33,6 +33,8 @@ impl MemoryBackend {
             return (Vec::new(), None);
         }
         let flow_on = self.flow_on.load(Ordering::Acquire);
+        // Whether a debounced task ever moved its start (its earlier entries are then stale).
+        let debouncing = self.debouncing.load(Ordering::Acquire);
         let now_wall = SystemTime::now();
         let mut out = Vec::with_capacity(max.min(64));
         let mut set_aside = Vec::new();
@@ -47,7 +49,7 @@ impl MemoryBackend {
         loop {
             {
                 let mut q = self.queue.lock();
-                self.move_due(&mut q, now, flow_on);
+                self.move_due(&mut q, now, debouncing);
                 let want = max - out.len();
                 for queue in &order {
                     while popped.len() < want && budget > 0 {
@@ -66,7 +68,7 @@ impl MemoryBackend {
                 break;
             }
             for uuid in popped.drain(..) {
-                if flow_on && self.flow.lock().debounce_due.contains_key(&uuid) {
+                if debouncing && self.flow.lock().debounce_due.contains_key(&uuid) {
                     // Debounced since it was queued: its delayed entry brings it back.
                     continue;
                 }
@@ -210,6 +212,7 @@ impl MemoryBackend {
         if let Some(seq) = seq {
             q.delayed.push(Reverse((due, seq, holder)));
             self.flow.lock().debounce_due.insert(holder, due);
+            self.debouncing.store(true, Ordering::Release);
         }
     }
 
@@ -219,7 +222,7 @@ impl MemoryBackend {
 
     /// Moves the delayed tasks due at `now` to the ready queue (skipping the stale entries of
     /// debounced tasks, whose start moved later).
-    fn move_due(&self, q: &mut Queue, now: Instant, flow_on: bool) {
+    fn move_due(&self, q: &mut Queue, now: Instant, debouncing: bool) {
         while let Some(Reverse((at, _, _))) = q.delayed.peek() {
             if *at > now {
                 break;
@@ -227,7 +230,7 @@ impl MemoryBackend {
             let Some(Reverse((at, seq, uuid))) = q.delayed.pop() else {
                 break;
             };
-            if flow_on {
+            if debouncing {
                 let mut flow = self.flow.lock();
                 match flow.debounce_due.get(&uuid) {
                     Some(due) if *due != at => continue,

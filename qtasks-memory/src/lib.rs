@@ -70,6 +70,8 @@ pub struct MemoryBackend {
     /// anything uses them (read by every claim without the lock).
     flow: Mutex<Flow>,
     flow_on: AtomicBool,
+    /// Whether a debounced task ever moved its start (claims then skip stale entries).
+    debouncing: AtomicBool,
     /// The queues claims take from (`Broker::set_queues`).
     queues: Mutex<ClaimQueues>,
 }
@@ -103,6 +105,7 @@ impl MemoryBackend {
             epoch: Instant::now(),
             flow: Mutex::new(Flow::default()),
             flow_on: AtomicBool::new(false),
+            debouncing: AtomicBool::new(false),
             queues: Mutex::new(ClaimQueues::default()),
         }
     }
