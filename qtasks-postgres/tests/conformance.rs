@@ -27,3 +27,12 @@ async fn open(config: Config) -> Backend {
 }
 
 qtasks_core::conformance_tests!(open, run_if = testing::available());
+
+/// Flow control is not built on PostgreSQL: it is refused with an error, never ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_control_is_refused_when_unsupported() {
+    if !testing::available() {
+        return;
+    }
+    qtasks_core::testing::conformance::flow_control_is_refused_when_unsupported(open).await
+}

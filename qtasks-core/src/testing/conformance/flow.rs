@@ -29,6 +29,7 @@ macro_rules! conformance_flow_tests {
             cancel_frees_a_unique_key, debounce_takes_the_last_arguments,
             throttle_drops_calls_within_its_window,
             concurrency_limit_holds_slots, concurrency_limit_per_key, rate_limit_spaces_claims,
+            rate_limit_per_key,
             later_does_not_spend_an_attempt, queues_by_weight_and_in_strict_order,
             claims_take_only_the_queues_served, pause_and_resume_a_queue);
     };
@@ -615,4 +616,87 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(started.elapsed() >= Duration::from_millis(90));
+}
+
+/// `rate_limit = "6/m"` per key (one permit every 10 s, a burst of two): each key gets its
+/// burst at once, and no more.
+pub async fn rate_limit_per_key<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let mut rule = limits(
+        "conf.rkey",
+        None,
+        false,
+        Some(Rate {
+            permits: 6,
+            per: Duration::from_secs(60),
+        }),
+    );
+    rule.rate_per_key = true;
+    backend.broker.set_limits(&[rule]).expect("limits set");
+    let keyed = |key: &str| {
+        let mut t = new_task("conf.rkey", 0);
+        t.flow = Some(Box::new(FlowKeys {
+            unique: None,
+            hold_after: Duration::ZERO,
+            debounce: None,
+            throttle: None,
+            concurrency_key: None,
+            rate_key: Some(key.into()),
+            queue: None,
+        }));
+        t
+    };
+    let tasks: Vec<NewTask> = ["a", "a", "a", "b", "b", "b"]
+        .iter()
+        .map(|k| keyed(k))
+        .collect();
+    enqueue(&backend, &tasks).await;
+    let got = claim(&backend, 10).await;
+    let mut uuids: Vec<Uuid> = got.iter().map(|d| d.uuid).collect();
+    uuids.sort();
+    let mut expected = vec![tasks[0].uuid, tasks[1].uuid, tasks[3].uuid, tasks[4].uuid];
+    expected.sort();
+    assert_eq!(
+        uuids, expected,
+        "two permits per key, the first two of each"
+    );
+    assert_nothing_claimable(&backend).await;
+}
+
+/// For a backend without flow control: limits, named queues and flow keys are refused with an
+/// error naming them, never ignored, and a refused enqueue writes nothing. (Not in
+/// `conformance_flow_tests!`: a backend that has flow control runs those instead.)
+pub async fn flow_control_is_refused_when_unsupported<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    backend.broker.set_limits(&[]).expect("no limits is fine");
+    backend
+        .broker
+        .set_queues(&select("default"))
+        .expect("the default queue alone is fine");
+    let err = backend
+        .broker
+        .set_limits(&[limits("conf.refused", Some(2), false, None)])
+        .expect_err("a limit is refused");
+    assert!(err.to_string().contains("conf.refused"), "{err}");
+    let err = backend
+        .broker
+        .set_queues(&select("mail=2,default=1"))
+        .expect_err("a named queue is refused");
+    assert!(err.to_string().contains("mail"), "{err}");
+    let task = unique_task("conf.refused", "conf.refused\u{1f}k", Duration::ZERO);
+    let err = backend
+        .broker
+        .enqueue(std::slice::from_ref(&task))
+        .await
+        .expect_err("a unique key is refused");
+    assert!(err.to_string().contains("conf.refused"), "{err}");
+    assert!(!exists(&backend, task.uuid).await, "nothing written");
 }
