@@ -99,8 +99,9 @@ pub(crate) struct Slot {
     pub(crate) ix: u32,
     pub(crate) status: TaskStatus,
     rare: Option<Box<Rare>>,
-    /// The attempts that ended, oldest first (at most `ATTEMPTS_KEPT`).
-    history: Vec<Ran>,
+    /// The last attempt that ended, inline (most tasks run once: no allocation for their
+    /// history); the earlier ones are in `Rare::earlier_runs`.
+    last_run: Option<Ran>,
 }
 
 /// One ended attempt as a record keeps it (the worker's id shared, not copied).
@@ -125,6 +126,9 @@ pub(crate) struct Rare {
     pub(crate) waiters: Waiters,
     /// The task's named queue (`None`: the default queue).
     pub(crate) queue: Option<&'static str>,
+    /// The attempts that ended before the last one, oldest first (with `Slot::last_run`, at
+    /// most `ATTEMPTS_KEPT`).
+    earlier_runs: Vec<Ran>,
 }
 
 impl Slot {
@@ -143,7 +147,7 @@ impl Slot {
             ix: 0,
             status: TaskStatus::New,
             rare: None,
-            history: Vec::new(),
+            last_run: None,
         }
     }
 
@@ -160,9 +164,9 @@ impl Slot {
         task.updated_at = from_unix_ns(self.updated_ns);
         task.returning.clone_from(&self.returning);
         task.attempts = self.attempts;
-        task.history = self
-            .history
-            .iter()
+        let earlier = self.rare.iter().flat_map(|r| r.earlier_runs.iter());
+        task.history = earlier
+            .chain(self.last_run.as_ref())
             .map(|r| Attempt {
                 attempt: r.attempt,
                 worker: r.worker.to_string(),
@@ -192,16 +196,20 @@ impl Slot {
             // Not an attempt: it runs again under the same number.
             return;
         }
-        if self.history.len() >= ATTEMPTS_KEPT {
-            self.history.remove(0);
-        }
-        self.history.push(Ran {
+        let now = Ran {
             worker: run.worker.clone(),
             started_ns: unix_ns(run.started_at),
             finished_ns: unix_ns(run.finished_at),
             attempt: self.attempts,
             status: done.outcome.status(),
-        });
+        };
+        if let Some(previous) = self.last_run.replace(now) {
+            let earlier = &mut self.rare_mut().earlier_runs;
+            if earlier.len() + 1 >= ATTEMPTS_KEPT {
+                earlier.remove(0);
+            }
+            earlier.push(previous);
+        }
     }
 
     /// The rare parts, created when first needed.
