@@ -566,6 +566,7 @@ pub fn task_json(task: &Task) -> Value {
         "traceback": task.traceback,
         "cancel_reason": task.cancel_reason,
         "attempts": task.attempts,
+        "progress": task.progress.as_ref().and_then(|p| p.to_json()),
         "history": task.history.iter().map(|a| json!({
             "attempt": a.attempt,
             "worker": a.worker,
@@ -592,6 +593,7 @@ fn print_task(out: &mut (dyn Write + Send), task: &Task, json: bool) -> Result<(
             "traceback",
             "cancel_reason",
             "attempts",
+            "progress",
         ] {
             match &v[key] {
                 Value::Null => {}

@@ -446,6 +446,20 @@ impl Broker for MemoryBackend {
         })
     }
 
+    fn progress<'a>(&'a self, lease: Lease, value: &'a Payload) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut shard = self.records.shard(&lease.uuid).lock();
+            let stored = shard.update(&lease.uuid, |slot| {
+                let current = slot.token == lease.token && slot.status == TaskStatus::Process;
+                if current {
+                    slot.rare_mut().progress = Some(value.clone());
+                }
+                current
+            });
+            Ok(stored == Some(true))
+        })
+    }
+
     fn requeue<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut entries = Vec::new();

@@ -129,6 +129,8 @@ pub(crate) struct Rare {
     /// The attempts that ended before the last one, oldest first (with `Slot::last_run`, at
     /// most `ATTEMPTS_KEPT`).
     earlier_runs: Vec<Ran>,
+    /// The newest progress the task reported.
+    pub(crate) progress: Option<Payload>,
 }
 
 impl Slot {
@@ -179,6 +181,7 @@ impl Slot {
             task.traceback.clone_from(&rare.traceback);
             task.cancel_reason.clone_from(&rare.cancel_reason);
             task.extra.clone_from(&rare.extra);
+            task.progress.clone_from(&rare.progress);
         }
         task
     }

@@ -381,6 +381,23 @@ impl Broker for RedisBackend {
         })
     }
 
+    fn progress<'a>(
+        &'a self,
+        lease: Lease,
+        value: &'a qtasks_core::Payload,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let args = vec![
+                lease.uuid.hyphenated().to_string().into_bytes(),
+                lease.token.to_string().into_bytes(),
+                value.as_bytes().to_vec(),
+            ];
+            let what = format!("storing the progress of task {}", lease.uuid);
+            let stored: i64 = self.eval("broker", &what, &scripts::PROGRESS, args).await?;
+            Ok(stored == 1)
+        })
+    }
+
     fn requeue<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if leases.is_empty() {

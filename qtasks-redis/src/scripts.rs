@@ -130,6 +130,11 @@ pub(crate) static RENEW: LazyLock<Script> =
 pub(crate) static STARTED: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/started.lua"), Flags::AllowOom));
 
+/// `lua/progress.lua`: stores a running task's progress while its claim is current (refused
+/// when Redis is full: progress is not worth a write then).
+pub(crate) static PROGRESS: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/progress.lua"), Flags::Plain));
+
 /// `lua/cancel.lua`: cancels a queued task, or asks the workers to cancel a running one.
 pub(crate) static CANCEL: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("../lua/cancel.lua"), Flags::AllowOom));
@@ -160,7 +165,7 @@ mod tests {
     use super::*;
 
     /// Every script file, by name.
-    const FILES: [(&str, &str); 14] = [
+    const FILES: [(&str, &str); 15] = [
         ("prelude", PRELUDE),
         ("enqueue", include_str!("../lua/enqueue.lua")),
         ("claim", include_str!("../lua/claim.lua")),
@@ -175,6 +180,7 @@ mod tests {
         ("retry_dead", include_str!("../lua/retry_dead.lua")),
         ("delete", include_str!("../lua/delete.lua")),
         ("purge", include_str!("../lua/purge.lua")),
+        ("progress", include_str!("../lua/progress.lua")),
     ];
 
     #[test]

@@ -348,6 +348,7 @@ pub(crate) fn decode_record(
     task.history = history;
     task.traceback = text("tb");
     task.cancel_reason = text("cr");
+    task.progress = fields.get("pg").map(|p| Payload::from_bytes(p.clone()));
     if let Some(reason) = text("dr") {
         task.extra.insert("dead_letter".into(), reason);
     }

@@ -412,6 +412,7 @@ function drawTask(box, t, reload) {
   row('task', t.task_name);
   row('priority', String(t.priority));
   row('attempts', String(t.attempts));
+  if (t.progress !== null && t.progress !== undefined) row('progress', el('span', { id: 'task-progress' }, typeof t.progress === 'string' ? t.progress : JSON.stringify(t.progress)));
   row('created', time(t.created_at));
   row('last change', time(t.updated_at));
   if (t.cancel_reason) row('cancel reason', t.cancel_reason);

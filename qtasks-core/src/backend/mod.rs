@@ -49,6 +49,7 @@ use uuid::Uuid;
 use crate::app::config::Config;
 use crate::control::{QueueSelection, TaskLimits};
 use crate::error::Result;
+use crate::task::payload::Payload;
 use crate::task::record::Task;
 use inspect::{MinuteCount, MinuteLatency, PauseTarget, Pauses, Purge, TaskPage, TaskQuery};
 
@@ -119,6 +120,14 @@ pub trait Broker: Send + Sync + 'static {
     /// TTL), or schedules the retry, and wakes whoever waits. Returns the leases that were
     /// rejected because their fencing token is stale.
     fn complete<'a>(&'a self, done: &'a [Completion]) -> BoxFuture<'a, Result<Vec<Lease>>>;
+
+    /// Stores a running task's progress on its record, while `lease` is its current claim;
+    /// returns whether it was stored (false: the claim is no longer current). The default
+    /// keeps no progress: it fails saying so.
+    fn progress<'a>(&'a self, lease: Lease, value: &'a Payload) -> BoxFuture<'a, Result<bool>> {
+        let _ = (lease, value);
+        Box::pin(async { Err(inspect::unsupported("broker", "keep a task's progress")) })
+    }
 
     /// Returns claimed tasks to the queue without counting the attempt (graceful shutdown).
     fn requeue<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<()>>;

@@ -6,6 +6,7 @@
 //! [`sleep`](TaskContext::sleep) (and [`sleep_blocking`](TaskContext::sleep_blocking) for sync
 //! tasks), [`cancel`](TaskContext::cancel), [`get_component`](TaskContext::get_component).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +15,14 @@ use uuid::Uuid;
 pub(crate) mod component;
 pub(crate) mod echo;
 pub(crate) mod logger;
+pub(crate) mod progress;
 
 use crate::app::config::Config;
 use crate::app::handle::App;
-use crate::backend::{Broker, GlobalConfig, Storage};
+use crate::backend::{Broker, Delivery, GlobalConfig, Lease, Storage};
 use crate::context::component::Component;
 use crate::context::logger::TaskLogger;
+use crate::context::progress::Progress;
 use crate::di::scopes::{ScopeCache, TaskScope};
 use crate::error::{Error, Result, TaskError, TaskErrorKind};
 use crate::task::entry::TaskEntry;
@@ -51,6 +54,10 @@ struct ContextInner {
     metadata: std::sync::OnceLock<Box<Task>>,
     /// How the body asked to end (`cancel`, `plugin_error`), whatever it returns afterwards.
     ended: std::sync::OnceLock<Ending>,
+    /// The fencing token of this claim (progress writes are fenced by it).
+    token: u64,
+    /// The progress reported so far, made at the first report.
+    progress: std::sync::OnceLock<Arc<Progress>>,
 }
 
 /// How a task's body asked to end, through its context.
@@ -65,27 +72,28 @@ enum Ending {
 }
 
 impl TaskContext {
+    /// The context of `delivery`'s attempt, a task of `entry`.
     pub(crate) fn new(
         app: App,
         entry: &'static TaskEntry,
-        uuid: Uuid,
-        priority: i32,
-        attempt: u32,
+        delivery: &Delivery,
         cancel: CancelSignal,
         worker: Option<Arc<WorkerScope>>,
     ) -> Self {
         TaskContext {
-            task_uuid: uuid,
+            task_uuid: delivery.uuid,
             inner: Arc::new(ContextInner {
                 app,
                 entry,
-                priority,
-                attempt,
+                priority: delivery.priority,
+                attempt: delivery.attempt,
                 cancel,
                 task_scope: TaskScope::default(),
                 worker,
                 metadata: std::sync::OnceLock::new(),
                 ended: std::sync::OnceLock::new(),
+                token: delivery.token,
+                progress: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -226,6 +234,49 @@ impl TaskContext {
         let reason = reason.into();
         let _ = self.inner.ended.set(Ending::Cancel(reason.clone()));
         TaskError::cancelled(reason)
+    }
+
+    /// Reports how far the task got (a number, a string, any serializable value): stored on
+    /// its record, where `app.get`, the CLI's `get` and the dashboard show it. Cheap to call
+    /// often: at most one write per task per 100 ms, the newest value winning, and the last
+    /// value is written before the attempt ends. A value that cannot be encoded is logged
+    /// and dropped; a backend that keeps no progress (PostgreSQL) logs it once.
+    pub fn progress(&self, value: impl serde::Serialize) {
+        match Payload::encode(&value) {
+            Ok(value) => self.progress_cell().offer(value),
+            Err(e) => {
+                tracing::warn!(task_name = self.task_name(), task_uuid = %self.task_uuid, error = %e, "the progress value cannot be encoded; it is not written")
+            }
+        }
+    }
+
+    /// This attempt's progress, made at the first report.
+    fn progress_cell(&self) -> &Arc<Progress> {
+        self.inner.progress.get_or_init(|| {
+            let broker = self.inner.app.backend().broker.clone();
+            let lease = Lease {
+                uuid: self.task_uuid,
+                token: self.inner.token,
+            };
+            let (task_name, warned) = (self.task_name(), Arc::new(AtomicBool::new(false)));
+            Progress::new(Arc::new(move |value: Payload| {
+                let (broker, warned) = (broker.clone(), warned.clone());
+                Box::pin(async move {
+                    if let Err(e) = broker.progress(lease, &value).await {
+                        if !warned.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(task_name, task_uuid = %lease.uuid, error = %e, "the task's progress is not kept");
+                        }
+                    }
+                })
+            }))
+        })
+    }
+
+    /// Writes the progress value still waiting for its turn (the attempt ends).
+    pub(crate) async fn flush_progress(&self) {
+        if let Some(progress) = self.inner.progress.get() {
+            progress.flush().await;
+        }
     }
 
     /// Puts the task back to run again in `delay` without spending an attempt, for an

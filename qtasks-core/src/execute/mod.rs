@@ -157,15 +157,7 @@ async fn run_task(
     let Some(entry) = app.task(&delivery.task_name) else {
         return unknown_task(app, delivery);
     };
-    let ctx = TaskContext::new(
-        app.clone(),
-        entry,
-        delivery.uuid,
-        delivery.priority,
-        delivery.attempt,
-        cancel,
-        Some(worker.clone()),
-    );
+    let ctx = TaskContext::new(app.clone(), entry, delivery, cancel, Some(worker.clone()));
     // Task-scoped dependencies are torn down when the last hold goes: this one, or that of
     // a sync body still on the blocking pool (a timed-out one). On abort, in the background.
     let task_scope = TaskScopeHold::new(&ctx);
@@ -174,6 +166,8 @@ async fn run_task(
     // The attempt, its `task_close` trigger and the scope's teardown, in the task's span.
     let stopped = in_span(&span, async {
         let stopped = guarded(&ctx, delivery.args.clone()).await;
+        // The last progress value counts, written before the attempt is acknowledged.
+        ctx.flush_progress().await;
         let plugins = &app.hooks().plugins;
         if !plugins.is_empty() {
             plugins.fire(&mut Trigger::TaskClose { ctx: &ctx }).await;

@@ -49,6 +49,11 @@ pub struct Task<R = Payload> {
     pub history: Vec<Attempt>,
     /// Extra fields (plugins, custom data).
     pub extra: BTreeMap<String, String>,
+    /// The newest progress the task reported while it ran
+    /// ([`TaskContext::progress`](crate::TaskContext::progress)), encoded; `None` when it
+    /// reported none (or its backend keeps none).
+    #[serde(default)]
+    pub progress: Option<Payload>,
     #[serde(skip)]
     pub(crate) app: Option<App>,
     /// Set by an enqueue that found another task holding the call's unique key.
@@ -89,6 +94,7 @@ impl<R> Task<R> {
             attempts: self.attempts,
             history: self.history,
             extra: self.extra,
+            progress: self.progress,
             app: self.app,
             existing: self.existing,
         }
@@ -118,6 +124,7 @@ impl Task<Payload> {
             attempts: 0,
             history: Vec::new(),
             extra: BTreeMap::new(),
+            progress: None,
             app: None,
             existing: false,
         }
@@ -175,6 +182,9 @@ impl<R: fmt::Debug> fmt::Debug for Task<R> {
         }
         if !self.extra.is_empty() {
             d.field("extra", &self.extra);
+        }
+        if let Some(progress) = &self.progress {
+            d.field("progress", progress);
         }
         d.finish()
     }

@@ -34,9 +34,10 @@ pub use flow::{
     cancel_frees_a_unique_key, claims_take_only_the_queues_served, concurrency_limit_holds_slots,
     concurrency_limit_per_key, debounce_takes_the_last_arguments,
     flow_control_is_refused_when_unsupported, later_does_not_spend_an_attempt,
-    pause_and_resume_a_queue, queues_by_weight_and_in_strict_order, rate_limit_per_key,
-    rate_limit_spaces_claims, throttle_drops_calls_within_its_window,
-    unique_for_holds_after_the_end, unique_key_returns_its_holder, unique_keys_in_one_batch,
+    pause_and_resume_a_queue, progress_is_kept_while_the_claim_is_current,
+    queues_by_weight_and_in_strict_order, rate_limit_per_key, rate_limit_spaces_claims,
+    throttle_drops_calls_within_its_window, unique_for_holds_after_the_end,
+    unique_key_returns_its_holder, unique_keys_in_one_batch,
 };
 mod inspect;
 pub use inspect::{

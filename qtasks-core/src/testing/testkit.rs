@@ -137,6 +137,26 @@ impl Broker for RecordingBroker {
     fn renew<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<Vec<Lease>>> {
         self.inner.renew(leases)
     }
+    fn claim_starting(
+        &self,
+        max: usize,
+        start: usize,
+    ) -> BoxFuture<'_, Result<(Vec<Delivery>, usize)>> {
+        self.inner.claim_starting(max, start)
+    }
+    fn set_limits(&self, limits: &[crate::control::TaskLimits]) -> Result<()> {
+        self.inner.set_limits(limits)
+    }
+    fn set_queues(&self, queues: &crate::control::QueueSelection) -> Result<()> {
+        self.inner.set_queues(queues)
+    }
+    fn progress<'a>(
+        &'a self,
+        lease: Lease,
+        value: &'a crate::task::payload::Payload,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.inner.progress(lease, value)
+    }
     fn cancel_requests(&self) -> Option<futures::stream::BoxStream<'static, CancelRequest>> {
         self.inner.cancel_requests()
     }

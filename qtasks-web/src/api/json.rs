@@ -26,6 +26,7 @@ pub(crate) fn task(t: &Task) -> Value {
         "traceback": t.traceback,
         "cancel_reason": t.cancel_reason,
         "attempts": t.attempts,
+        "progress": t.progress.as_ref().map(payload),
         "history": t.history.iter().map(|a| json!({
             "attempt": a.attempt,
             "worker": a.worker,

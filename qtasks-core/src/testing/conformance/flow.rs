@@ -16,7 +16,8 @@ use crate::control::{FlowKeys, QueueSelection, Rate, TaskLimits};
 use crate::task::payload::Payload;
 use crate::task::status::TaskStatus;
 
-/// Expands to one `#[tokio::test]` per flow-control case, like
+/// Expands to one `#[tokio::test]` per flow-control case (and the progress case, which the
+/// same backends pass), like
 /// [`conformance_tests!`](crate::conformance_tests).
 #[macro_export]
 macro_rules! conformance_flow_tests {
@@ -29,7 +30,7 @@ macro_rules! conformance_flow_tests {
             cancel_frees_a_unique_key, debounce_takes_the_last_arguments,
             throttle_drops_calls_within_its_window,
             concurrency_limit_holds_slots, concurrency_limit_per_key, rate_limit_spaces_claims,
-            rate_limit_per_key,
+            rate_limit_per_key, progress_is_kept_while_the_claim_is_current,
             later_does_not_spend_an_attempt, queues_by_weight_and_in_strict_order,
             claims_take_only_the_queues_served, pause_and_resume_a_queue);
     };
@@ -699,4 +700,48 @@ where
         .expect_err("a unique key is refused");
     assert!(err.to_string().contains("conf.refused"), "{err}");
     assert!(!exists(&backend, task.uuid).await, "nothing written");
+}
+
+/// A running task's progress is stored while its claim is current, read back with its record,
+/// and kept after it ended; a write under an ended claim changes nothing.
+pub async fn progress_is_kept_while_the_claim_is_current<F, Fut>(open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let backend = open(config()).await;
+    let t = new_task("conf.progress", 0);
+    enqueue(&backend, std::slice::from_ref(&t)).await;
+    let record = backend.storage.get(t.uuid).await.unwrap().expect("record");
+    assert_eq!(record.progress, None, "no progress before it ran");
+    let got = claim(&backend, 1).await;
+    let half = Payload::encode(&50).unwrap();
+    let stored = backend
+        .broker
+        .progress(got[0].lease(), &half)
+        .await
+        .expect("progress stored");
+    assert!(stored);
+    let record = backend.storage.get(t.uuid).await.unwrap().expect("record");
+    assert_eq!(record.progress, Some(half.clone()));
+    assert_eq!(record.status, TaskStatus::Process);
+    complete(
+        &backend,
+        &got[0],
+        Outcome::Success(Payload::encode(&1).unwrap()),
+    )
+    .await;
+    let late = Payload::encode(&99).unwrap();
+    let stored = backend
+        .broker
+        .progress(got[0].lease(), &late)
+        .await
+        .expect("progress call answered");
+    assert!(!stored, "the claim ended");
+    let record = backend.storage.get(t.uuid).await.unwrap().expect("record");
+    assert_eq!(
+        record.progress,
+        Some(half),
+        "the last progress of the run stays"
+    );
 }
