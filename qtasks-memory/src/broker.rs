@@ -32,7 +32,8 @@ impl MemoryBackend {
             // Paused: nothing is claimed until `set_paused` resumes (and wakes the claims).
             return (Vec::new(), None);
         }
-        let flow_on = self.flow_on.load(Ordering::Acquire);
+        // Whether any task name has a limit (then each claimed task asks the flow state).
+        let limited = self.limited.load(Ordering::Acquire);
         // Whether a debounced task ever moved its start (its earlier entries are then stale).
         let debouncing = self.debouncing.load(Ordering::Acquire);
         let now_wall = SystemTime::now();
@@ -84,17 +85,14 @@ impl MemoryBackend {
                         set_aside.push((slot.queue(), slot.priority, slot.seq, uuid));
                         return;
                     }
-                    if flow_on {
-                        let mut flow = self.flow.lock();
-                        if flow.limited() {
-                            if let Admit::Later(at) = flow.admit(uuid, slot.task_name.as_str(), now)
-                            {
-                                if let Some(at) = at {
-                                    next_permit = Some(next_permit.map_or(at, |n| n.min(at)));
-                                }
-                                set_aside.push((slot.queue(), slot.priority, slot.seq, uuid));
-                                return;
+                    if limited {
+                        let admit = self.flow.lock().admit(uuid, slot.task_name.as_str(), now);
+                        if let Admit::Later(at) = admit {
+                            if let Some(at) = at {
+                                next_permit = Some(next_permit.map_or(at, |n| n.min(at)));
                             }
+                            set_aside.push((slot.queue(), slot.priority, slot.seq, uuid));
+                            return;
                         }
                     }
                     slot.status = TaskStatus::Process;
@@ -322,6 +320,7 @@ impl Broker for MemoryBackend {
 
     fn set_limits(&self, limits: &[TaskLimits]) -> Result<()> {
         self.flow.lock().set_limits(limits);
+        self.limited.store(!limits.is_empty(), Ordering::Release);
         if !limits.is_empty() {
             self.flow_on.store(true, Ordering::Release);
         }

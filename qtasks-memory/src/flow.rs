@@ -57,11 +57,6 @@ impl Flow {
             .collect();
     }
 
-    /// Whether any limit is set.
-    pub(crate) fn limited(&self) -> bool {
-        !self.limits.is_empty()
-    }
-
     /// The task holding unique key `key`, if the key is taken.
     pub(crate) fn holder(&self, key: &str) -> Option<Uuid> {
         self.unique.get(key).copied()

@@ -72,6 +72,8 @@ pub struct MemoryBackend {
     flow_on: AtomicBool,
     /// Whether a debounced task ever moved its start (claims then skip stale entries).
     debouncing: AtomicBool,
+    /// Whether any task name has a concurrency or rate limit (`Broker::set_limits`).
+    limited: AtomicBool,
     /// The queues claims take from (`Broker::set_queues`).
     queues: Mutex<ClaimQueues>,
 }
@@ -106,6 +108,7 @@ impl MemoryBackend {
             flow: Mutex::new(Flow::default()),
             flow_on: AtomicBool::new(false),
             debouncing: AtomicBool::new(false),
+            limited: AtomicBool::new(false),
             queues: Mutex::new(ClaimQueues::default()),
         }
     }
