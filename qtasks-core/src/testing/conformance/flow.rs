@@ -36,15 +36,24 @@ macro_rules! conformance_flow_tests {
     };
 }
 
-fn flow(unique: Option<&str>, hold_after: Duration) -> Option<Box<FlowKeys>> {
-    Some(Box::new(FlowKeys {
-        unique: unique.map(str::to_string),
-        hold_after,
+/// Flow keys with nothing set, for `FlowKeys { unique: .., ..no_keys() }`.
+fn no_keys() -> FlowKeys {
+    FlowKeys {
+        unique: None,
+        hold_after: Duration::ZERO,
         debounce: None,
         throttle: None,
         concurrency_key: None,
         rate_key: None,
         queue: None,
+    }
+}
+
+fn flow(unique: Option<&str>, hold_after: Duration) -> Option<Box<FlowKeys>> {
+    Some(Box::new(FlowKeys {
+        unique: unique.map(str::to_string),
+        hold_after,
+        ..no_keys()
     }))
 }
 
@@ -236,12 +245,8 @@ where
         t.args = Payload::encode(&n).unwrap();
         t.flow = Some(Box::new(FlowKeys {
             unique: Some("conf.debounce\u{1f}".into()),
-            hold_after: Duration::ZERO,
             debounce: Some(debounce),
-            throttle: None,
-            concurrency_key: None,
-            rate_key: None,
-            queue: None,
+            ..no_keys()
         }));
         t.not_before = Some(SystemTime::now() + debounce);
         t
@@ -327,13 +332,8 @@ where
     let keyed = |key: &str| {
         let mut t = new_task("conf.key", 0);
         t.flow = Some(Box::new(FlowKeys {
-            unique: None,
-            hold_after: Duration::ZERO,
-            debounce: None,
-            throttle: None,
             concurrency_key: Some(key.into()),
-            rate_key: None,
-            queue: None,
+            ..no_keys()
         }));
         t
     };
@@ -424,13 +424,8 @@ where
 fn queued(name: &str, queue: &'static str) -> NewTask {
     let mut t = new_task(name, 0);
     t.flow = Some(Box::new(FlowKeys {
-        unique: None,
-        hold_after: Duration::ZERO,
-        debounce: None,
-        throttle: None,
-        concurrency_key: None,
-        rate_key: None,
         queue: Some(queue),
+        ..no_keys()
     }));
     t
 }
@@ -573,11 +568,8 @@ where
             unique: Some(format!("conf.throttle\u{1f}{}", window.as_millis())),
             // As `FlowKeys::of` makes it: held at least the window after the end.
             hold_after: window,
-            debounce: None,
             throttle: Some(window),
-            concurrency_key: None,
-            rate_key: None,
-            queue: None,
+            ..no_keys()
         }));
         t
     };
@@ -641,13 +633,8 @@ where
     let keyed = |key: &str| {
         let mut t = new_task("conf.rkey", 0);
         t.flow = Some(Box::new(FlowKeys {
-            unique: None,
-            hold_after: Duration::ZERO,
-            debounce: None,
-            throttle: None,
-            concurrency_key: None,
             rate_key: Some(key.into()),
-            queue: None,
+            ..no_keys()
         }));
         t
     };
