@@ -20,12 +20,13 @@ use common::postgres::connect;
 use common::DEADLINE;
 
 /// The versions of the migrations this qtasks has, oldest first.
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 6] = [
     "001_init",
     "002_uuid_first_key",
     "003_claim_starting",
     "004_unstarted_claims_are_not_attempts",
     "005_attempt_history_and_latency",
+    "006_progress",
 ];
 
 #[qtasks::task]
@@ -83,13 +84,13 @@ async fn migrate_brings_a_fresh_schema_up_to_date_and_starts_nothing() {
     assert_eq!(json["schema"], true);
     assert_eq!(json["version"], NAMES.len());
     assert_eq!(json["applied"], serde_json::json!(NAMES));
-    assert_eq!(versions(&url).await, [1, 2, 3, 4, 5]);
+    assert_eq!(versions(&url).await, [1, 2, 3, 4, 5, 6]);
 
     // The second time there is nothing to apply.
     let text = migrate(&url, "mig-fresh", false).await;
     assert_eq!(
         text.trim(),
-        "app mig-fresh: the schema is up to date (version 5)"
+        "app mig-fresh: the schema is up to date (version 6)"
     );
 
     // No worker ran: no heartbeat, nothing claimed.
@@ -133,9 +134,9 @@ async fn migrate_upgrades_version_1_and_keeps_queued_tasks() {
     assert_eq!(written, 1);
 
     let json: Value = serde_json::from_str(&migrate(&url, "mig-old", true).await).unwrap();
-    assert_eq!(json["version"], 5);
+    assert_eq!(json["version"], NAMES.len());
     assert_eq!(json["applied"], serde_json::json!(NAMES[1..]));
-    assert_eq!(versions(&url).await, [1, 2, 3, 4, 5]);
+    assert_eq!(versions(&url).await, [1, 2, 3, 4, 5, 6]);
     let key: String = client
         .query_one(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint \

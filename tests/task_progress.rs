@@ -1,6 +1,7 @@
 //! A running task's progress (`ctx.progress(value)`, issue 17 item 4): stored on its record,
 //! coalesced to one write per 100 ms, the last value written before the attempt ends, and
-//! read back with the record and by whoever waits, on the memory backend and on Redis.
+//! read back with the record and by whoever waits, on the memory, Redis and PostgreSQL
+//! backends.
 //! (That a running task's value is visible while it runs, and fenced by its claim, is the
 //! conformance case `progress_is_kept_while_the_claim_is_current`; the coalescing has a unit
 //! test in `qtasks-core/src/context/progress.rs`.)
@@ -50,6 +51,19 @@ async fn progress_on_redis() {
         return;
     };
     let app = common::builder(&format!("progress-redis-{}", std::process::id()))
+        .broker_url(url)
+        .build()
+        .unwrap();
+    last_progress_is_kept(&app).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_on_postgres() {
+    let Some(url) = common::postgres::test_url("progress").await else {
+        return;
+    };
+    let app = common::builder(&format!("progress-pg-{}", std::process::id()))
         .broker_url(url)
         .build()
         .unwrap();

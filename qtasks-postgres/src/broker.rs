@@ -446,6 +446,27 @@ impl Broker for PostgresBackend {
         })
     }
 
+    fn progress<'a>(
+        &'a self,
+        lease: Lease,
+        value: &'a qtasks_core::Payload,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let what = format!("storing the progress of task {}", lease.uuid);
+            let token = crate::record::token_sql(lease.token);
+            let value = value.as_bytes();
+            let rows = self
+                .query(
+                    "broker",
+                    &what,
+                    &self.sql.progress,
+                    &[&self.app, &lease.uuid, &token, &value],
+                )
+                .await?;
+            Ok(!rows.is_empty())
+        })
+    }
+
     fn requeue<'a>(&'a self, leases: &'a [Lease]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if leases.is_empty() {

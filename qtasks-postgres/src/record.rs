@@ -80,6 +80,8 @@ pub(crate) fn decode_record(row: &Row) -> Result<Task, String> {
             decode_attempt(attempt.parse().ok()?, run)
         })
         .collect();
+    let progress: Option<Vec<u8>> = row.try_get(13).map_err(field)?;
+    task.progress = progress.map(Payload::from_bytes);
     let dead: Option<String> = row.try_get(11).map_err(field)?;
     if let Some(reason) = dead {
         task.extra = BTreeMap::from([("dead_letter".to_string(), reason)]);

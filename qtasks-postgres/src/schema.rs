@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "005_attempt_history_and_latency",
         sql: include_str!("../sql/005_attempt_history_and_latency.sql"),
     },
+    Migration {
+        version: 6,
+        name: "006_progress",
+        sql: include_str!("../sql/006_progress.sql"),
+    },
 ];
 
 /// Brings `schema` (a checked plain identifier) up to the newest migration; says what it

@@ -41,11 +41,12 @@ pub(crate) struct Statements {
     pub(crate) resume: String,
     pub(crate) pauses: String,
     pub(crate) analyze: String,
+    pub(crate) progress: String,
 }
 
 /// The columns `get` and the dead-letter read, in the order `decode_record` expects.
 pub(crate) const RECORD_COLUMNS: &str = "uuid, name, status, priority, args, created_at, \
-    updated_at, result, traceback, cancel_reason, attempts, dead_reason, history";
+    updated_at, result, traceback, cancel_reason, attempts, dead_reason, history, progress";
 
 impl Statements {
     pub(crate) fn new(s: &str) -> Self {
@@ -126,6 +127,12 @@ impl Statements {
                  WHERE c.oid = '{s}.tasks'::regclass"
             ),
             analyze: format!("ANALYZE {s}.tasks"),
+            // A running task's progress, while its claim (token) is current.
+            progress: format!(
+                "UPDATE {s}.tasks SET progress = $4 \
+                 WHERE uuid = $2 AND app = $1 AND token = $3 AND status = 'process' \
+                 RETURNING uuid"
+            ),
             // Dead row versions far beyond what autovacuum lets stand (it is off on the server,
             // or behind): the reaper vacuums. Each task leaves about three dead versions.
             needs_vacuum: format!(

@@ -36,3 +36,12 @@ async fn flow_control_is_refused_when_unsupported() {
     }
     qtasks_core::testing::conformance::flow_control_is_refused_when_unsupported(open).await
 }
+
+/// Progress is kept on PostgreSQL too (migration 6), fenced by the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_kept_while_the_claim_is_current() {
+    if !testing::available() {
+        return;
+    }
+    qtasks_core::testing::conformance::progress_is_kept_while_the_claim_is_current(open).await
+}

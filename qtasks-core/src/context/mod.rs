@@ -240,7 +240,7 @@ impl TaskContext {
     /// its record, where `app.get`, the CLI's `get` and the dashboard show it. Cheap to call
     /// often: at most one write per task per 100 ms, the newest value winning, and the last
     /// value is written before the attempt ends. A value that cannot be encoded is logged
-    /// and dropped; a backend that keeps no progress (PostgreSQL) logs it once.
+    /// and dropped; a backend that keeps no progress logs it once.
     pub fn progress(&self, value: impl serde::Serialize) {
         match Payload::encode(&value) {
             Ok(value) => self.progress_cell().offer(value),
