@@ -118,8 +118,8 @@ fn app_name(test: &str) -> String {
 
 /// The behaviours both backends share, on an app built by the caller.
 async fn unique_and_debounce(app: &App) {
-    let worker = app.spawn_worker();
-    // Unique by order id: a second charge of order 7 returns the first.
+    // Unique by order id: a second charge of order 7 returns the first (queued: no worker
+    // runs yet, so the first cannot have finished and freed its key in between).
     let first = charge.call(7, 100).on(app).add_task().await.unwrap();
     assert!(!first.is_existing());
     let second = charge.call(7, 999).on(app).add_task().await.unwrap();
@@ -130,6 +130,7 @@ async fn unique_and_debounce(app: &App) {
     assert_eq!(second.uuid, first.uuid);
     let other = charge.call(8, 5).on(app).add_task().await.unwrap();
     assert_ne!(other.uuid, first.uuid, "order 8 has a key of its own");
+    let worker = app.spawn_worker();
     let done = first.wait(DEADLINE).await.unwrap();
     assert_eq!(done.returning, Some(100), "the first call's arguments ran");
     // Free again once it finished.
