@@ -138,6 +138,11 @@ async fn complete(backend: &Backend, delivery: &Delivery, outcome: Outcome) -> V
         .expect("complete succeeded")
 }
 
+/// The uuids of claimed tasks, in claim order.
+fn claimed_uuids(deliveries: &[Delivery]) -> Vec<Uuid> {
+    deliveries.iter().map(|d| d.uuid).collect()
+}
+
 async fn status(backend: &Backend, uuid: Uuid) -> TaskStatus {
     backend
         .storage
@@ -530,10 +535,7 @@ where
     assert_eq!(got.status, TaskStatus::Cancel);
     assert_eq!(got.cancel_reason.as_deref(), Some("changed my mind"));
     let claimed = claim(&backend, 10).await;
-    assert_eq!(
-        claimed.iter().map(|d| d.uuid).collect::<Vec<_>>(),
-        vec![other.uuid]
-    );
+    assert_eq!(claimed_uuids(&claimed), vec![other.uuid]);
     assert_nothing_claimable(&backend).await;
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use uuid::Uuid;
 
-use super::{assert_nothing_claimable, claim, complete, config, new_task, status};
+use super::{assert_nothing_claimable, claim, claimed_uuids, complete, config, new_task, status};
 use crate::app::config::Config;
 use crate::backend::inspect::PauseTarget;
 use crate::backend::{Backend, Existing, NewTask, Outcome};
@@ -228,7 +228,7 @@ where
         .await
         .is_empty());
     let got = claim(&backend, 10).await;
-    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [again.uuid]);
+    assert_eq!(claimed_uuids(&got), [again.uuid]);
 }
 
 /// Debounce: each enqueue gives the pending task its arguments and moves its start; it runs
@@ -340,7 +340,7 @@ where
     let tasks = [keyed("a"), keyed("a"), keyed("b"), keyed("a")];
     enqueue(&backend, &tasks).await;
     let got = claim(&backend, 10).await;
-    let mut uuids: Vec<Uuid> = got.iter().map(|d| d.uuid).collect();
+    let mut uuids = claimed_uuids(&got);
     uuids.sort();
     let mut expected = vec![tasks[0].uuid, tasks[2].uuid];
     expected.sort();
@@ -349,7 +349,7 @@ where
     complete(&backend, a, Outcome::Success(Payload::encode(&1).unwrap())).await;
     let next = claim(&backend, 10).await;
     assert_eq!(
-        next.iter().map(|d| d.uuid).collect::<Vec<_>>(),
+        claimed_uuids(&next),
         [tasks[1].uuid],
         "key a's next task, in order"
     );
@@ -490,7 +490,7 @@ where
     enqueue(&backend, std::slice::from_ref(&plain)).await;
     enqueue(&backend, std::slice::from_ref(&mail)).await;
     let got = claim(&backend, 10).await;
-    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [mail.uuid]);
+    assert_eq!(claimed_uuids(&got), [mail.uuid]);
     // A retry comes back to its queue.
     complete(
         &backend,
@@ -502,17 +502,14 @@ where
     )
     .await;
     let again = claim(&backend, 10).await;
-    assert_eq!(
-        again.iter().map(|d| d.uuid).collect::<Vec<_>>(),
-        [mail.uuid]
-    );
+    assert_eq!(claimed_uuids(&again), [mail.uuid]);
     assert_nothing_claimable(&backend).await;
     backend
         .broker
         .set_queues(&select("default"))
         .expect("queues set");
     let got = claim(&backend, 10).await;
-    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [plain.uuid]);
+    assert_eq!(claimed_uuids(&got), [plain.uuid]);
 }
 
 /// Pausing a queue stops its claims (enqueues go on); resuming lets them go on.
@@ -543,7 +540,7 @@ where
     let plain = new_task("conf.plain", 0);
     enqueue(&backend, &[mail.clone(), plain.clone()]).await;
     let got = claim(&backend, 10).await;
-    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [plain.uuid]);
+    assert_eq!(claimed_uuids(&got), [plain.uuid]);
     assert_nothing_claimable(&backend).await;
     backend
         .broker
@@ -551,7 +548,7 @@ where
         .await
         .expect("resumed");
     let got = claim(&backend, 10).await;
-    assert_eq!(got.iter().map(|d| d.uuid).collect::<Vec<_>>(), [mail.uuid]);
+    assert_eq!(claimed_uuids(&got), [mail.uuid]);
 }
 
 /// Throttle: within the window from the holder's enqueue, an enqueue with the key returns the
@@ -645,7 +642,7 @@ where
         .collect();
     enqueue(&backend, &tasks).await;
     let got = claim(&backend, 10).await;
-    let mut uuids: Vec<Uuid> = got.iter().map(|d| d.uuid).collect();
+    let mut uuids = claimed_uuids(&got);
     uuids.sort();
     let mut expected = vec![tasks[0].uuid, tasks[1].uuid, tasks[3].uuid, tasks[4].uuid];
     expected.sort();

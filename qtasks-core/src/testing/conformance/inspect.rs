@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
-use super::{assert_nothing_claimable, claim, complete, config, enqueue_one, new_task, status};
+use super::{
+    assert_nothing_claimable, claim, claimed_uuids, complete, config, enqueue_one, new_task, status,
+};
 use crate::app::config::Config;
 use crate::backend::inspect::{Cursor, PauseTarget, Purge, TaskQuery};
 use crate::backend::{AttemptRun, Backend, Completion, DeadLetterReason, Outcome};
@@ -318,10 +320,7 @@ where
     let held = enqueue_one(&backend, "held", 0).await;
     let free = enqueue_one(&backend, "free", 1).await;
     let got = claim(&backend, 10).await;
-    assert_eq!(
-        got.iter().map(|d| d.uuid).collect::<Vec<_>>(),
-        vec![free.uuid]
-    );
+    assert_eq!(claimed_uuids(&got), vec![free.uuid]);
     assert_nothing_claimable(&backend).await;
     assert_eq!(status(&backend, held.uuid).await, TaskStatus::New);
     backend.broker.set_paused(&paused, false).await.unwrap();
